@@ -1,0 +1,63 @@
+# proxyshim — no configure step. Users' CFLAGS/LDFLAGS are added to ours, never replace them.
+CC      ?= cc
+PREFIX  ?= /usr/local
+BUILD   ?= build
+CFLAGS  ?= -O2 -g
+PS_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(CFLAGS)
+SO_FLAGS = -shared -fvisibility=hidden -Wl,-z,relro,-z,now,-z,noexecstack,-z,defs
+
+# Pure code: linked into the library and directly into the unit tests.
+PURE_SRC = shim/addr.c shim/pp_parse.c shim/pp_build.c shim/crc32c.c shim/cidr.c \
+           shim/config.c
+# Code that interposes libc: only in the library.
+HOOK_SRC = shim/log.c shim/real.c shim/fdtable.c shim/consume.c shim/accept.c \
+           shim/hooks_recv.c shim/init.c
+LIB_SRC  = $(PURE_SRC) $(HOOK_SRC)
+HDRS     = $(wildcard shim/*.h)
+
+UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/check_*.c))
+HELPERS    = $(patsubst tests/helpers/%.c,$(BUILD)/%,$(wildcard tests/helpers/*.c))
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
+
+.PHONY: all test deps check-unit check-integration sanitize clean
+all: $(BUILD)/libproxyshim.so $(HELPERS)
+
+$(BUILD)/libproxyshim.so: $(LIB_SRC) $(HDRS) shim/exports.map
+	@mkdir -p $(@D)
+	$(CC) $(PS_CFLAGS) $(SO_FLAGS) -Wl,--version-script=shim/exports.map \
+	  -Wl,-soname,libproxyshim.so -o $@ $(LIB_SRC) -ldl $(LDFLAGS)
+
+$(BUILD)/%: tests/helpers/%.c
+	@mkdir -p $(@D)
+	$(CC) $(PS_CFLAGS) -o $@ $< -lpthread $(LDFLAGS)
+
+$(BUILD)/unit/%: tests/unit/%.c $(PURE_SRC) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(PS_CFLAGS) -Ishim -o $@ $< $(PURE_SRC) $(CHECK_LIBS) $(LDFLAGS)
+
+# Installs missing build and test dependencies (Debian), then builds and runs everything.
+test: deps
+	$(MAKE) all check-unit check-integration
+
+deps:
+	@scripts/install-deps
+
+check-unit: $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+
+check-integration: all
+	PS_BUILD=$(abspath $(BUILD)) bats tests/integration
+
+# The whole suite again with ASan+UBSan in the library and the test programs. The
+# ASan runtime must come first in LD_PRELOAD (tests/integration/helpers.bash does it).
+SAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+sanitize: deps
+	$(MAKE) BUILD=$(BUILD)/san CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" \
+	  SO_FLAGS="-shared -fvisibility=hidden -Wl,-z,relro,-z,now,-z,noexecstack" \
+	  all check-unit
+	PS_BUILD=$(abspath $(BUILD))/san PS_ASAN_RUNTIME=$$($(CC) -print-file-name=libasan.so) \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  bats tests/integration
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,144 @@
+/* accept → trust → peek/wait/parse → consume → record: the one receiving path. */
+#include "consume.h"
+#include "log.h"
+#include "real.h"
+#include "shim.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+
+/* Decides once per listening socket whether the shim applies to it: TCP over IPv4 or
+ * IPv6 on a selected local port. The answer is kept in the fd table. */
+static bool selected(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct ps_addr local;
+	int proto = 0;
+	socklen_t pl = sizeof(proto);
+	if (ps_fd_get(lfd, li) && li->kind == PS_FD_LISTENER)
+		return li->selected;
+	if (real_getsockname(lfd, (struct sockaddr *)&ss, &sl) < 0)
+		return false;  /* not a socket: the real accept reports it */
+	memset(li, 0, sizeof(*li));
+	li->kind = PS_FD_LISTENER;
+	if (ps_addr_from_sockaddr(&local, (struct sockaddr *)&ss, sl) == 0 &&
+	    getsockopt(lfd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) == 0 &&
+	    proto == IPPROTO_TCP) {
+		li->family = local.family;
+		li->selected = ps_portset_has(&c->ports, local.port);
+	}
+	ps_fd_set(lfd, li);
+	return li->selected;
+}
+
+static int drop(int fd)
+{
+	ps_fd_clear((unsigned)fd, (unsigned)fd);
+	real_close(fd);
+	return -1;
+}
+
+/* Handles a connection just accepted from peer: 0 to hand it over (ss then holds the
+ * address to report), -1 when it was closed. room is the caller's address buffer size
+ * (0 for none). */
+static int admit(int fd, const struct ps_config *c, const struct ps_fdinfo *li,
+		 struct sockaddr_storage *ss, socklen_t *sl, socklen_t room)
+{
+	struct ps_addr peer;
+	struct pp_header h;
+	const char *why = NULL;
+	char pa[PS_ADDR_STRLEN], ca[PS_ADDR_STRLEN];
+	ps_fd_clear((unsigned)fd, (unsigned)fd);  /* a new socket: any entry is stale */
+	if (ps_addr_from_sockaddr(&peer, (struct sockaddr *)ss, *sl) < 0)
+		return 0;
+	ps_addr_format(&peer, pa, sizeof(pa));
+	if (!ps_netlist_match(&c->trusted, &peer)) {
+		if (c->untrusted == PS_UNTRUSTED_PASS)
+			return 0;
+		ps_log(PS_LOG_DEBUG, "untrusted %s: connection closed", pa);
+		return drop(fd);
+	}
+	switch (ps_take_header(fd, c, &h, &why)) {
+	case PS_TAKE_NONE:
+		ps_log(PS_LOG_DEBUG, "proxy %s: no header, handed over as is", pa);
+		return 0;
+	case PS_TAKE_BAD:
+		ps_log_limited("proxy %s: %s; connection closed", pa, why);
+		return drop(fd);
+	case PS_TAKE_OK:
+		break;
+	}
+	if (!h.has_addrs) {
+		ps_log(PS_LOG_DEBUG, "proxy %s: header without addresses, real ones kept", pa);
+		return 0;
+	}
+	ps_addr_format(&h.src, ca, sizeof(ca));
+	if (li->family == AF_INET && h.src.family == AF_INET6 && !ps_ip_is_v4mapped(h.src.ip) &&
+	    room && room < sizeof(struct sockaddr_in6)) {
+		ps_log_limited("proxy %s: client %s is IPv6 but the application's buffer holds "
+			       "only IPv4; connection closed", pa, ca);
+		return drop(fd);
+	}
+	struct ps_fdinfo ci = {.kind = PS_FD_CONN, .family = li->family,
+			       .cookie = ps_fd_cookie(fd), .peer = h.src, .local = h.dst};
+	if (!ci.cookie || !ps_fd_set(fd, &ci)) {
+		ps_log_limited("proxy %s: cannot record client %s for fd %d; connection closed",
+			       pa, ca, fd);
+		return drop(fd);
+	}
+	*sl = ps_addr_to_sockaddr(&h.src, li->family, ss);
+	ps_log(PS_LOG_INFO, "proxy %s -> client %s", pa, ca);
+	return 0;
+}
+
+/* Kernel semantics: copy what fits, report the full length. */
+static void copy_out(struct sockaddr *addr, socklen_t *alen,
+		     const struct sockaddr_storage *ss, socklen_t len)
+{
+	memcpy(addr, ss, *alen < len ? *alen : len);
+	*alen = len;
+}
+
+int ps_report(struct sockaddr *addr, socklen_t *alen, const struct ps_addr *a,
+	      int sock_family)
+{
+	struct sockaddr_storage ss;
+	copy_out(addr, alen, &ss, ps_addr_to_sockaddr(a, sock_family, &ss));
+	return 0;
+}
+
+int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
+{
+	const struct ps_config *c = ps_active();
+	struct ps_fdinfo li;
+	int saved = errno;
+	if (!c || (addr && !alen) || !selected(lfd, c, &li)) {
+		errno = saved;
+		return real_accept4(lfd, addr, alen, flags);
+	}
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = real_accept4(lfd, (struct sockaddr *)&ss, &sl, flags);
+		if (fd < 0)
+			return fd;
+		if (admit(fd, c, &li, &ss, &sl, addr ? *alen : 0) < 0)
+			continue;  /* closed: a blocking accept waits for the next one */
+		if (addr)
+			copy_out(addr, alen, &ss, sl);
+		errno = saved;
+		return fd;
+	}
+}
+
+bool ps_conn(int fd, struct ps_fdinfo *ci)
+{
+	if (!ps_fd_get(fd, ci) || ci->kind != PS_FD_CONN)
+		return false;
+	if (ps_fd_cookie(fd) == ci->cookie)
+		return true;
+	ps_fd_clear((unsigned)fd, (unsigned)fd);  /* fd number reused behind our back */
+	return false;
+}

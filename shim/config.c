@@ -1,0 +1,120 @@
+/* Receiving-side configuration from PROXYSHIM_* variables. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Writes `NAME: "value": reason` into err and returns -1. */
+static int fail(char *err, size_t errlen, const char *name, const char *val,
+		const char *reason)
+{
+	snprintf(err, errlen, "%s: \"%s\": %s", name, val, reason);
+	return -1;
+}
+
+/* Index of the variable's value in a NULL-terminated word list, def when unset, -1
+ * with the message in err if it is none of them. */
+static int pick(ps_getenv_fn get, const char *name, const char *const words[], int def,
+		char *err, size_t errlen)
+{
+	char reason[128] = "must be one of:";
+	const char *val = get(name);
+	if (!val)
+		return def;
+	for (int i = 0; words[i]; i++) {
+		if (!strcmp(val, words[i]))
+			return i;
+		strncat(reason, i ? ", " : " ", sizeof(reason) - strlen(reason) - 1);
+		strncat(reason, words[i], sizeof(reason) - strlen(reason) - 1);
+	}
+	return fail(err, errlen, name, val, reason);
+}
+
+static int parse_timeout(struct ps_config *c, ps_getenv_fn get, char *err, size_t errlen)
+{
+	const char *val = get("PROXYSHIM_TIMEOUT_MS");
+	unsigned long v = 0;
+	c->timeout_ms = 3000;
+	if (!val)
+		return 0;
+	for (const char *p = val; *p; p++) {
+		if (*p < '0' || *p > '9' || (v = v * 10 + (unsigned long)(*p - '0')) > 600000)
+			return fail(err, errlen, "PROXYSHIM_TIMEOUT_MS", val,
+				    "must be a whole number of milliseconds, 1..600000");
+	}
+	if (!*val || v == 0)
+		return fail(err, errlen, "PROXYSHIM_TIMEOUT_MS", val,
+			    "must be a whole number of milliseconds, 1..600000");
+	c->timeout_ms = (unsigned)v;
+	return 0;
+}
+
+static int parse_log(struct ps_config *c, ps_getenv_fn get, char *err, size_t errlen)
+{
+	const char *val = get("PROXYSHIM_LOG");
+	c->log_target = PS_LOG_STDERR;
+	if (!val || !strcmp(val, "stderr"))
+		return 0;
+	if (!strcmp(val, "syslog")) {
+		c->log_target = PS_LOG_SYSLOG;
+		return 0;
+	}
+	if (val[0] != '/' || strlen(val) >= sizeof(c->log_path))
+		return fail(err, errlen, "PROXYSHIM_LOG", val,
+			    "must be stderr, syslog or an absolute file path");
+	c->log_target = PS_LOG_FILE;
+	strcpy(c->log_path, val);
+	return 0;
+}
+
+/* A list variable: unset leaves the default; a parse error names variable and value. */
+static int parse_list(ps_getenv_fn get, const char *name, void *out,
+		      int (*parse)(void *, const char *, char *, size_t), char *err,
+		      size_t errlen)
+{
+	char reason[200];
+	const char *val = get(name);
+	if (!val)
+		return 0;
+	if (!*val)
+		return fail(err, errlen, name, val, "empty list");
+	if (parse(out, val, reason, sizeof(reason)))
+		return fail(err, errlen, name, val, reason);
+	return 0;
+}
+
+static int netlist_parse(void *l, const char *s, char *err, size_t errlen)
+{
+	return ps_netlist_parse(l, s, err, errlen);
+}
+
+static int portset_parse(void *p, const char *s, char *err, size_t errlen)
+{
+	return ps_portset_parse(p, s, err, errlen);
+}
+
+int ps_config_parse(struct ps_config *c, ps_getenv_fn get, char *err, size_t errlen)
+{
+	static const char *const policy[] = {"require", "optional", NULL};
+	static const char *const untrusted[] = {"pass", "reject", NULL};
+	static const char *const local[] = {"real", "header", NULL};
+	/* In enum ps_log_level order. */
+	static const char *const level[] = {"error", "warn", "info", "debug", NULL};
+	int p, u, l, v;
+	memset(c, 0, sizeof(*c));
+	c->ports.all = true;
+	c->active = get("PROXYSHIM_TRUSTED") != NULL;
+	if (parse_list(get, "PROXYSHIM_TRUSTED", &c->trusted, netlist_parse, err, errlen) ||
+	    parse_list(get, "PROXYSHIM_PORTS", &c->ports, portset_parse, err, errlen) ||
+	    (p = pick(get, "PROXYSHIM_POLICY", policy, 0, err, errlen)) < 0 ||
+	    (u = pick(get, "PROXYSHIM_UNTRUSTED", untrusted, 0, err, errlen)) < 0 ||
+	    (l = pick(get, "PROXYSHIM_LOCAL", local, 0, err, errlen)) < 0 ||
+	    (v = pick(get, "PROXYSHIM_LOG_LEVEL", level, PS_LOG_WARN, err, errlen)) < 0 ||
+	    parse_timeout(c, get, err, errlen) || parse_log(c, get, err, errlen))
+		return -1;
+	c->policy = p ? PS_POLICY_OPTIONAL : PS_POLICY_REQUIRE;
+	c->untrusted = u ? PS_UNTRUSTED_REJECT : PS_UNTRUSTED_PASS;
+	c->local = l ? PS_LOCAL_HEADER : PS_LOCAL_REAL;
+	c->log_level = (enum ps_log_level)v;
+	return 0;
+}

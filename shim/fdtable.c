@@ -1,0 +1,121 @@
+#include "fdtable.h"
+
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#define LEAF_BITS 10
+#define LEAF_SIZE (1u << LEAF_BITS)
+#define WORDS (sizeof(struct ps_fdinfo) / sizeof(uint64_t))
+
+_Static_assert(sizeof(struct ps_fdinfo) % sizeof(uint64_t) == 0, "entry is whole words");
+
+struct slot {
+	_Atomic uint32_t seq;  /* odd while a writer is inside */
+	_Atomic uint64_t w[WORDS];
+};
+
+_Static_assert(sizeof(struct slot) <= 64, "a slot fits a cache line");
+
+static struct slot *_Atomic top[PS_FD_LIMIT / LEAF_SIZE];
+
+static struct slot *slot_of(int fd, bool create)
+{
+	if (fd < 0 || (unsigned)fd >= PS_FD_LIMIT)
+		return NULL;
+	struct slot *leaf = atomic_load_explicit(&top[fd >> LEAF_BITS], memory_order_acquire);
+	if (!leaf && create) {
+		/* mmap, not malloc: safe in a signal handler and across fork. */
+		void *m = mmap(NULL, LEAF_SIZE * sizeof(struct slot), PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED)
+			return NULL;
+		struct slot *fresh = m;
+		if (atomic_compare_exchange_strong(&top[fd >> LEAF_BITS], &leaf, fresh))
+			leaf = fresh;
+		else
+			munmap(m, LEAF_SIZE * sizeof(struct slot));
+	}
+	return leaf ? &leaf[fd & (LEAF_SIZE - 1)] : NULL;
+}
+
+static void write_slot(struct slot *s, const struct ps_fdinfo *info)
+{
+	uint64_t w[WORDS];
+	uint32_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+	do {
+		while (seq & 1)
+			seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+	} while (!atomic_compare_exchange_weak_explicit(&s->seq, &seq, seq + 1,
+							memory_order_acquire,
+							memory_order_relaxed));
+	atomic_thread_fence(memory_order_release);
+	memcpy(w, info, sizeof(w));
+	for (size_t i = 0; i < WORDS; i++)
+		atomic_store_explicit(&s->w[i], w[i], memory_order_relaxed);
+	atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
+}
+
+static void read_slot(struct slot *s, struct ps_fdinfo *out)
+{
+	uint64_t w[WORDS];
+	uint32_t before, after;
+	do {
+		before = atomic_load_explicit(&s->seq, memory_order_acquire);
+		for (size_t i = 0; i < WORDS; i++)
+			w[i] = atomic_load_explicit(&s->w[i], memory_order_relaxed);
+		atomic_thread_fence(memory_order_acquire);
+		after = atomic_load_explicit(&s->seq, memory_order_relaxed);
+	} while ((before & 1) || before != after);
+	memcpy(out, w, sizeof(w));
+}
+
+bool ps_fd_get(int fd, struct ps_fdinfo *out)
+{
+	struct slot *s = slot_of(fd, false);
+	memset(out, 0, sizeof(*out));
+	if (s)
+		read_slot(s, out);
+	return out->kind != PS_FD_NONE;
+}
+
+bool ps_fd_set(int fd, const struct ps_fdinfo *info)
+{
+	struct slot *s = slot_of(fd, true);
+	if (s)
+		write_slot(s, info);
+	return s != NULL;
+}
+
+void ps_fd_clear(unsigned first, unsigned last)
+{
+	static const struct ps_fdinfo none;
+	if (last >= PS_FD_LIMIT)
+		last = PS_FD_LIMIT - 1;
+	for (unsigned fd = first; fd <= last && fd >= first; fd++) {
+		struct slot *s = slot_of((int)fd, false);
+		if (!s) {  /* no leaf: skip to the next one */
+			fd |= LEAF_SIZE - 1;
+			continue;
+		}
+		if (atomic_load_explicit(&s->w[0], memory_order_relaxed))
+			write_slot(s, &none);
+	}
+}
+
+void ps_fd_copy(int from, int to)
+{
+	struct ps_fdinfo info;
+	if (ps_fd_get(from, &info) || ps_fd_get(to, &(struct ps_fdinfo){0}))
+		ps_fd_set(to, &info);
+}
+
+uint64_t ps_fd_cookie(int fd)
+{
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) < 0)
+		return 0;
+	return cookie;
+}

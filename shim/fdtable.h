@@ -1,0 +1,46 @@
+/* Per-descriptor state, indexed by fd: a static top level of pointers to leaves
+ * mapped on demand and published with compare-and-swap. Each slot is a seqlock over
+ * a 64-byte entry: readers never block, writers to one fd exclude each other only.
+ * An untracked fd costs one load and a NULL test. */
+#ifndef PS_FDTABLE_H
+#define PS_FDTABLE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "addr.h"
+
+enum ps_fd_kind {
+	PS_FD_NONE = 0,
+	PS_FD_LISTENER,  /* a listening socket whose selection has been decided */
+	PS_FD_CONN,      /* a connection whose header named the original endpoints */
+};
+
+struct ps_fdinfo {
+	uint8_t kind;        /* enum ps_fd_kind */
+	uint8_t selected;    /* LISTENER: the shim applies to its connections */
+	uint16_t family;     /* the socket's own family (AF_INET/AF_INET6) */
+	uint32_t pad;
+	uint64_t cookie;     /* CONN: SO_COOKIE of the socket, its identity */
+	struct ps_addr peer; /* CONN: original client (header source) */
+	struct ps_addr local;/* CONN: header destination */
+};
+
+/* Highest fd + 1 the table can hold. */
+#define PS_FD_LIMIT (1u << 24)
+
+/* Snapshot of fd's entry; false (and kind NONE) when nothing is recorded. */
+bool ps_fd_get(int fd, struct ps_fdinfo *out);
+
+/* Records info for fd; false if fd is beyond the table or memory for it is lacking. */
+bool ps_fd_set(int fd, const struct ps_fdinfo *info);
+
+/* Forgets fds first..last (inclusive). */
+void ps_fd_clear(unsigned first, unsigned last);
+
+/* After fd 'to' became a copy of 'from' (dup family): to gets from's entry. */
+void ps_fd_copy(int from, int to);
+
+/* SO_COOKIE of a socket, 0 if it has none. */
+uint64_t ps_fd_cookie(int fd);
+
+#endif

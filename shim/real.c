@@ -1,0 +1,57 @@
+/* Resolution of the next definition of every interposed symbol. */
+#include "real.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+
+struct ps_real ps_real;
+
+static void die(const char *fmt, const char *name)
+{
+	char msg[200];
+	int n = snprintf(msg, sizeof(msg), fmt, name);
+	if (write(2, msg, (size_t)n) < 0) {}
+	_exit(1);
+}
+
+static const char *base(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
+static void *next(const char *name, int required)
+{
+	void *p = dlsym(RTLD_NEXT, name);
+	Dl_info mine, theirs;
+	/* The next definition living in a library of our own name: a second copy of the
+	 * shim is loaded, and calling it would apply the shim twice. */
+	if (p && dladdr(p, &theirs) && dladdr((void *)ps_real_resolve, &mine) &&
+	    theirs.dli_fname && mine.dli_fname &&
+	    !strcmp(base(theirs.dli_fname), base(mine.dli_fname)))
+		die("proxyshim: %s resolves to a second copy of the shim "
+		    "(preloaded twice?)\n", name);
+	if (!p && required)
+		die("proxyshim: libc has no %s\n", name);
+	return p;
+}
+
+#define RESOLVE(fn, required) \
+	__atomic_store_n(&ps_real.fn, (__typeof__(ps_real.fn))next(#fn, required), __ATOMIC_RELEASE)
+
+void ps_real_resolve(void)
+{
+	RESOLVE(accept4, 1);
+	RESOLVE(getpeername, 1);
+	RESOLVE(getsockname, 1);
+	RESOLVE(close, 1);
+	RESOLVE(dup, 1);
+	RESOLVE(dup2, 1);
+	RESOLVE(dup3, 1);
+	RESOLVE(fcntl, 1);
+	RESOLVE(fcntl64, 0);      /* glibc >= 2.28 */
+	RESOLVE(close_range, 0);  /* glibc >= 2.34 */
+	RESOLVE(closefrom, 0);
+	RESOLVE(recv, 1);
+}

@@ -1,0 +1,72 @@
+/* The libc functions the shim interposes, resolved once with dlsym(RTLD_NEXT).
+ * Until they are (another library's constructor can call us first), the real_*
+ * wrappers fall back to the raw system call: no malloc, no lock, signal-safe. */
+#ifndef PS_REAL_H
+#define PS_REAL_H
+
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+struct ps_real {
+	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+	int (*getpeername)(int, struct sockaddr *, socklen_t *);
+	int (*getsockname)(int, struct sockaddr *, socklen_t *);
+	int (*close)(int);
+	int (*dup)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	int (*fcntl)(int, int, ...);
+	int (*fcntl64)(int, int, ...);
+	int (*close_range)(unsigned, unsigned, int);
+	void (*closefrom)(int);
+	ssize_t (*recv)(int, void *, size_t, int);
+};
+
+extern struct ps_real ps_real;
+
+/* Resolves every pointer; a hook resolving to itself (library loaded twice) is fatal. */
+void ps_real_resolve(void);
+
+#define PS_REAL_OR_SYS(fn, sys, ...) \
+	(ps_real.fn ? ps_real.fn(__VA_ARGS__) : (__typeof__(ps_real.fn(__VA_ARGS__)))syscall(sys, __VA_ARGS__))
+
+static inline int real_accept4(int fd, struct sockaddr *a, socklen_t *l, int flags)
+{
+	return PS_REAL_OR_SYS(accept4, SYS_accept4, fd, a, l, flags);
+}
+static inline int real_getpeername(int fd, struct sockaddr *a, socklen_t *l)
+{
+	return PS_REAL_OR_SYS(getpeername, SYS_getpeername, fd, a, l);
+}
+static inline int real_getsockname(int fd, struct sockaddr *a, socklen_t *l)
+{
+	return PS_REAL_OR_SYS(getsockname, SYS_getsockname, fd, a, l);
+}
+static inline int real_close(int fd)
+{
+	return PS_REAL_OR_SYS(close, SYS_close, fd);
+}
+static inline int real_dup(int fd)
+{
+	return PS_REAL_OR_SYS(dup, SYS_dup, fd);
+}
+static inline int real_dup2(int fd, int to)
+{
+	return PS_REAL_OR_SYS(dup2, SYS_dup2, fd, to);
+}
+static inline int real_dup3(int fd, int to, int flags)
+{
+	return PS_REAL_OR_SYS(dup3, SYS_dup3, fd, to, flags);
+}
+static inline int real_close_range(unsigned first, unsigned last, int flags)
+{
+	return PS_REAL_OR_SYS(close_range, SYS_close_range, first, last, flags);
+}
+static inline ssize_t real_recv(int fd, void *buf, size_t n, int flags)
+{
+	return ps_real.recv ? ps_real.recv(fd, buf, n, flags)
+			    : syscall(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
+}
+
+#endif

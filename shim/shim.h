@@ -1,0 +1,30 @@
+/* The receiving mechanism shared by the interposers (hooks_recv.c). */
+#ifndef PS_SHIM_H
+#define PS_SHIM_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+#include "config.h"
+#include "fdtable.h"
+
+#define PS_EXPORT __attribute__((visibility("default")))
+
+/* The configuration once the constructor has run and PROXYSHIM_TRUSTED is set; NULL
+ * while the shim is inert. */
+const struct ps_config *ps_active(void);
+
+/* accept()/accept4(): the real accept, then the header of a trusted connection is
+ * consumed and the original client written to addr. Bad connections are closed and
+ * the next one accepted. */
+int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags);
+
+/* fd's connection entry if it holds one and fd is still that socket (SO_COOKIE);
+ * a stale entry is dropped. */
+bool ps_conn(int fd, struct ps_fdinfo *ci);
+
+/* Writes a into addr as the kernel would: truncated to *alen, *alen set to the full
+ * length, in the form a socket of family sock_family reports. Returns 0. */
+int ps_report(struct sockaddr *addr, socklen_t *alen, const struct ps_addr *a,
+	      int sock_family);
+
+#endif
