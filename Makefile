@@ -16,7 +16,8 @@ LIB_SRC  = $(PURE_SRC) $(HOOK_SRC)
 HDRS     = $(wildcard shim/*.h)
 
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/check_*.c))
-HELPERS    = $(patsubst tests/helpers/%.c,$(BUILD)/%,$(wildcard tests/helpers/*.c))
+HELPERS    = $(patsubst tests/helpers/%.c,$(BUILD)/%,$(wildcard tests/helpers/*.c)) \
+             $(patsubst tests/helpers/preload/%.c,$(BUILD)/%.so,$(wildcard tests/helpers/preload/*.c))
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
 .PHONY: all test deps check-unit check-integration sanitize clean
@@ -30,6 +31,10 @@ $(BUILD)/libproxyshim.so: $(LIB_SRC) $(HDRS) shim/exports.map
 $(BUILD)/%: tests/helpers/%.c
 	@mkdir -p $(@D)
 	$(CC) $(PS_CFLAGS) -o $@ $< -lpthread $(LDFLAGS)
+
+$(BUILD)/%.so: tests/helpers/preload/%.c
+	@mkdir -p $(@D)
+	$(CC) $(PS_CFLAGS) -shared -o $@ $< $(LDFLAGS)
 
 $(BUILD)/unit/%: tests/unit/%.c $(PURE_SRC) $(HDRS)
 	@mkdir -p $(@D)
