@@ -36,7 +36,7 @@ $(BUILD)/%.so: tests/helpers/preload/%.c
 	@mkdir -p $(@D)
 	$(CC) $(PS_CFLAGS) -shared -o $@ $< $(LDFLAGS)
 
-$(BUILD)/unit/%: tests/unit/%.c $(PURE_SRC) $(HDRS)
+$(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(PURE_SRC) $(HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(PS_CFLAGS) -Ishim -o $@ $< $(PURE_SRC) $(CHECK_LIBS) $(LDFLAGS)
 
@@ -48,7 +48,7 @@ deps:
 	@scripts/install-deps
 
 check-unit: $(UNIT_TESTS)
-	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+	@rc=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || rc=1; done; exit $$rc
 
 check-integration: all
 	PS_BUILD=$(abspath $(BUILD)) bats tests/integration

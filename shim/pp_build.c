@@ -29,19 +29,23 @@ static size_t pair(const struct ps_addr *s, const struct ps_addr *d, uint8_t sip
 size_t pp_build_v1(uint8_t *buf, size_t cap, const struct ps_addr *src,
 		   const struct ps_addr *dst)
 {
-	char s[INET6_ADDRSTRLEN], d[INET6_ADDRSTRLEN];
+	char s[INET6_ADDRSTRLEN], d[INET6_ADDRSTRLEN], line[PP_V1_MAX + 1];
 	uint8_t sip[16], dip[16];
 	int n;
 	if (!src || !dst) {
-		n = snprintf((char *)buf, cap, "PROXY UNKNOWN\r\n");
+		n = snprintf(line, sizeof(line), "PROXY UNKNOWN\r\n");
 	} else {
 		int fam = pair(src, dst, sip, dip) == 4 ? AF_INET : AF_INET6;
 		inet_ntop(fam, sip, s, sizeof(s));
 		inet_ntop(fam, dip, d, sizeof(d));
-		n = snprintf((char *)buf, cap, "PROXY TCP%c %s %s %u %u\r\n",
+		n = snprintf(line, sizeof(line), "PROXY TCP%c %s %s %u %u\r\n",
 			     fam == AF_INET ? '4' : '6', s, d, src->port, dst->port);
 	}
-	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+	/* The line has no NUL: a buffer of exactly its length is enough. */
+	if (n <= 0 || (size_t)n > cap)
+		return 0;
+	memcpy(buf, line, (size_t)n);
+	return (size_t)n;
 }
 
 static uint8_t *put16(uint8_t *p, unsigned v)
