@@ -11,7 +11,7 @@ PURE_SRC = shim/addr.c shim/pp_parse.c shim/pp_build.c shim/crc32c.c shim/cidr.c
            shim/config.c
 # Code that interposes libc: only in the library.
 HOOK_SRC = shim/log.c shim/real.c shim/fdtable.c shim/consume.c shim/accept.c \
-           shim/hooks_recv.c shim/init.c
+           shim/hooks_recv.c shim/hooks_exec.c shim/inherit.c shim/init.c
 LIB_SRC  = $(PURE_SRC) $(HOOK_SRC)
 HDRS     = $(wildcard shim/*.h)
 

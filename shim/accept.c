@@ -40,56 +40,80 @@ static int drop(int fd)
 	return -1;
 }
 
-/* Handles a connection just accepted from peer: 0 to hand it over (ss then holds the
- * address to report), -1 when it was closed. room is the caller's address buffer size
- * (0 for none). */
-static int admit(int fd, const struct ps_config *c, const struct ps_fdinfo *li,
-		 struct sockaddr_storage *ss, socklen_t *sl, socklen_t room)
+/* Remembers that a trusted connection needs no header any more, so that a program it
+ * is handed to across exec does not look for one. */
+static int mark_handled(int fd, int family)
 {
-	struct ps_addr peer;
+	struct ps_fdinfo hi = {.kind = PS_FD_HANDLED, .family = (uint16_t)family,
+			       .cookie = ps_fd_cookie(fd)};
+	ps_fd_set(fd, &hi);
+	return 0;
+}
+
+int ps_claim(int fd, const struct ps_config *c, int family, const struct ps_addr *peer,
+	     socklen_t room, struct ps_addr *client)
+{
 	struct pp_header h;
 	const char *why = NULL;
 	char pa[PS_ADDR_STRLEN], ca[PS_ADDR_STRLEN];
-	ps_fd_clear((unsigned)fd, (unsigned)fd);  /* a new socket: any entry is stale */
-	if (ps_addr_from_sockaddr(&peer, (struct sockaddr *)ss, *sl) < 0)
-		return 0;
-	ps_addr_format(&peer, pa, sizeof(pa));
-	if (!ps_netlist_match(&c->trusted, &peer)) {
-		if (c->untrusted == PS_UNTRUSTED_PASS)
-			return 0;
-		ps_log(PS_LOG_DEBUG, "untrusted %s: connection closed", pa);
-		return drop(fd);
-	}
+	ps_addr_format(peer, pa, sizeof(pa));
 	switch (ps_take_header(fd, c, &h, &why)) {
 	case PS_TAKE_NONE:
 		ps_log(PS_LOG_DEBUG, "proxy %s: no header, handed over as is", pa);
-		return 0;
+		return mark_handled(fd, family);
 	case PS_TAKE_BAD:
 		ps_log_limited("proxy %s: %s; connection closed", pa, why);
-		return drop(fd);
+		return -1;
 	case PS_TAKE_OK:
 		break;
 	}
 	if (!h.has_addrs) {
 		ps_log(PS_LOG_DEBUG, "proxy %s: header without addresses, real ones kept", pa);
-		return 0;
+		return mark_handled(fd, family);
 	}
 	ps_addr_format(&h.src, ca, sizeof(ca));
-	if (li->family == AF_INET && h.src.family == AF_INET6 && !ps_ip_is_v4mapped(h.src.ip) &&
+	if (family == AF_INET && h.src.family == AF_INET6 && !ps_ip_is_v4mapped(h.src.ip) &&
 	    room && room < sizeof(struct sockaddr_in6)) {
 		ps_log_limited("proxy %s: client %s is IPv6 but the application's buffer holds "
 			       "only IPv4; connection closed", pa, ca);
-		return drop(fd);
+		return -1;
 	}
-	struct ps_fdinfo ci = {.kind = PS_FD_CONN, .family = li->family,
+	struct ps_fdinfo ci = {.kind = PS_FD_CONN, .family = (uint16_t)family,
 			       .cookie = ps_fd_cookie(fd), .peer = h.src, .local = h.dst};
 	if (!ci.cookie || !ps_fd_set(fd, &ci)) {
 		ps_log_limited("proxy %s: cannot record client %s for fd %d; connection closed",
 			       pa, ca, fd);
+		return -1;
+	}
+	*client = h.src;
+	ps_log(PS_LOG_INFO, "proxy %s -> client %s", pa, ca);
+	return 1;
+}
+
+/* Handles a connection just accepted: 0 to hand it over (ss then holds the address to
+ * report), -1 when it was closed. room is the caller's address buffer size. */
+static int admit(int fd, const struct ps_config *c, const struct ps_fdinfo *li,
+		 struct sockaddr_storage *ss, socklen_t *sl, socklen_t room)
+{
+	struct ps_addr peer, client;
+	ps_fd_clear((unsigned)fd, (unsigned)fd);  /* a new socket: any entry is stale */
+	if (ps_addr_from_sockaddr(&peer, (struct sockaddr *)ss, *sl) < 0)
+		return 0;
+	if (!ps_netlist_match(&c->trusted, &peer)) {
+		if (c->untrusted == PS_UNTRUSTED_PASS)
+			return 0;
+		if (ps_log_enabled(PS_LOG_DEBUG)) {
+			char pa[PS_ADDR_STRLEN];
+			ps_addr_format(&peer, pa, sizeof(pa));
+			ps_log(PS_LOG_DEBUG, "untrusted %s: connection closed", pa);
+		}
 		return drop(fd);
 	}
-	*sl = ps_addr_to_sockaddr(&h.src, li->family, ss);
-	ps_log(PS_LOG_INFO, "proxy %s -> client %s", pa, ca);
+	int r = ps_claim(fd, c, li->family, &peer, room, &client);
+	if (r < 0)
+		return drop(fd);
+	if (r > 0)
+		*sl = ps_addr_to_sockaddr(&client, li->family, ss);
 	return 0;
 }
 

@@ -19,6 +19,7 @@ struct slot {
 _Static_assert(sizeof(struct slot) <= 64, "a slot fits a cache line");
 
 static struct slot *_Atomic top[PS_FD_LIMIT / LEAF_SIZE];
+static _Atomic unsigned leaves_end;  /* one past the highest leaf ever mapped */
 
 static struct slot *slot_of(int fd, bool create)
 {
@@ -32,9 +33,12 @@ static struct slot *slot_of(int fd, bool create)
 		if (m == MAP_FAILED)
 			return NULL;
 		struct slot *fresh = m;
-		if (atomic_compare_exchange_strong(&top[fd >> LEAF_BITS], &leaf, fresh))
+		if (atomic_compare_exchange_strong(&top[fd >> LEAF_BITS], &leaf, fresh)) {
 			leaf = fresh;
-		else
+			unsigned end = atomic_load(&leaves_end), mine = ((unsigned)fd >> LEAF_BITS) + 1;
+			while (end < mine && !atomic_compare_exchange_weak(&leaves_end, &end, mine))
+				;
+		} else
 			munmap(m, LEAF_SIZE * sizeof(struct slot));
 	}
 	return leaf ? &leaf[fd & (LEAF_SIZE - 1)] : NULL;
@@ -91,9 +95,10 @@ bool ps_fd_set(int fd, const struct ps_fdinfo *info)
 void ps_fd_clear(unsigned first, unsigned last)
 {
 	static const struct ps_fdinfo none;
-	if (last >= PS_FD_LIMIT)
-		last = PS_FD_LIMIT - 1;
-	for (unsigned fd = first; fd <= last && fd >= first; fd++) {
+	unsigned end = atomic_load(&leaves_end) * LEAF_SIZE;
+	if (last >= end)
+		last = end - 1;  /* nothing recorded beyond; end 0 makes the loop empty */
+	for (unsigned fd = first; end && fd <= last; fd++) {
 		struct slot *s = slot_of((int)fd, false);
 		if (!s) {  /* no leaf: skip to the next one */
 			fd |= LEAF_SIZE - 1;
@@ -109,6 +114,20 @@ void ps_fd_copy(int from, int to)
 	struct ps_fdinfo info;
 	if (ps_fd_get(from, &info) || ps_fd_get(to, &(struct ps_fdinfo){0}))
 		ps_fd_set(to, &info);
+}
+
+void ps_fd_each(void (*fn)(int fd, const struct ps_fdinfo *info, void *ctx), void *ctx)
+{
+	unsigned end = atomic_load(&leaves_end) * LEAF_SIZE;
+	struct ps_fdinfo info;
+	for (unsigned fd = 0; fd < end; fd++) {
+		if (!slot_of((int)fd, false)) {
+			fd |= LEAF_SIZE - 1;
+			continue;
+		}
+		if (ps_fd_get((int)fd, &info))
+			fn((int)fd, &info, ctx);
+	}
 }
 
 uint64_t ps_fd_cookie(int fd)

@@ -13,6 +13,7 @@ enum ps_fd_kind {
 	PS_FD_NONE = 0,
 	PS_FD_LISTENER,  /* a listening socket whose selection has been decided */
 	PS_FD_CONN,      /* a connection whose header named the original endpoints */
+	PS_FD_HANDLED,   /* a trusted connection already dealt with, real addresses kept */
 };
 
 struct ps_fdinfo {
@@ -20,7 +21,7 @@ struct ps_fdinfo {
 	uint8_t selected;    /* LISTENER: the shim applies to its connections */
 	uint16_t family;     /* the socket's own family (AF_INET/AF_INET6) */
 	uint32_t pad;
-	uint64_t cookie;     /* CONN: SO_COOKIE of the socket, its identity */
+	uint64_t cookie;     /* CONN, HANDLED: SO_COOKIE of the socket, its identity */
 	struct ps_addr peer; /* CONN: original client (header source) */
 	struct ps_addr local;/* CONN: header destination */
 };
@@ -39,6 +40,9 @@ void ps_fd_clear(unsigned first, unsigned last);
 
 /* After fd 'to' became a copy of 'from' (dup family): to gets from's entry. */
 void ps_fd_copy(int from, int to);
+
+/* Calls fn for every fd with an entry, in increasing order. */
+void ps_fd_each(void (*fn)(int fd, const struct ps_fdinfo *info, void *ctx), void *ctx);
 
 /* SO_COOKIE of a socket, 0 if it has none. */
 uint64_t ps_fd_cookie(int fd);

@@ -1,4 +1,5 @@
 /* Load-time set-up: resolve libc, parse the configuration (fail fast), open the log. */
+#include "inherit.h"
 #include "log.h"
 #include "real.h"
 #include "shim.h"
@@ -31,8 +32,10 @@ __attribute__((constructor)) static void ps_init(void)
 		if (write(2, line, (size_t)n) < 0) {}
 		_exit(1);
 	}
-	if (!config.active)
+	if (!config.active) {
+		ps_inherit_init(NULL);
 		return;
+	}
 	ps_log_init(&config);
 	if (config.trusted.any)
 		ps_log(PS_LOG_WARN, "PROXYSHIM_TRUSTED=*: headers are honoured from any source");
@@ -40,4 +43,5 @@ __attribute__((constructor)) static void ps_init(void)
 	       program_invocation_short_name, config.trusted.n,
 	       config.policy == PS_POLICY_REQUIRE ? "require" : "optional", config.timeout_ms);
 	__atomic_store_n(&active, &config, __ATOMIC_RELEASE);
+	ps_inherit_init(&config);
 }

@@ -54,4 +54,10 @@ void ps_real_resolve(void)
 	RESOLVE(close_range, 0);  /* glibc >= 2.34 */
 	RESOLVE(closefrom, 0);
 	RESOLVE(recv, 1);
+	RESOLVE(execve, 1);
+	RESOLVE(execvpe, 1);
+	RESOLVE(fexecve, 1);
+	RESOLVE(execveat, 0);     /* glibc >= 2.34 */
+	RESOLVE(posix_spawn, 1);
+	RESOLVE(posix_spawnp, 1);
 }

@@ -18,6 +18,13 @@ const struct ps_config *ps_active(void);
  * the next one accepted. */
 int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags);
 
+/* Takes the header off a connection from trusted proxy 'peer' (socket family 'family')
+ * and records the outcome in the fd table. Returns 1 with *client set when the header
+ * named the client, 0 when the connection keeps its real addresses, -1 when it must be
+ * closed (logged). room: the caller's address buffer size, 0 when unknown. */
+int ps_claim(int fd, const struct ps_config *c, int family, const struct ps_addr *peer,
+	     socklen_t room, struct ps_addr *client);
+
 /* fd's connection entry if it holds one and fd is still that socket (SO_COOKIE);
  * a stale entry is dropped. */
 bool ps_conn(int fd, struct ps_fdinfo *ci);

@@ -1,0 +1,149 @@
+/* Exec-family interposers: every entry builds the child's environment through one call
+ * (ps_exec), which adds the state of the sockets the child inherits. glibc calls
+ * execve/execvpe internally without the PLT, so each public entry is hooked. */
+#include "inherit.h"
+#include "real.h"
+#include "shim.h"
+
+#include <stdarg.h>
+
+enum exec_kind { EX_VE, EX_VPE, EX_FD, EX_AT, EX_SPAWN, EX_SPAWNP };
+
+struct exec_call {
+	enum exec_kind kind;
+	const char *path;
+	int fd, flags;
+	char *const *argv;
+	pid_t *pid;
+	const posix_spawn_file_actions_t *fa;
+	const posix_spawnattr_t *attr;
+};
+
+static int run(const struct exec_call *x, char *const *env)
+{
+	if (!ps_real.execvpe)  /* called before the constructor: resolve now */
+		ps_real_resolve();
+	switch (x->kind) {
+	case EX_VE:
+		return ps_real.execve(x->path, x->argv, env);
+	case EX_VPE:
+		return ps_real.execvpe(x->path, x->argv, env);
+	case EX_FD:
+		return ps_real.fexecve(x->fd, x->argv, env);
+	case EX_AT:
+		return ps_real.execveat ? ps_real.execveat(x->fd, x->path, x->argv, env, x->flags)
+					: (int)syscall(SYS_execveat, x->fd, x->path, x->argv, env,
+						       x->flags);
+	case EX_SPAWN:
+		return ps_real.posix_spawn(x->pid, x->path, x->fa, x->attr, x->argv, env);
+	default:
+		return ps_real.posix_spawnp(x->pid, x->path, x->fa, x->attr, x->argv, env);
+	}
+}
+
+/* On the stack only: this may run in a vfork child, where malloc is off limits. */
+static int ps_exec(const struct exec_call *x, char *const *envp)
+{
+	size_t n = ps_env_count(envp);
+	if (n > PS_ENV_MAX)
+		return run(x, envp);
+	char *out[n + 2];
+	char var[PS_INHERIT_LEN];
+	return run(x, ps_child_env(envp, out, n + 2, var));
+}
+
+PS_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	return ps_exec(&(struct exec_call){.kind = EX_VE, .path = path, .argv = argv}, envp);
+}
+
+PS_EXPORT int execv(const char *path, char *const argv[])
+{
+	return ps_exec(&(struct exec_call){.kind = EX_VE, .path = path, .argv = argv}, environ);
+}
+
+PS_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	return ps_exec(&(struct exec_call){.kind = EX_VPE, .path = file, .argv = argv}, envp);
+}
+
+PS_EXPORT int execvp(const char *file, char *const argv[])
+{
+	return ps_exec(&(struct exec_call){.kind = EX_VPE, .path = file, .argv = argv},
+		       environ);
+}
+
+PS_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	return ps_exec(&(struct exec_call){.kind = EX_FD, .fd = fd, .argv = argv}, envp);
+}
+
+PS_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[],
+		       int flags)
+{
+	return ps_exec(&(struct exec_call){.kind = EX_AT, .fd = dirfd, .path = path,
+					   .argv = argv, .flags = flags}, envp);
+}
+
+PS_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+			  const posix_spawnattr_t *attr, char *const argv[],
+			  char *const envp[])
+{
+	return ps_exec(&(struct exec_call){.kind = EX_SPAWN, .pid = pid, .path = path,
+					   .fa = fa, .attr = attr, .argv = argv}, envp);
+}
+
+PS_EXPORT int posix_spawnp(pid_t *pid, const char *file,
+			   const posix_spawn_file_actions_t *fa, const posix_spawnattr_t *attr,
+			   char *const argv[], char *const envp[])
+{
+	return ps_exec(&(struct exec_call){.kind = EX_SPAWNP, .pid = pid, .path = file,
+					   .fa = fa, .attr = attr, .argv = argv}, envp);
+}
+
+/* ---- the execl family: gather the NULL-terminated list, then as above ---- */
+
+static size_t count_args(const char *arg, va_list ap)
+{
+	size_t n = 0;
+	va_list c;
+	va_copy(c, ap);
+	while (arg && va_arg(c, char *))
+		n++;
+	va_end(c);
+	return n;
+}
+
+/* argv has room for n + 2: arg, the n others, NULL (read from the list too). */
+static void collect(char **argv, const char *arg, size_t n, va_list *ap)
+{
+	argv[0] = (char *)arg;
+	for (size_t i = 1; arg && i <= n + 1; i++)
+		argv[i] = va_arg(*ap, char *);
+	argv[n + 1] = NULL;
+}
+
+#define EXECL_BODY(kind_, with_env)                                                     \
+	va_list ap;                                                                     \
+	va_start(ap, arg);                                                              \
+	size_t n = count_args(arg, ap);                                                 \
+	char *argv[n + 2];                                                              \
+	collect(argv, arg, n, &ap);                                                     \
+	char *const *envp = with_env ? va_arg(ap, char *const *) : environ;             \
+	va_end(ap);                                                                     \
+	return ps_exec(&(struct exec_call){.kind = kind_, .path = path, .argv = argv}, envp)
+
+PS_EXPORT int execl(const char *path, const char *arg, ...)
+{
+	EXECL_BODY(EX_VE, 0);
+}
+
+PS_EXPORT int execlp(const char *path, const char *arg, ...)
+{
+	EXECL_BODY(EX_VPE, 0);
+}
+
+PS_EXPORT int execle(const char *path, const char *arg, ...)
+{
+	EXECL_BODY(EX_VE, 1);
+}
