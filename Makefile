@@ -10,9 +10,10 @@ SO_FLAGS = -shared -fvisibility=hidden -Wl,-z,relro,-z,now,-z,noexecstack,-z,def
 PURE_SRC = shim/addr.c shim/pp_parse.c shim/pp_build.c shim/crc32c.c shim/cidr.c \
            shim/config.c
 # Code that interposes libc: only in the library.
-HOOK_SRC = shim/log.c shim/real.c shim/fdtable.c shim/consume.c shim/accept.c \
-           shim/hooks_recv.c shim/hooks_exec.c shim/inherit.c shim/init.c
-LIB_SRC  = $(PURE_SRC) $(HOOK_SRC)
+COMMON_SRC = $(PURE_SRC) shim/log.c shim/real.c shim/fdtable.c shim/hooks_fd.c
+LIB_SRC  = $(COMMON_SRC) shim/consume.c shim/accept.c shim/hooks_recv.c shim/hooks_exec.c \
+           shim/inherit.c shim/init.c
+CLIENT_SRC = $(COMMON_SRC) shim/send.c shim/hooks_send.c shim/init_client.c
 HDRS     = $(wildcard shim/*.h)
 
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/check_*.c))
@@ -21,12 +22,17 @@ HELPERS    = $(patsubst tests/helpers/%.c,$(BUILD)/%,$(wildcard tests/helpers/*.
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
 .PHONY: all test deps check-unit check-integration sanitize clean
-all: $(BUILD)/libproxyshim.so $(HELPERS)
+all: $(BUILD)/libproxyshim.so $(BUILD)/libproxyshim-client.so $(HELPERS)
 
 $(BUILD)/libproxyshim.so: $(LIB_SRC) $(HDRS) shim/exports.map
 	@mkdir -p $(@D)
 	$(CC) $(PS_CFLAGS) $(SO_FLAGS) -Wl,--version-script=shim/exports.map \
 	  -Wl,-soname,libproxyshim.so -o $@ $(LIB_SRC) -ldl $(LDFLAGS)
+
+$(BUILD)/libproxyshim-client.so: $(CLIENT_SRC) $(HDRS) shim/exports-client.map
+	@mkdir -p $(@D)
+	$(CC) $(PS_CFLAGS) $(SO_FLAGS) -Wl,--version-script=shim/exports-client.map \
+	  -Wl,-soname,libproxyshim-client.so -o $@ $(CLIENT_SRC) -ldl $(LDFLAGS)
 
 $(BUILD)/%: tests/helpers/%.c
 	@mkdir -p $(@D)

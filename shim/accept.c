@@ -24,7 +24,7 @@ static bool selected(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 	memset(li, 0, sizeof(*li));
 	li->kind = PS_FD_LISTENER;
 	if (ps_addr_from_sockaddr(&local, (struct sockaddr *)&ss, sl) == 0 &&
-	    getsockopt(lfd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) == 0 &&
+	    real_getsockopt(lfd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) == 0 &&
 	    proto == IPPROTO_TCP) {
 		li->family = local.family;
 		li->selected = ps_portset_has(&c->ports, local.port);
@@ -79,7 +79,7 @@ int ps_claim(int fd, const struct ps_config *c, int family, const struct ps_addr
 		return -1;
 	}
 	struct ps_fdinfo ci = {.kind = PS_FD_CONN, .family = (uint16_t)family,
-			       .cookie = ps_fd_cookie(fd), .peer = h.src, .local = h.dst};
+			       .cookie = ps_fd_cookie(fd), .src = h.src, .dst = h.dst};
 	if (!ci.cookie || !ps_fd_set(fd, &ci)) {
 		ps_log_limited("proxy %s: cannot record client %s for fd %d; connection closed",
 			       pa, ca, fd);

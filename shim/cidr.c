@@ -120,9 +120,63 @@ bool ps_netlist_match(const struct ps_netlist *l, const struct ps_addr *a)
 		return true;
 	ps_addr_to_v6(a, ip);
 	for (unsigned i = 0; i < l->n; i++)
-		if (in_net(&l->net[i], ip))
+		if (in_net(&l->net[i], ip) && (!l->net[i].port || l->net[i].port == a->port))
 			return true;
 	return false;
+}
+
+int ps_addrport_parse(struct ps_addr *a, const char *s, char *err, size_t errlen)
+{
+	char text[64];
+	const char *colon = strrchr(s, ':');
+	int v6 = s[0] == '[';
+	size_t n = colon ? (size_t)(colon - s) : 0;
+	memset(a, 0, sizeof(*a));
+	if (!colon || n >= sizeof(text) || (v6 && (n < 2 || s[n - 1] != ']'))) {
+		snprintf(err, errlen, "expected IPv4:PORT or [IPv6]:PORT");
+		return -1;
+	}
+	memcpy(text, s + v6, n - 2 * v6);
+	text[n - 2 * v6] = 0;
+	a->family = v6 ? AF_INET6 : AF_INET;
+	if (inet_pton(a->family, text, a->ip) != 1) {
+		snprintf(err, errlen, "not an IPv4 or IPv6 address");
+		return -1;
+	}
+	long port = decimal(colon + 1, 65535);
+	if (port < 1) {
+		snprintf(err, errlen, "port must be 1..65535");
+		return -1;
+	}
+	a->port = (uint16_t)port;
+	return 0;
+}
+
+static int add_dest(void *ctx, const char *item, char *err, size_t errlen)
+{
+	struct ps_netlist *l = ctx;
+	struct ps_addr a;
+	/* With a port: "a.b.c.d:p" or "[v6]:p"; without: an address or network. */
+	int has_port = item[0] == '[' || (strchr(item, ':') && !strchr(strchr(item, ':') + 1, ':'));
+	if (!has_port)
+		return add_net(ctx, item, err, errlen);
+	if (l->n == PS_NETS_MAX) {
+		snprintf(err, errlen, "more than %d entries", PS_NETS_MAX);
+		return -1;
+	}
+	if (ps_addrport_parse(&a, item, err, errlen))
+		return -1;
+	struct ps_net *net = &l->net[l->n++];
+	ps_addr_to_v6(&a, net->ip);
+	net->plen = 128;
+	net->port = a.port;
+	return 0;
+}
+
+int ps_destlist_parse(struct ps_netlist *l, const char *s, char *err, size_t errlen)
+{
+	memset(l, 0, sizeof(*l));
+	return each_item(s, add_dest, l, err, errlen);
 }
 
 static int add_ports(void *ctx, const char *item, char *err, size_t errlen)

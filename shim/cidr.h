@@ -10,7 +10,8 @@
 /* One network in IPv6 form: IPv4 entries are stored as ::ffff:0:0/96 + prefix. */
 struct ps_net {
 	uint8_t ip[16];
-	uint8_t plen;  /* 0..128 */
+	uint8_t plen;   /* 0..128 */
+	uint16_t port;  /* destinations only: 0 = any port */
 };
 
 #define PS_NETS_MAX 256
@@ -24,6 +25,12 @@ struct ps_netlist {
 /* Parses "a,b/len,…" or "*". Returns 0, or -1 with a reason in err (no variable name;
  * the caller adds it). */
 int ps_netlist_parse(struct ps_netlist *l, const char *s, char *err, size_t errlen);
+
+/* Parses destinations (PROXYSHIM_SEND_TO): ADDR, CIDR, IPv4:PORT, [IPv6]:PORT, "*". */
+int ps_destlist_parse(struct ps_netlist *l, const char *s, char *err, size_t errlen);
+
+/* Parses "IPv4:PORT" or "[IPv6]:PORT" (port 1..65535). Returns 0, or -1 with a reason. */
+int ps_addrport_parse(struct ps_addr *a, const char *s, char *err, size_t errlen);
 
 /* Does a (IPv4 or IPv6; a v4-mapped IPv6 address counts as IPv4) fall in the list? */
 bool ps_netlist_match(const struct ps_netlist *l, const struct ps_addr *a);

@@ -83,6 +83,29 @@ static int parse_list(ps_getenv_fn get, const char *name, void *out,
 	return 0;
 }
 
+static int destlist_parse(void *l, const char *s, char *err, size_t errlen)
+{
+	return ps_destlist_parse(l, s, err, errlen);
+}
+
+static int parse_source(struct ps_config *c, ps_getenv_fn get, char *err, size_t errlen)
+{
+	char reason[100];
+	const char *val = get("PROXYSHIM_SEND_SOURCE");
+	c->send_source = PS_SOURCE_LOCAL;
+	if (!val || !strcmp(val, "local"))
+		return 0;
+	if (!strcmp(val, "accepted")) {
+		c->send_source = PS_SOURCE_ACCEPTED;
+		return 0;
+	}
+	if (ps_addrport_parse(&c->send_fixed, val, reason, sizeof(reason)) < 0)
+		return fail(err, errlen, "PROXYSHIM_SEND_SOURCE", val,
+			    "must be local, accepted or ADDR:PORT");
+	c->send_source = PS_SOURCE_FIXED;
+	return 0;
+}
+
 static int netlist_parse(void *l, const char *s, char *err, size_t errlen)
 {
 	return ps_netlist_parse(l, s, err, errlen);
@@ -98,20 +121,26 @@ int ps_config_parse(struct ps_config *c, ps_getenv_fn get, char *err, size_t err
 	static const char *const policy[] = {"require", "optional", NULL};
 	static const char *const untrusted[] = {"pass", "reject", NULL};
 	static const char *const local[] = {"real", "header", NULL};
+	static const char *const version[] = {"1", "2", NULL};
 	/* In enum ps_log_level order. */
 	static const char *const level[] = {"error", "warn", "info", "debug", NULL};
-	int p, u, l, v;
+	int p, u, l, v, sv;
 	memset(c, 0, sizeof(*c));
 	c->ports.all = true;
 	c->active = get("PROXYSHIM_TRUSTED") != NULL;
+	c->send_active = get("PROXYSHIM_SEND_TO") != NULL;
 	if (parse_list(get, "PROXYSHIM_TRUSTED", &c->trusted, netlist_parse, err, errlen) ||
 	    parse_list(get, "PROXYSHIM_PORTS", &c->ports, portset_parse, err, errlen) ||
 	    (p = pick(get, "PROXYSHIM_POLICY", policy, 0, err, errlen)) < 0 ||
 	    (u = pick(get, "PROXYSHIM_UNTRUSTED", untrusted, 0, err, errlen)) < 0 ||
 	    (l = pick(get, "PROXYSHIM_LOCAL", local, 0, err, errlen)) < 0 ||
 	    (v = pick(get, "PROXYSHIM_LOG_LEVEL", level, PS_LOG_WARN, err, errlen)) < 0 ||
-	    parse_timeout(c, get, err, errlen) || parse_log(c, get, err, errlen))
+	    parse_timeout(c, get, err, errlen) || parse_log(c, get, err, errlen) ||
+	    parse_list(get, "PROXYSHIM_SEND_TO", &c->send_to, destlist_parse, err, errlen) ||
+	    (sv = pick(get, "PROXYSHIM_SEND_VERSION", version, 0, err, errlen)) < 0 ||
+	    parse_source(c, get, err, errlen))
 		return -1;
+	c->send_version = (unsigned)sv + 1;
 	c->policy = p ? PS_POLICY_OPTIONAL : PS_POLICY_REQUIRE;
 	c->untrusted = u ? PS_UNTRUSTED_REJECT : PS_UNTRUSTED_PASS;
 	c->local = l ? PS_LOCAL_HEADER : PS_LOCAL_REAL;

@@ -11,6 +11,7 @@ enum ps_untrusted { PS_UNTRUSTED_PASS, PS_UNTRUSTED_REJECT };
 enum ps_local { PS_LOCAL_REAL, PS_LOCAL_HEADER };
 enum ps_log_target { PS_LOG_STDERR, PS_LOG_SYSLOG, PS_LOG_FILE };
 enum ps_log_level { PS_LOG_ERROR, PS_LOG_WARN, PS_LOG_INFO, PS_LOG_DEBUG };
+enum ps_send_source { PS_SOURCE_LOCAL, PS_SOURCE_ACCEPTED, PS_SOURCE_FIXED };
 
 #define PS_PATH_MAX 4096
 
@@ -25,12 +26,19 @@ struct ps_config {
 	enum ps_log_target log_target;
 	char log_path[PS_PATH_MAX];
 	enum ps_log_level log_level;
+
+	/* Sending side (libproxyshim-client.so). */
+	bool send_active;            /* PROXYSHIM_SEND_TO is set */
+	struct ps_netlist send_to;
+	unsigned send_version;       /* 1 or 2 */
+	enum ps_send_source send_source;
+	struct ps_addr send_fixed;   /* PS_SOURCE_FIXED */
 };
 
 /* Looks a variable up; NULL when unset. The library passes secure_getenv. */
 typedef const char *(*ps_getenv_fn)(const char *name);
 
-/* Parses every receiving variable. Returns 0, or -1 with err holding the one-line
+/* Parses every PROXYSHIM_* variable, both sides (each library uses its own part). Returns 0, or -1 with err holding the one-line
  * message: PROXYSHIM_X: "value": what is wrong. */
 int ps_config_parse(struct ps_config *c, ps_getenv_fn get, char *err, size_t errlen);
 

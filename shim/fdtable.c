@@ -1,4 +1,5 @@
 #include "fdtable.h"
+#include "real.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -134,7 +135,7 @@ uint64_t ps_fd_cookie(int fd)
 {
 	uint64_t cookie = 0;
 	socklen_t len = sizeof(cookie);
-	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) < 0)
+	if (real_getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) < 0)
 		return 0;
 	return cookie;
 }

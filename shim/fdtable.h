@@ -14,16 +14,17 @@ enum ps_fd_kind {
 	PS_FD_LISTENER,  /* a listening socket whose selection has been decided */
 	PS_FD_CONN,      /* a connection whose header named the original endpoints */
 	PS_FD_HANDLED,   /* a trusted connection already dealt with, real addresses kept */
+	PS_FD_SEND,      /* client side: a header still to be written (some of it sent) */
 };
 
 struct ps_fdinfo {
 	uint8_t kind;        /* enum ps_fd_kind */
-	uint8_t selected;    /* LISTENER: the shim applies to its connections */
+	uint8_t selected;    /* LISTENER: the shim applies; SEND: header version */
 	uint16_t family;     /* the socket's own family (AF_INET/AF_INET6) */
-	uint32_t pad;
-	uint64_t cookie;     /* CONN, HANDLED: SO_COOKIE of the socket, its identity */
-	struct ps_addr peer; /* CONN: original client (header source) */
-	struct ps_addr local;/* CONN: header destination */
+	uint32_t sent;       /* SEND: header bytes already written */
+	uint64_t cookie;     /* CONN, HANDLED, SEND: SO_COOKIE of the socket, its identity */
+	struct ps_addr src;  /* CONN, SEND: the header's source, the original client */
+	struct ps_addr dst;  /* CONN, SEND: the header's destination */
 };
 
 /* Highest fd + 1 the table can hold. */

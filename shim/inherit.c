@@ -157,8 +157,8 @@ static int tcp_endpoints(int fd, struct ps_addr *peer, struct ps_addr *local)
 	socklen_t sl = sizeof(ss);
 	int v = 0;
 	socklen_t vl = sizeof(v);
-	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &v, &vl) || v != IPPROTO_TCP ||
-	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &vl) || v)
+	if (real_getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &v, &vl) || v != IPPROTO_TCP ||
+	    real_getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &vl) || v)
 		return -1;
 	if (real_getpeername(fd, (struct sockaddr *)&ss, &sl) ||
 	    ps_addr_from_sockaddr(peer, (struct sockaddr *)&ss, sl))

@@ -31,7 +31,7 @@ static int open_target(void)
 	case PS_LOG_SYSLOG: {
 		struct sockaddr_un sun = {.sun_family = AF_UNIX, .sun_path = "/dev/log"};
 		int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-		if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		if (fd >= 0 && real_connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 			real_close(fd);
 			fd = -1;
 		}
@@ -100,7 +100,7 @@ static void vlog(enum ps_log_level level, const char *fmt, va_list ap)
 		n = (int)sizeof(line) - 2;
 	line[n++] = '\n';
 	int fd = usable_fd();
-	if (fd >= 0 && write(fd, line, (size_t)n) < 0) {}
+	if (fd >= 0 && syscall(SYS_write, fd, line, (size_t)n) < 0) {}
 	errno = saved;
 }
 

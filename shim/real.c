@@ -54,6 +54,25 @@ void ps_real_resolve(void)
 	RESOLVE(close_range, 0);  /* glibc >= 2.34 */
 	RESOLVE(closefrom, 0);
 	RESOLVE(recv, 1);
+	RESOLVE(connect, 1);
+	RESOLVE(getsockopt, 1);
+	RESOLVE(read, 1);
+	RESOLVE(readv, 1);
+	RESOLVE(recvfrom, 1);
+	RESOLVE(recvmsg, 1);
+	RESOLVE(recvmmsg, 1);
+	RESOLVE(write, 1);
+	RESOLVE(writev, 1);
+	RESOLVE(send, 1);
+	RESOLVE(sendto, 1);
+	RESOLVE(sendmsg, 1);
+	RESOLVE(sendmmsg, 1);
+	RESOLVE(sendfile, 1);
+	RESOLVE(sendfile64, 1);
+	RESOLVE(splice, 1);
+	RESOLVE(__read_chk, 1);
+	RESOLVE(__recv_chk, 1);
+	RESOLVE(__recvfrom_chk, 1);
 	RESOLVE(execve, 1);
 	RESOLVE(execvpe, 1);
 	RESOLVE(fexecve, 1);

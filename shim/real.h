@@ -5,7 +5,10 @@
 #define PS_REAL_H
 
 #include <spawn.h>
+#include <fcntl.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -22,6 +25,28 @@ struct ps_real {
 	int (*close_range)(unsigned, unsigned, int);
 	void (*closefrom)(int);
 	ssize_t (*recv)(int, void *, size_t, int);
+	/* sending side */
+	int (*connect)(int, const struct sockaddr *, socklen_t);
+	int (*getsockopt)(int, int, int, void *, socklen_t *);
+	ssize_t (*read)(int, void *, size_t);
+	ssize_t (*readv)(int, const struct iovec *, int);
+	ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+	ssize_t (*recvmsg)(int, struct msghdr *, int);
+	int (*recvmmsg)(int, struct mmsghdr *, unsigned, int, struct timespec *);
+	ssize_t (*write)(int, const void *, size_t);
+	ssize_t (*writev)(int, const struct iovec *, int);
+	ssize_t (*send)(int, const void *, size_t, int);
+	ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+	ssize_t (*sendmsg)(int, const struct msghdr *, int);
+	int (*sendmmsg)(int, struct mmsghdr *, unsigned, int);
+	ssize_t (*sendfile)(int, int, off_t *, size_t);
+	ssize_t (*sendfile64)(int, int, off64_t *, size_t);
+	ssize_t (*splice)(int, off64_t *, int, off64_t *, size_t, unsigned);
+	ssize_t (*__read_chk)(int, void *, size_t, size_t);
+	ssize_t (*__recv_chk)(int, void *, size_t, size_t, int);
+	ssize_t (*__recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *,
+				  socklen_t *);
+	/* exec family */
 	int (*execve)(const char *, char *const[], char *const[]);
 	int (*execvpe)(const char *, char *const[], char *const[]);
 	int (*fexecve)(int, char *const[], char *const[]);
@@ -76,6 +101,21 @@ static inline ssize_t real_recv(int fd, void *buf, size_t n, int flags)
 {
 	return ps_real.recv ? ps_real.recv(fd, buf, n, flags)
 			    : syscall(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
+}
+/* Sending side: the raw call when libc is not resolved yet. The FORTIFY entries fall
+ * back to the plain call (their length check needs libc). */
+static inline int real_connect(int fd, const struct sockaddr *a, socklen_t l)
+{
+	return PS_REAL_OR_SYS(connect, SYS_connect, fd, a, l);
+}
+static inline int real_getsockopt(int fd, int level, int name, void *v, socklen_t *l)
+{
+	return PS_REAL_OR_SYS(getsockopt, SYS_getsockopt, fd, level, name, v, l);
+}
+static inline ssize_t real_send(int fd, const void *buf, size_t n, int flags)
+{
+	return ps_real.send ? ps_real.send(fd, buf, n, flags)
+			    : syscall(SYS_sendto, fd, buf, n, flags, NULL, 0);
 }
 
 #endif

@@ -2,19 +2,39 @@
 # The library exports exactly the interposed libc names, and is linked read-only-after-relocation.
 
 LIB="${PS_BUILD:-build}/libproxyshim.so"
+CLIENT="${PS_BUILD:-build}/libproxyshim-client.so"
+FD_HOOKS="close close_range closefrom dup dup2 dup3 fcntl fcntl64"
 
-@test "exports only the interposed symbols" {
-	run bash -c "nm -D --defined-only '$LIB' | awk '{print \$3}' | sort | tr '\n' ' '"
-	[ "$status" -eq 0 ]
-	[ "$output" = "accept accept4 close close_range closefrom dup dup2 dup3 fcntl fcntl64 getpeername getsockname " ]
+exports() {
+	nm -D --defined-only "$1" | awk '{print $3}' | sort | tr '\n' ' '
 }
 
-@test "linked with full RELRO (BIND_NOW) and a soname" {
-	run readelf -d "$LIB"
-	[[ "$output" == *"(BIND_NOW)"* || "$output" == *"FLAGS"*"NOW"* ]]
-	[[ "$output" == *"Library soname: [libproxyshim.so]"* ]]
-	run readelf -l "$LIB"
-	[[ "$output" == *"GNU_RELRO"* ]]
+sorted() {
+	tr ' ' '\n' <<<"$*" | grep . | sort | tr '\n' ' '
+}
+
+@test "libproxyshim.so exports only the interposed symbols" {
+	want=$(sorted accept accept4 getpeername getsockname $FD_HOOKS execl execle execlp \
+		execv execve execveat execvp execvpe fexecve posix_spawn posix_spawnp)
+	[ "$(exports "$LIB")" = "$want" ]
+}
+
+@test "libproxyshim-client.so exports only the interposed symbols" {
+	want=$(sorted connect accept accept4 getsockopt $FD_HOOKS write writev send sendto \
+		sendmsg sendmmsg sendfile sendfile64 splice read readv recv recvfrom recvmsg \
+		recvmmsg __read_chk __recv_chk __recvfrom_chk)
+	[ "$(exports "$CLIENT")" = "$want" ]
+}
+
+@test "both libraries: full RELRO (BIND_NOW), non-executable stack, a soname" {
+	for lib in "$LIB" "$CLIENT"; do
+		run readelf -d "$lib"
+		[[ "$output" == *"(BIND_NOW)"* || "$output" == *"FLAGS"*"NOW"* ]]
+		[[ "$output" == *"Library soname: [${lib##*/}]"* ]]
+		run readelf -lW "$lib"
+		[[ "$output" == *"GNU_RELRO"* ]]
+		[[ "$output" =~ GNU_STACK[^$'\n']*RW\  ]]
+	done
 }
 
 @test "hooks called from another library's constructor, before the shim's, work" {

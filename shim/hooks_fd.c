@@ -1,0 +1,89 @@
+/* Descriptor-lifetime interposers, in both libraries: keep the fd table in step with
+ * the kernel (close forgets, dups copy) and notice when the application closes the
+ * shim's log descriptor. */
+#include "log.h"
+#include "real.h"
+#include "shim.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+
+static void forget(unsigned first, unsigned last)
+{
+	ps_fd_clear(first, last);
+	ps_log_fd_closed(first, last);
+}
+
+/* After a dup-family call returned to (or failed): to now mirrors from. */
+static int copied(int from, int to)
+{
+	if (to >= 0 && to != from) {
+		ps_log_fd_closed((unsigned)to, (unsigned)to);
+		ps_fd_copy(from, to);
+	}
+	return to;
+}
+
+PS_EXPORT int close(int fd)
+{
+	if (fd >= 0)
+		forget((unsigned)fd, (unsigned)fd);
+	return real_close(fd);
+}
+
+PS_EXPORT int dup(int fd)
+{
+	return copied(fd, real_dup(fd));
+}
+
+PS_EXPORT int dup2(int fd, int to)
+{
+	return copied(fd, real_dup2(fd, to));
+}
+
+PS_EXPORT int dup3(int fd, int to, int flags)
+{
+	return copied(fd, real_dup3(fd, to, flags));
+}
+
+static int fcntl_common(int (*real)(int, int, ...), int fd, int cmd, va_list ap)
+{
+	void *arg = va_arg(ap, void *);  /* int or pointer: same register in the ABI */
+	int r = real ? real(fd, cmd, arg) : (int)syscall(SYS_fcntl, fd, cmd, arg);
+	return cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC ? copied(fd, r) : r;
+}
+
+PS_EXPORT int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	int r = fcntl_common(ps_real.fcntl, fd, cmd, ap);
+	va_end(ap);
+	return r;
+}
+
+PS_EXPORT int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	int r = fcntl_common(ps_real.fcntl64 ? ps_real.fcntl64 : ps_real.fcntl, fd, cmd, ap);
+	va_end(ap);
+	return r;
+}
+
+PS_EXPORT int close_range(unsigned first, unsigned last, int flags)
+{
+	if (!(flags & CLOSE_RANGE_CLOEXEC))
+		forget(first, last);
+	return real_close_range(first, last, flags);
+}
+
+PS_EXPORT void closefrom(int lowfd)
+{
+	if (lowfd >= 0)
+		forget((unsigned)lowfd, ~0u);
+	if (ps_real.closefrom)
+		ps_real.closefrom(lowfd);
+	else
+		real_close_range((unsigned)lowfd, ~0u, 0);
+}
