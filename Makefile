@@ -21,8 +21,12 @@ HELPERS    = $(patsubst tests/helpers/%.c,$(BUILD)/%,$(wildcard tests/helpers/*.
              $(patsubst tests/helpers/preload/%.c,$(BUILD)/%.so,$(wildcard tests/helpers/preload/*.c))
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
-.PHONY: all test deps check-unit check-integration sanitize clean
-all: $(BUILD)/libproxyshim.so $(BUILD)/libproxyshim-client.so $(HELPERS)
+.PHONY: all test deps check-unit check-integration sanitize install uninstall dist clean
+all: $(BUILD)/libproxyshim.so $(BUILD)/libproxyshim-client.so $(BUILD)/proxyshim $(HELPERS)
+
+$(BUILD)/proxyshim: cmd/proxyshim.c $(PURE_SRC) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(PS_CFLAGS) -DPS_VERSION='"$(VERSION)"' -Ishim -o $@ cmd/proxyshim.c $(PURE_SRC) $(LDFLAGS)
 
 $(BUILD)/libproxyshim.so: $(LIB_SRC) $(HDRS) shim/exports.map
 	@mkdir -p $(@D)
@@ -69,6 +73,35 @@ sanitize: deps
 	PS_BUILD=$(abspath $(BUILD))/san PS_ASAN_RUNTIME=$$($(CC) -print-file-name=libasan.so) \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  bats tests/integration
+
+VERSION = 0.1.0
+LIBDIR  = $(PREFIX)/lib/proxyshim
+MANDIR  = $(PREFIX)/share/man
+INSTALLED = $(LIBDIR)/libproxyshim.so $(LIBDIR)/libproxyshim-client.so \
+            $(PREFIX)/bin/proxyshim $(MANDIR)/man1/proxyshim.1 $(MANDIR)/man7/proxyshim.7
+
+# Copies to a new file, then renames: a library mapped by a running daemon is never
+# overwritten in place.
+define put
+install -D -m $(1) $(2) $(DESTDIR)$(3).new && mv -f $(DESTDIR)$(3).new $(DESTDIR)$(3)
+endef
+
+install: all
+	$(call put,0755,$(BUILD)/libproxyshim.so,$(LIBDIR)/libproxyshim.so)
+	$(call put,0755,$(BUILD)/libproxyshim-client.so,$(LIBDIR)/libproxyshim-client.so)
+	$(call put,0755,$(BUILD)/proxyshim,$(PREFIX)/bin/proxyshim)
+	$(call put,0644,man/proxyshim.1,$(MANDIR)/man1/proxyshim.1)
+	$(call put,0644,man/proxyshim.7,$(MANDIR)/man7/proxyshim.7)
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(LIBDIR) 2>/dev/null
+
+# A tarball of the tracked files that builds and tests from scratch.
+dist:
+	@mkdir -p $(BUILD)
+	git archive --prefix=proxyshim-$(VERSION)/ -o $(BUILD)/proxyshim-$(VERSION).tar.gz HEAD
+	@echo $(BUILD)/proxyshim-$(VERSION).tar.gz
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,221 @@
+/* proxyshim: run a command with the PROXY protocol shim preloaded.
+ * Sets PROXYSHIM_* from flags, validates them with the libraries' own parser, appends
+ * the library to LD_PRELOAD and execs the command: no process in between, so the PID,
+ * signals and exit status stay the command's. */
+#include "config.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#ifndef PS_VERSION
+#define PS_VERSION "0.1.0"
+#endif
+
+static const char usage[] =
+	"usage: proxyshim [options] -- command [args...]\n"
+	"       proxyshim --check [options]\n"
+	"Receiving side (libproxyshim.so):\n"
+	"  --trust CIDRS        PROXYSHIM_TRUSTED: proxies allowed to send headers\n"
+	"  --policy P           PROXYSHIM_POLICY: require | optional\n"
+	"  --untrusted U        PROXYSHIM_UNTRUSTED: pass | reject\n"
+	"  --timeout MS         PROXYSHIM_TIMEOUT_MS: 1..600000\n"
+	"  --ports LIST         PROXYSHIM_PORTS: listener ports or ranges\n"
+	"  --local L            PROXYSHIM_LOCAL: real | header\n"
+	"Sending side (libproxyshim-client.so):\n"
+	"  --send-to DESTS      PROXYSHIM_SEND_TO: ADDR, CIDR, ADDR:PORT, [V6]:PORT, *\n"
+	"  --send-version V     PROXYSHIM_SEND_VERSION: 1 | 2\n"
+	"  --send-source S      PROXYSHIM_SEND_SOURCE: local | accepted | ADDR:PORT\n"
+	"  --client             preload only the sending library\n"
+	"  --both               preload both libraries (a relay)\n"
+	"Both:\n"
+	"  --log TARGET         PROXYSHIM_LOG: stderr | syslog | /absolute/path\n"
+	"  --log-level L        PROXYSHIM_LOG_LEVEL: error | warn | info | debug\n"
+	"  --check              validate the configuration, print it, run nothing\n"
+	"  --version, --help\n";
+
+/* Flag → variable; the order of struct option entries below. */
+static const char *const flag_var[] = {
+	"PROXYSHIM_TRUSTED", "PROXYSHIM_POLICY", "PROXYSHIM_UNTRUSTED",
+	"PROXYSHIM_TIMEOUT_MS", "PROXYSHIM_PORTS", "PROXYSHIM_LOCAL", "PROXYSHIM_LOG",
+	"PROXYSHIM_LOG_LEVEL", "PROXYSHIM_SEND_TO", "PROXYSHIM_SEND_VERSION",
+	"PROXYSHIM_SEND_SOURCE",
+};
+enum { OPT_CLIENT = 100, OPT_BOTH, OPT_CHECK, OPT_VERSION, OPT_HELP };
+
+static const struct option options[] = {
+	{"trust", 1, 0, 0}, {"policy", 1, 0, 1}, {"untrusted", 1, 0, 2}, {"timeout", 1, 0, 3},
+	{"ports", 1, 0, 4}, {"local", 1, 0, 5}, {"log", 1, 0, 6}, {"log-level", 1, 0, 7},
+	{"send-to", 1, 0, 8}, {"send-version", 1, 0, 9}, {"send-source", 1, 0, 10},
+	{"client", 0, 0, OPT_CLIENT}, {"both", 0, 0, OPT_BOTH}, {"check", 0, 0, OPT_CHECK},
+	{"version", 0, 0, OPT_VERSION}, {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0},
+};
+
+static void die(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "proxyshim: ");
+	fprintf(stderr, fmt, arg);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static const char *env(const char *name)
+{
+	return getenv(name);
+}
+
+/* The libraries sit in ../lib/proxyshim/ of the installed command, or beside it in a
+ * build tree; never looked up in the current directory. */
+static void find_lib(const char *name, char *out, size_t len)
+{
+	char exe[PATH_MAX], *dir;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n < 0)
+		die("cannot find my own location: %s", strerror(errno));
+	exe[n] = 0;
+	dir = dirname(exe);
+	snprintf(out, len, "%s/../lib/proxyshim/%s", dir, name);
+	if (access(out, R_OK) != 0)
+		snprintf(out, len, "%s/%s", dir, name);
+	if (access(out, R_OK) != 0)
+		die("library %s not found next to the proxyshim command", name);
+	if (strpbrk(out, ": "))
+		die("library path \"%s\" has a ':' or a space, which LD_PRELOAD cannot carry", out);
+}
+
+static void add_preload(const char *lib)
+{
+	const char *old = getenv("LD_PRELOAD");
+	size_t len = strlen(lib) + (old ? strlen(old) + 1 : 0) + 1;
+	char *v = malloc(len);
+	if (!v)
+		die("%s", strerror(ENOMEM));
+	snprintf(v, len, "%s%s%s", old && *old ? old : "", old && *old ? " " : "", lib);
+	setenv("LD_PRELOAD", v, 1);
+	free(v);
+}
+
+/* The file the loader would run for cmd: PATH lookup, then one #! interpreter. */
+static int resolve(const char *cmd, char *out, size_t len)
+{
+	if (strchr(cmd, '/'))
+		return snprintf(out, len, "%s", cmd), access(out, X_OK);
+	const char *path = getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin";
+	for (const char *p = path; *p;) {
+		size_t n = strcspn(p, ":");
+		snprintf(out, len, "%.*s/%s", (int)n, n ? p : ".", cmd);
+		if (access(out, X_OK) == 0)
+			return 0;
+		p += n + (p[n] == ':');
+	}
+	return -1;
+}
+
+/* 1 if the ELF file has no program interpreter (statically linked), 0 if dynamic,
+ * -1 if not ELF. Reads the 64-bit program headers (the platforms glibc targets here). */
+static int is_static(FILE *f)
+{
+	Elf64_Ehdr eh;
+	Elf64_Phdr ph;
+	if (fread(&eh, sizeof(eh), 1, f) != 1 || memcmp(eh.e_ident, ELFMAG, SELFMAG))
+		return -1;
+	for (int i = 0; i < eh.e_phnum; i++) {
+		if (fseek(f, (long)(eh.e_phoff + (Elf64_Off)i * eh.e_phentsize), SEEK_SET) ||
+		    fread(&ph, sizeof(ph), 1, f) != 1)
+			return -1;
+		if (ph.p_type == PT_INTERP)
+			return 0;
+	}
+	return 1;
+}
+
+/* Refuses a target the loader would run without LD_PRELOAD. */
+static void check_target(const char *cmd, int depth)
+{
+	char path[PATH_MAX], line[PATH_MAX];
+	struct stat st;
+	if (resolve(cmd, path, sizeof(path)) < 0 || stat(path, &st) < 0)
+		die("%s: command not found", cmd);
+	if (st.st_mode & (S_ISUID | S_ISGID))
+		die("%s is setuid/setgid: the loader ignores LD_PRELOAD for it", path);
+	if (getxattr(path, "security.capability", NULL, 0) >= 0)
+		die("%s has file capabilities (setcap): the loader ignores LD_PRELOAD for it",
+		    path);
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		die("%s: cannot read it", path);
+	int st_static = is_static(f);
+	rewind(f);
+	char *got = fgets(line, sizeof(line), f);
+	fclose(f);
+	if (st_static == 1)
+		die("%s is statically linked: LD_PRELOAD cannot reach it", path);
+	if (st_static < 0 && got && !strncmp(line, "#!", 2) && depth == 0) {
+		char *interp = strtok(line + 2, " \t\n");
+		if (interp)
+			check_target(interp, 1);
+	}
+}
+
+static void print_config(void)
+{
+	static const char *const defaults[] = {"(unset: inert)", "require", "pass", "3000",
+					       "(every TCP listener)", "real", "stderr", "warn",
+					       "(unset: inert)", "1", "local"};
+	for (size_t i = 0; i < sizeof(flag_var) / sizeof(flag_var[0]); i++) {
+		const char *v = getenv(flag_var[i]);
+		printf("%-24s %s\n", flag_var[i], v ? v : defaults[i]);
+	}
+	const char *pre = getenv("LD_PRELOAD");
+	printf("%-24s %s\n", "LD_PRELOAD", pre ? pre : "");
+}
+
+int main(int argc, char **argv)
+{
+	int opt, check = 0, client = 0, both = 0;
+	char err[400], lib[PATH_MAX];
+	struct ps_config cfg;
+	while ((opt = getopt_long(argc, argv, "+", options, NULL)) != -1) {
+		if (opt >= 0 && opt < (int)(sizeof(flag_var) / sizeof(flag_var[0])))
+			setenv(flag_var[opt], optarg, 1);
+		else if (opt == OPT_CLIENT)
+			client = 1;
+		else if (opt == OPT_BOTH)
+			both = 1;
+		else if (opt == OPT_CHECK)
+			check = 1;
+		else if (opt == OPT_VERSION)
+			return puts("proxyshim " PS_VERSION) < 0;
+		else if (opt == OPT_HELP)
+			return fputs(usage, stdout) < 0;
+		else
+			return fputs(usage, stderr), 2;
+	}
+	if (ps_config_parse(&cfg, env, err, sizeof(err)) < 0)
+		die("%s", err);
+	if (!check && optind >= argc)
+		return fputs(usage, stderr), 2;
+	if (!client || both) {
+		find_lib("libproxyshim.so", lib, sizeof(lib));
+		add_preload(lib);
+	}
+	if (client || both) {
+		find_lib("libproxyshim-client.so", lib, sizeof(lib));
+		add_preload(lib);
+	}
+	if (check) {
+		print_config();
+		return 0;
+	}
+	check_target(argv[optind], 0);
+	execvp(argv[optind], argv + optind);
+	die("cannot run it: %s", strerror(errno));
+}
