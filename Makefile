@@ -22,7 +22,8 @@ HELPERS    = $(patsubst tests/helpers/%.c,$(BUILD)/%,$(wildcard tests/helpers/*.
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
 .PHONY: all test deps check-unit check-integration sanitize install uninstall dist clean
-all: $(BUILD)/libproxyshim.so $(BUILD)/libproxyshim-client.so $(BUILD)/proxyshim $(HELPERS)
+PRODUCT = $(BUILD)/libproxyshim.so $(BUILD)/libproxyshim-client.so $(BUILD)/proxyshim
+all: $(PRODUCT) $(HELPERS)
 
 $(BUILD)/proxyshim: cmd/proxyshim.c $(PURE_SRC) $(HDRS)
 	@mkdir -p $(@D)
@@ -86,7 +87,7 @@ define put
 install -D -m $(1) $(2) $(DESTDIR)$(3).new && mv -f $(DESTDIR)$(3).new $(DESTDIR)$(3)
 endef
 
-install: all
+install: $(PRODUCT)
 	$(call put,0755,$(BUILD)/libproxyshim.so,$(LIBDIR)/libproxyshim.so)
 	$(call put,0755,$(BUILD)/libproxyshim-client.so,$(LIBDIR)/libproxyshim-client.so)
 	$(call put,0755,$(BUILD)/proxyshim,$(PREFIX)/bin/proxyshim)
