@@ -76,7 +76,7 @@ static const char *env(const char *name)
  * build tree; never looked up in the current directory. */
 static void find_lib(const char *name, char *out, size_t len)
 {
-	char exe[PATH_MAX], *dir;
+	char exe[PATH_MAX], found[PATH_MAX], *dir;
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n < 0)
 		die("cannot find my own location: %s", strerror(errno));
@@ -84,9 +84,10 @@ static void find_lib(const char *name, char *out, size_t len)
 	dir = dirname(exe);
 	snprintf(out, len, "%s/../lib/proxyshim/%s", dir, name);
 	if (access(out, R_OK) != 0)
-		snprintf(out, len, "%s/%s", dir, name);
-	if (access(out, R_OK) != 0)
+		snprintf(out, len, "%s/%s", dir, name);  /* a build tree */
+	if (!realpath(out, found))
 		die("library %s not found next to the proxyshim command", name);
+	snprintf(out, len, "%s", found);
 	if (strpbrk(out, ": "))
 		die("library path \"%s\" has a ':' or a space, which LD_PRELOAD cannot carry", out);
 }

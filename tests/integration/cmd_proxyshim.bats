@@ -1,0 +1,115 @@
+#!/usr/bin/env bats
+# The proxyshim command: flags, --check, refusals, exec in place, install/uninstall.
+
+setup() {
+	PS_BUILD=${PS_BUILD:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)/build}
+	CMD=$PS_BUILD/proxyshim
+	T=$(mktemp -d)
+}
+
+teardown() {
+	[ -z "${SRV:-}" ] || kill "$SRV" 2>/dev/null || true
+	rm -rf "$T"
+}
+
+@test "each flag sets its variable" {
+	run "$CMD" --trust 127.0.0.1/32 --policy optional --untrusted reject --timeout 500 \
+		--ports 80,8000-8010 --local header --log "$T/log" --log-level debug \
+		--send-to '[::1]:80' --send-version 2 --send-source 127.0.0.9:99 --both -- env
+	[ "$status" -eq 0 ]
+	for kv in PROXYSHIM_TRUSTED=127.0.0.1/32 PROXYSHIM_POLICY=optional \
+		PROXYSHIM_UNTRUSTED=reject PROXYSHIM_TIMEOUT_MS=500 PROXYSHIM_PORTS=80,8000-8010 \
+		PROXYSHIM_LOCAL=header "PROXYSHIM_LOG=$T/log" PROXYSHIM_LOG_LEVEL=debug \
+		'PROXYSHIM_SEND_TO=[::1]:80' PROXYSHIM_SEND_VERSION=2 \
+		PROXYSHIM_SEND_SOURCE=127.0.0.9:99; do
+		grep -qxF "$kv" <<<"$output"
+	done
+}
+
+@test "LD_PRELOAD: receiving library by default, client with --client, both with --both, appended" {
+	run "$CMD" --trust 127.0.0.1 -- sh -c 'echo "$LD_PRELOAD"'
+	[ "$output" = "$PS_BUILD/libproxyshim.so" ]
+	run "$CMD" --client --send-to 127.0.0.1 -- sh -c 'echo "$LD_PRELOAD"'
+	[ "$output" = "$PS_BUILD/libproxyshim-client.so" ]
+	run env LD_PRELOAD=/lib/x86_64-linux-gnu/libm.so.6 "$CMD" --both --trust 127.0.0.1 \
+		-- sh -c 'echo "$LD_PRELOAD"'
+	[ "$output" = "/lib/x86_64-linux-gnu/libm.so.6 $PS_BUILD/libproxyshim.so $PS_BUILD/libproxyshim-client.so" ]
+}
+
+@test "--check prints the effective configuration and runs nothing" {
+	run env PROXYSHIM_TIMEOUT_MS=700 "$CMD" --trust 10.0.0.0/8 --check
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"PROXYSHIM_TRUSTED        10.0.0.0/8"* ]]
+	[[ "$output" == *"PROXYSHIM_TIMEOUT_MS     700"* ]]
+	[[ "$output" == *"PROXYSHIM_POLICY         require"* ]]
+}
+
+@test "a bad value from a flag or the environment: one line, exit 1, nothing run" {
+	run "$CMD" --trust 10.0.0.0/33 -- touch "$T/ran"
+	[ "$status" -eq 1 ]
+	[ "$output" = 'proxyshim: PROXYSHIM_TRUSTED: "10.0.0.0/33": prefix length must be 0..32' ]
+	[ ! -e "$T/ran" ]
+	run env PROXYSHIM_POLICY=maybe "$CMD" --check
+	[ "$status" -eq 1 ]
+	[[ "$output" == 'proxyshim: PROXYSHIM_POLICY: "maybe": '* ]]
+}
+
+@test "exec in place: the command keeps the PID, the exit status comes through" {
+	"$CMD" --trust 127.0.0.1 -- sh -c 'echo $$ > "$0"; exit 7' "$T/pid" &
+	pid=$!
+	st=0
+	wait "$pid" || st=$?
+	[ "$st" -eq 7 ]
+	[ "$(cat "$T/pid")" = "$pid" ]
+}
+
+@test "refuses setuid, setcap and static targets, and scripts run by them" {
+	cp /bin/true "$T/suid" && chmod u+s "$T/suid"
+	run "$CMD" --trust 127.0.0.1 -- "$T/suid"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"is setuid/setgid"* ]]
+	cp /bin/true "$T/capped" && setcap cap_net_bind_service+ep "$T/capped"
+	run "$CMD" --trust 127.0.0.1 -- "$T/capped"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"has file capabilities"* ]]
+	printf 'int main(void){return 0;}\n' > "$T/s.c"
+	cc -static -o "$T/static" "$T/s.c"
+	run "$CMD" --trust 127.0.0.1 -- "$T/static"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"is statically linked"* ]]
+	printf '#!%s\n' "$T/static" > "$T/script" && chmod +x "$T/script"
+	run "$CMD" --trust 127.0.0.1 -- "$T/script"
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"is statically linked"* ]]
+	run "$CMD" --trust 127.0.0.1 -- /bin/true
+	[ "$status" -eq 0 ]
+}
+
+@test "--version and --help" {
+	run "$CMD" --version
+	[[ "$output" =~ ^proxyshim\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
+	run "$CMD" --help
+	[[ "$output" == *"--trust CIDRS"* ]]
+}
+
+@test "make install into DESTDIR, a server run through the installed command, uninstall leaves nothing" {
+	root=$BATS_TEST_DIRNAME/../..
+	make -C "$root" -s install BUILD="$PS_BUILD" DESTDIR="$T/dest" PREFIX=/usr >/dev/null
+	[ -x "$T/dest/usr/bin/proxyshim" ]
+	[ -f "$T/dest/usr/lib/proxyshim/libproxyshim.so" ]
+	man -l "$T/dest/usr/share/man/man1/proxyshim.1" >/dev/null
+	man -l "$T/dest/usr/share/man/man7/proxyshim.7" >/dev/null
+	run "$T/dest/usr/bin/proxyshim" --trust 127.0.0.1 --check
+	[[ "$output" == *"LD_PRELOAD               $T/dest/usr/lib/proxyshim/libproxyshim.so"* ]]
+	preload=${PS_ASAN_RUNTIME:+$PS_ASAN_RUNTIME}
+	LD_PRELOAD=$preload "$T/dest/usr/bin/proxyshim" --trust 127.0.0.10 -- \
+		"$PS_BUILD/testserver" -n 1 -P "$T/port" > "$T/out" &
+	SRV=$!
+	for _ in $(seq 100); do [ -s "$T/port" ] && break; sleep 0.05; done
+	printf 'PROXY TCP4 127.0.0.44 127.0.0.1 4444 80\r\nhi' |
+		timeout 5 "$PS_BUILD/rawsend" -s 127.0.0.10 -r 127.0.0.1 "$(cat "$T/port")"
+	wait "$SRV"
+	grep -q 'accept=127.0.0.44:4444' "$T/out"
+	make -C "$root" -s uninstall DESTDIR="$T/dest" PREFIX=/usr
+	[ -z "$(find "$T/dest" -type f)" ]
+}
