@@ -21,7 +21,7 @@ HELPERS    = $(patsubst tests/helpers/%.c,$(BUILD)/%,$(wildcard tests/helpers/*.
              $(patsubst tests/helpers/preload/%.c,$(BUILD)/%.so,$(wildcard tests/helpers/preload/*.c))
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
-.PHONY: all test deps check-unit check-integration sanitize install uninstall dist clean
+.PHONY: all test deps check-unit check-integration sanitize fuzz install uninstall dist clean
 PRODUCT = $(BUILD)/libproxyshim.so $(BUILD)/libproxyshim-client.so $(BUILD)/proxyshim
 all: $(PRODUCT) $(HELPERS)
 
@@ -74,6 +74,24 @@ sanitize: deps
 	PS_BUILD=$(abspath $(BUILD))/san PS_ASAN_RUNTIME=$$($(CC) -print-file-name=libasan.so) \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  bats tests/integration
+
+# libFuzzer targets (clang); FUZZ_SECONDS each. Seeds: tests/fuzz/seeds/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ishim
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(PURE_SRC) $(HDRS)
+	@mkdir -p $(@D)
+	clang $(FUZZ_FLAGS) -o $@ $< $(PURE_SRC)
+
+fuzz: deps $(addprefix $(BUILD)/fuzz/,$(FUZZ_TARGETS))
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(BUILD)/fuzz/corpus-$$t; \
+	  echo "== $$t ($(FUZZ_SECONDS) s)"; \
+	  $(BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -max_len=70000 $(BUILD)/fuzz/corpus-$$t tests/fuzz/seeds/$$t 2>&1 | \
+	    grep -E '^(stat::number_of_executed_units|==|SUMMARY|Done)' ; \
+	done
 
 VERSION = 0.1.0
 LIBDIR  = $(PREFIX)/lib/proxyshim
