@@ -21,7 +21,7 @@ HELPERS    = $(patsubst tests/helpers/%.c,$(BUILD)/%,$(wildcard tests/helpers/*.
              $(patsubst tests/helpers/preload/%.c,$(BUILD)/%.so,$(wildcard tests/helpers/preload/*.c))
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
-.PHONY: all test deps check-unit check-integration sanitize fuzz install uninstall dist clean
+.PHONY: all test deps demo check-unit check-integration sanitize fuzz install uninstall dist clean
 PRODUCT = $(BUILD)/libproxyshim.so $(BUILD)/libproxyshim-client.so $(BUILD)/proxyshim
 all: $(PRODUCT) $(HELPERS)
 
@@ -57,6 +57,11 @@ test: deps
 
 deps:
 	@scripts/install-deps
+
+# HAProxy + MariaDB + nginx on loopback, without and with the shim, side by side.
+demo: deps
+	@$(MAKE) --no-print-directory $(BUILD)/libproxyshim.so
+	@PS_BUILD=$(abspath $(BUILD)) scripts/demo
 
 check-unit: $(UNIT_TESTS)
 	@rc=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || rc=1; done; exit $$rc

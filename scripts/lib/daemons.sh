@@ -1,0 +1,318 @@
+# shellcheck shell=bash
+# Real daemons on loopback, each with its own configuration and files under a directory
+# the caller owns: MariaDB, nginx, redis, HAProxy, and one-shot socat relays that give a
+# client a chosen loopback source address. Sourced (bash) by tests/integration/daemons.bash
+# and by scripts/demo, so that tests and demo run the same configurations.
+#
+# Nothing here touches system services or system paths: every daemon runs in the
+# foreground as a child of the caller, on 127.0.0.1, on the port it is given, with its
+# pid, logs, sockets and temp files in the given directory. Every wait is bounded.
+# Each start function sets DS_PID (and appends it to DS_PIDS); ds_stop stops only the
+# PIDs it is given.
+#
+# The environment of a daemon: LD_PRELOAD and PROXYSHIM_* are removed from the caller's,
+# then the VAR=VALUE words passed to the start function are added (for example
+# LD_PRELOAD=/path/libproxyshim.so PROXYSHIM_TRUSTED=127.0.0.1). Without them the daemon
+# runs without the shim.
+
+DS_PIDS=()
+DS_PID=
+
+# ---- processes and ports ----
+
+# ds_wait SECONDS COMMAND...: polls COMMAND every 50 ms; status 1 after SECONDS.
+ds_wait() {
+	local deadline=$((${EPOCHREALTIME/./} + $1 * 1000000))
+	shift
+	until "$@"; do
+		((${EPOCHREALTIME/./} < deadline)) || return 1
+		sleep 0.05
+	done
+}
+
+ds_alive() { kill -0 "$1" 2>/dev/null; }
+ds_dead() { ! kill -0 "$1" 2>/dev/null; }
+
+# ds_bg DIR NAME [VAR=VALUE...] -- COMMAND ARGS...: COMMAND in the background with the
+# environment described above, stdin from /dev/null, stdout and stderr to
+# DIR/NAME.out and DIR/NAME.err (fd 3, bats' channel, closed). Sets DS_PID.
+ds_bg() {
+	local dir=$1 name=$2 vars=() unset=(-u LD_PRELOAD) v
+	shift 2
+	while (($#)) && [[ $1 != -- ]]; do
+		vars+=("$1")
+		shift
+	done
+	shift
+	for v in $(compgen -e); do
+		[[ $v == PROXYSHIM_* ]] && unset+=(-u "$v")
+	done
+	env "${unset[@]}" "${vars[@]}" "$@" </dev/null >"$dir/$name.out" 2>"$dir/$name.err" 3>&- &
+	DS_PID=$!
+	DS_PIDS+=("$DS_PID")
+}
+
+# ds_stop PID...: SIGTERM, up to 15 s for each to end (MariaDB shuts down cleanly), then
+# SIGKILL. Only the given PIDs, which must be children of this shell.
+ds_stop() {
+	local pid
+	for pid in "$@"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for pid in "$@"; do
+		ds_wait 15 ds_dead "$pid" || kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+}
+
+# ds_listening PORT: something listens on 127.0.0.1:PORT or on the wildcard address
+# (read from /proc/net/tcp; no connection is made, so nothing is logged or counted).
+ds_listening() {
+	local p
+	p=$(printf '%04X' "$1")
+	grep -Eq "^ *[0-9]+: (0100007F|00000000):$p 00000000:0000 0A " /proc/net/tcp
+}
+
+# ds_free_port: a TCP port below the ephemeral range that no socket uses now.
+ds_free_port() {
+	local i p used
+	used=$(awk 'NR > 1 { split($2, a, ":"); print a[2] }' /proc/net/tcp /proc/net/tcp6 2>/dev/null)
+	for ((i = 0; i < 500; i++)); do
+		p=$((20000 + (RANDOM % 12000)))
+		grep -qx "$(printf '%04X' "$p")" <<<"$used" || { echo "$p"; return 0; }
+	done
+	return 1
+}
+
+# ---- MariaDB ----
+# Files under DIR: data/, mariadb.sock, mariadb.pid, mariadb.err (error log),
+# general.log, slow.log (long_query_time=0: every statement), install.log.
+# Name resolution stays on (Debian's default): that is what makes MariaDB keep its host
+# cache and block an address after max_connect_errors failed handshakes. MariaDB names
+# 127.0.0.1 "localhost".
+
+# ds_mariadb_init DIR: a fresh data directory.
+ds_mariadb_init() {
+	mkdir -p "$1/data"
+	mariadb-install-db --no-defaults --user="$(id -un)" --datadir="$1/data" \
+		--auth-root-authentication-method=normal --skip-test-db \
+		--innodb-log-file-size=8M >"$1/install.log" 2>&1
+}
+
+# ds_mariadb_start DIR PORT MAX_CONNECT_ERRORS [VAR=VALUE...]: mariadbd in the foreground
+# on 127.0.0.1:PORT; waits (30 s) until it answers on its socket. Sets DS_PID.
+ds_mariadb_start() {
+	local dir=$1 port=$2 mce=$3
+	shift 3
+	ds_bg "$dir" mariadbd "$@" -- mariadbd --no-defaults --user="$(id -un)" \
+		--datadir="$dir/data" --socket="$dir/mariadb.sock" --pid-file="$dir/mariadb.pid" \
+		--port="$port" --bind-address=127.0.0.1 --skip-networking=0 \
+		--log-error="$dir/mariadb.err" --log-warnings=2 \
+		--general-log=1 --general-log-file="$dir/general.log" \
+		--slow-query-log=1 --slow-query-log-file="$dir/slow.log" --long-query-time=0 \
+		--max-connect-errors="$mce" --innodb-buffer-pool-size=16M \
+		--innodb-log-file-size=8M --skip-log-bin
+	local pid=$DS_PID
+	if ! ds_wait 30 ds_mariadb_up "$dir" "$pid" || ! ds_listening "$port"; then
+		echo "mariadbd did not start:" >&2
+		tail -n 20 "$dir/mariadb.err" "$dir/mariadbd.err" >&2 2>/dev/null
+		return 1
+	fi
+	DS_PID=$pid
+}
+
+ds_mariadb_up() {
+	ds_alive "$2" || return 0 # dead: stop waiting, the caller reports it
+	[[ -S $1/mariadb.sock ]] && ds_mariadb_sql "$1" 'SELECT 1' >/dev/null 2>&1
+}
+
+# ds_mariadb_sql DIR SQL: as root over the unix socket; tab-separated rows, no header.
+ds_mariadb_sql() {
+	mariadb --no-defaults -S "$1/mariadb.sock" -uroot -N -B -e "$2"
+}
+
+# ds_mariadb_users DIR: the accounts the tests and the demo use.
+#   haproxy_check  HAProxy's mysql-check, from HAProxy's own addresses (127.0.0.1 is
+#                  "localhost" to MariaDB; 127.0.0.10 is the non-loopback-looking proxy)
+#   app            password app-pw, only from 127.0.0.11 (an IP grant)
+#   any            password any-pw, from anywhere, may see every PROCESSLIST row
+ds_mariadb_users() {
+	ds_mariadb_sql "$1" "
+		CREATE USER 'haproxy_check'@'localhost';
+		CREATE USER 'haproxy_check'@'127.0.0.10';
+		CREATE USER 'app'@'127.0.0.11' IDENTIFIED BY 'app-pw';
+		GRANT SELECT ON mysql.* TO 'app'@'127.0.0.11';
+		CREATE USER 'any'@'%' IDENTIFIED BY 'any-pw';
+		GRANT PROCESS ON *.* TO 'any'@'%';"
+}
+
+# ds_mariadb_client PORT USER PASSWORD SQL: the mariadb client over TCP to 127.0.0.1:PORT.
+ds_mariadb_client() {
+	mariadb --no-defaults --protocol=TCP -h 127.0.0.1 -P "$1" -u "$2" -p"$3" \
+		--connect-timeout=5 -N -B -e "$4"
+}
+
+# ---- nginx ----
+# Files under DIR/nginx: nginx.conf, www/ (index.html, acl/index.html), access.log
+# ("$remote_addr:$remote_port $status $request"), error.log, nginx.pid, temp dirs.
+# /acl/ is `allow 127.0.0.11; deny all;`.
+
+# ds_nginx_start DIR PORT WORKERS [VAR=VALUE...]: nginx (master and WORKERS workers,
+# `auto` allowed) on 127.0.0.1:PORT with a plain listen (no proxy_protocol). Sets DS_PID
+# (the master).
+ds_nginx_start() {
+	local dir=$1/nginx port=$2 workers=$3 user=
+	shift 3
+	mkdir -p "$dir/www/acl" "$dir/tmp"
+	echo "hello" >"$dir/www/index.html"
+	echo "acl ok" >"$dir/www/acl/index.html"
+	[[ $(id -u) == 0 ]] && user="user root;"
+	cat >"$dir/nginx.conf" <<-EOF
+		$user
+		daemon off;
+		worker_processes $workers;
+		pid $dir/nginx.pid;
+		error_log $dir/error.log info;
+		events { worker_connections 256; }
+		http {
+		    default_type text/plain;
+		    log_format client '\$remote_addr:\$remote_port \$status \$request';
+		    access_log $dir/access.log client;
+		    client_body_temp_path $dir/tmp/body;
+		    proxy_temp_path $dir/tmp/proxy;
+		    fastcgi_temp_path $dir/tmp/fastcgi;
+		    uwsgi_temp_path $dir/tmp/uwsgi;
+		    scgi_temp_path $dir/tmp/scgi;
+		    server {
+		        listen 127.0.0.1:$port;
+		        root $dir/www;
+		        location /acl/ {
+		            allow 127.0.0.11;
+		            deny all;
+		        }
+		    }
+		}
+	EOF
+	ds_bg "$dir" nginx "$@" -- nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log"
+	local pid=$DS_PID
+	ds_wait 10 ds_listening "$port" || {
+		echo "nginx did not start:" >&2
+		cat "$dir/error.log" "$dir/nginx.err" >&2 2>/dev/null
+		return 1
+	}
+	DS_PID=$pid
+}
+
+# ---- redis ----
+# Files under DIR/redis: redis.log, no persistence.
+
+# ds_redis_start DIR PORT [VAR=VALUE...]: redis-server on 127.0.0.1:PORT. Sets DS_PID.
+ds_redis_start() {
+	local dir=$1/redis port=$2
+	shift 2
+	mkdir -p "$dir"
+	ds_bg "$dir" redis "$@" -- redis-server --port "$port" --bind 127.0.0.1 \
+		--save '' --appendonly no --protected-mode no --daemonize no \
+		--dir "$dir" --logfile "$dir/redis.log" --loglevel verbose
+	local pid=$DS_PID
+	ds_wait 10 ds_listening "$port" || {
+		echo "redis-server did not start:" >&2
+		cat "$dir/redis.log" "$dir/redis.err" >&2 2>/dev/null
+		return 1
+	}
+	DS_PID=$pid
+}
+
+# ---- HAProxy ----
+# ds_haproxy_config DIR: starts DIR/haproxy.cfg (global, defaults, a stats socket at
+# DIR/haproxy.sock); ds_haproxy_route adds a frontend and its backend; ds_haproxy_start
+# runs it.
+ds_haproxy_config() {
+	cat >"$1/haproxy.cfg" <<-EOF
+		global
+		    nbthread 1
+		    maxconn 500
+		    stats socket $1/haproxy.sock level admin
+		    log stderr format short local0 info
+		defaults
+		    mode tcp
+		    log global
+		    option tcplog
+		    timeout connect 2s
+		    timeout client 30s
+		    timeout server 30s
+		    timeout check 2s
+	EOF
+	DS_HAPROXY_PORTS=()
+}
+
+# ds_haproxy_route DIR NAME PORT SERVER-ADDR:PORT SERVER-OPTIONS [BACKEND-LINE...]:
+# frontend NAME on 127.0.0.1:PORT to backend NAME with one server `srv`, for example
+#   ds_haproxy_route "$dir" db_v2 6000 127.0.0.1:3306 "send-proxy-v2 check inter 500" \
+#       "option mysql-check user haproxy_check"
+ds_haproxy_route() {
+	local dir=$1 name=$2 port=$3 server=$4 opts=$5 line
+	shift 5
+	{
+		printf 'frontend %s\n    bind 127.0.0.1:%s\n    default_backend %s\n' "$name" "$port" "$name"
+		printf 'backend %s\n' "$name"
+		for line in "$@"; do printf '    %s\n' "$line"; done
+		printf '    server srv %s %s\n' "$server" "$opts"
+	} >>"$dir/haproxy.cfg"
+	DS_HAPROXY_PORTS+=("$port")
+}
+
+# ds_haproxy_start DIR: HAProxy (never preloaded) in the foreground; waits for every
+# frontend. Its log (health checks, connections) goes to DIR/haproxy.err. Sets DS_PID.
+ds_haproxy_start() {
+	local dir=$1 p pid
+	ds_bg "$dir" haproxy -- haproxy -db -f "$dir/haproxy.cfg"
+	pid=$DS_PID
+	for p in "${DS_HAPROXY_PORTS[@]}"; do
+		ds_wait 10 ds_listening "$p" || {
+			echo "haproxy did not start:" >&2
+			cat "$dir/haproxy.err" >&2
+			return 1
+		}
+	done
+	DS_PID=$pid
+}
+
+# ds_haproxy_cmd DIR COMMAND: a command on HAProxy's stats socket.
+ds_haproxy_cmd() {
+	echo "$2" | socat -t 2 - "UNIX-CONNECT:$1/haproxy.sock"
+}
+
+# ds_haproxy_server DIR BACKEND FIELD: a field of `show stat` for the backend's server
+# (status: UP/DOWN, check_status: L7OK..., chkfail, ...). A check in progress marks
+# check_status with "* ", which is removed.
+ds_haproxy_server() {
+	ds_haproxy_cmd "$1" "show stat" | awk -F, -v be="$2" -v f="$3" '
+		NR == 1 { sub(/^# /, ""); for (i = 1; i <= NF; i++) col[$i] = i; next }
+		$1 == be && $2 == "srv" { v = $(col[f]); sub(/^\* /, "", v); print v }'
+}
+
+# ---- client source addresses ----
+# Neither mariadb nor redis-cli can bind a source address, so a client reaches its
+# target through a one-shot relay: socat accepts one connection on 127.0.0.1:LPORT and
+# connects to 127.0.0.1:TPORT from SOURCE; its log names the relay's own source port.
+
+# ds_relay DIR NAME SOURCE LPORT TPORT: starts the relay (log DIR/NAME.err); waits until
+# it listens. Sets DS_PID.
+ds_relay() {
+	local dir=$1 name=$2 src=$3 lport=$4 tport=$5 pid
+	ds_bg "$dir" "$name" -- socat -d -d "TCP-LISTEN:$lport,bind=127.0.0.1,reuseaddr" \
+		"TCP:127.0.0.1:$tport,bind=$src"
+	pid=$DS_PID
+	ds_wait 5 ds_listening "$lport" || {
+		echo "socat relay did not start:" >&2
+		cat "$dir/$name.err" >&2
+		return 1
+	}
+	DS_PID=$pid
+}
+
+# ds_relay_source LOG: ADDR:PORT the relay connected from (empty if it did not connect).
+ds_relay_source() {
+	sed -n 's/.* successfully connected from local address AF=2 \([0-9.]*:[0-9]*\)$/\1/p' "$1" | tail -n 1
+}
