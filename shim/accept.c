@@ -1,24 +1,22 @@
 /* accept → trust → peek/wait/parse → consume → record: the one receiving path. */
 #include "consume.h"
+#include "keep.h"
 #include "log.h"
 #include "real.h"
 #include "shim.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
 
-/* Decides once per listening socket whether the shim applies to it: TCP over IPv4 or
- * IPv6 on a selected local port. The answer is kept in the fd table. */
-static bool selected(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
+bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct ps_addr local;
 	int proto = 0;
 	socklen_t pl = sizeof(proto);
-	if (ps_fd_get(lfd, li) && li->kind == PS_FD_LISTENER)
-		return li->selected;
 	if (real_getsockname(lfd, (struct sockaddr *)&ss, &sl) < 0)
 		return false;  /* not a socket: the real accept reports it */
 	memset(li, 0, sizeof(*li));
@@ -31,6 +29,15 @@ static bool selected(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 	}
 	ps_fd_set(lfd, li);
 	return li->selected;
+}
+
+/* Whether the shim applies to listener lfd, decided once (at listen(), at load for
+ * inherited listeners, or here at the first accept) and kept in the fd table. */
+static bool selected(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
+{
+	if (ps_fd_get(lfd, li) && li->kind == PS_FD_LISTENER)
+		return li->selected;
+	return ps_listener_note(lfd, c, li);
 }
 
 static int drop(int fd)
@@ -50,52 +57,63 @@ static int mark_handled(int fd, int family)
 	return 0;
 }
 
-int ps_claim(int fd, const struct ps_config *c, int family, const struct ps_addr *peer,
-	     socklen_t room, struct ps_addr *client)
+int ps_settle(int fd, int family, const struct ps_addr *peer, socklen_t room, enum ps_take r, const struct pp_header *h, const char *why,
+	      struct ps_addr *client)
 {
-	struct pp_header h;
-	const char *why = NULL;
 	char pa[PS_ADDR_STRLEN], ca[PS_ADDR_STRLEN];
 	ps_addr_format(peer, pa, sizeof(pa));
-	switch (ps_take_header(fd, c, &h, &why)) {
-	case PS_TAKE_NONE:
-		ps_log(PS_LOG_DEBUG, "proxy %s: no header, handed over as is", pa);
-		return mark_handled(fd, family);
-	case PS_TAKE_BAD:
-		ps_log_limited("proxy %s: %s; connection closed", pa, why);
+	if (r == PS_TAKE_BAD || r == PS_TAKE_MORE) {
+		ps_log_limited("proxy %s: %s; connection closed", pa, why ? why : "no header");
 		return -1;
-	case PS_TAKE_OK:
-		break;
 	}
-	if (!h.has_addrs) {
-		ps_log(PS_LOG_DEBUG, "proxy %s: header without addresses, real ones kept", pa);
+	if (r == PS_TAKE_NONE || !h->has_addrs) {
+		ps_log(PS_LOG_DEBUG, "proxy %s: %s, real addresses kept", pa,
+		       r == PS_TAKE_NONE ? "no header" : "header without addresses");
 		return mark_handled(fd, family);
 	}
-	ps_addr_format(&h.src, ca, sizeof(ca));
-	if (family == AF_INET && h.src.family == AF_INET6 && !ps_ip_is_v4mapped(h.src.ip) &&
+	ps_addr_format(&h->src, ca, sizeof(ca));
+	if (family == AF_INET && h->src.family == AF_INET6 && !ps_ip_is_v4mapped(h->src.ip) &&
 	    room && room < sizeof(struct sockaddr_in6)) {
 		ps_log_limited("proxy %s: client %s is IPv6 but the application's buffer holds "
 			       "only IPv4; connection closed", pa, ca);
 		return -1;
 	}
 	struct ps_fdinfo ci = {.kind = PS_FD_CONN, .family = (uint16_t)family,
-			       .cookie = ps_fd_cookie(fd), .src = h.src, .dst = h.dst};
+			       .cookie = ps_fd_cookie(fd), .src = h->src, .dst = h->dst};
 	if (!ci.cookie || !ps_fd_set(fd, &ci)) {
 		ps_log_limited("proxy %s: cannot record client %s for fd %d; connection closed",
 			       pa, ca, fd);
 		return -1;
 	}
-	*client = h.src;
+	*client = h->src;
 	ps_log(PS_LOG_INFO, "proxy %s -> client %s", pa, ca);
 	return 1;
 }
 
-/* Handles a connection just accepted: 0 to hand it over (ss then holds the address to
- * report), -1 when it was closed. room is the caller's address buffer size. */
-static int admit(int fd, const struct ps_config *c, const struct ps_fdinfo *li,
+int ps_claim(int fd, const struct ps_config *c, int family, const struct ps_addr *peer,
+	     socklen_t room, struct ps_addr *client)
+{
+	struct pp_header h;
+	const char *why = NULL;
+	enum ps_take r = ps_take_header(fd, c, &h, &why);
+	return ps_settle(fd, family, peer, room, r, &h, why, client);
+}
+
+static bool nonblocking(int fd)
+{
+	int fl = ps_real.fcntl ? ps_real.fcntl(fd, F_GETFL) : (int)syscall(SYS_fcntl, fd, F_GETFL);
+	return fl >= 0 && (fl & O_NONBLOCK);
+}
+
+/* Handles a connection just accepted on lfd: 0 to hand it over (ss then holds the
+ * address to report), -1 when it was closed, 1 when it was kept aside (a non-blocking
+ * listener never waits for a header). room is the caller's address buffer size. */
+static int admit(int lfd, int fd, const struct ps_config *c, struct ps_fdinfo *li,
 		 struct sockaddr_storage *ss, socklen_t *sl, socklen_t room)
 {
 	struct ps_addr peer, client;
+	struct pp_header h;
+	const char *why = NULL;
 	ps_fd_clear((unsigned)fd, (unsigned)fd);  /* a new socket: any entry is stale */
 	if (ps_addr_from_sockaddr(&peer, (struct sockaddr *)ss, *sl) < 0)
 		return 0;
@@ -109,7 +127,13 @@ static int admit(int fd, const struct ps_config *c, const struct ps_fdinfo *li,
 		}
 		return drop(fd);
 	}
-	int r = ps_claim(fd, c, li->family, &peer, room, &client);
+	enum ps_take t = ps_try_header(fd, c, &h, &why, 0);
+	if (t == PS_TAKE_MORE) {
+		if (nonblocking(lfd) && ps_keep_add(lfd, li, fd, &peer) == 0)
+			return 1;
+		t = ps_take_header(fd, c, &h, &why);
+	}
+	int r = ps_settle(fd, li->family, &peer, room, t, &h, why, &client);
 	if (r < 0)
 		return drop(fd);
 	if (r > 0)
@@ -133,6 +157,22 @@ int ps_report(struct sockaddr *addr, socklen_t *alen, const struct ps_addr *a,
 	return 0;
 }
 
+/* A kept connection that is ready, given the flags of this accept4 call; -1 if none. */
+static int kept(int lfd, const struct ps_fdinfo *li, const struct ps_config *c, int flags,
+		socklen_t room, struct sockaddr_storage *ss, socklen_t *sl)
+{
+	struct ps_addr client;
+	int named;
+	int fd = ps_keep_next(lfd, li, c, room, &client, &named);
+	if (fd < 0)
+		return -1;
+	int fl = ps_real.fcntl(fd, F_GETFL);
+	ps_real.fcntl(fd, F_SETFL, flags & SOCK_NONBLOCK ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+	ps_real.fcntl(fd, F_SETFD, flags & SOCK_CLOEXEC ? FD_CLOEXEC : 0);
+	*sl = ps_addr_to_sockaddr(&client, li->family, ss);
+	return fd;
+}
+
 int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 {
 	const struct ps_config *c = ps_active();
@@ -145,11 +185,14 @@ int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 	for (;;) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		int fd = real_accept4(lfd, (struct sockaddr *)&ss, &sl, flags);
-		if (fd < 0)
-			return fd;
-		if (admit(fd, c, &li, &ss, &sl, addr ? *alen : 0) < 0)
-			continue;  /* closed: a blocking accept waits for the next one */
+		int fd = kept(lfd, &li, c, flags, addr ? *alen : 0, &ss, &sl);
+		if (fd < 0) {
+			fd = real_accept4(lfd, (struct sockaddr *)&ss, &sl, flags);
+			if (fd < 0)
+				return fd;
+			if (admit(lfd, fd, c, &li, &ss, &sl, addr ? *alen : 0) != 0)
+				continue;  /* closed or kept: take the next one */
+		}
 		if (addr)
 			copy_out(addr, alen, &ss, sl);
 		errno = saved;

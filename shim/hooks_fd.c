@@ -8,10 +8,14 @@
 #include <fcntl.h>
 #include <stdarg.h>
 
+void (*ps_on_forget)(unsigned first, unsigned last);
+
 static void forget(unsigned first, unsigned last)
 {
 	ps_fd_clear(first, last);
 	ps_log_fd_closed(first, last);
+	if (ps_on_forget)
+		ps_on_forget(first, last);
 }
 
 /* After a dup-family call returned to (or failed): to now mirrors from. */

@@ -197,6 +197,14 @@ static void adopt_fd(int fd, const struct ps_config *c, const struct ps_fdinfo *
 {
 	struct ps_addr peer, local, client;
 	uint64_t cookie = ps_fd_cookie(fd);
+	int listening = 0;
+	socklen_t ll = sizeof(listening);
+	if (cookie && real_getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) == 0 &&
+	    listening) {
+		struct ps_fdinfo li;  /* known before the application's epoll_ctl */
+		ps_listener_note(fd, c, &li);
+		return;
+	}
 	if (!cookie || seen_before(seen, fd, cookie) || tcp_endpoints(fd, &peer, &local) < 0 ||
 	    !ps_netlist_match(&c->trusted, &peer))
 		return;

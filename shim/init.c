@@ -1,11 +1,13 @@
 /* Load-time set-up: resolve libc, parse the configuration (fail fast), open the log. */
 #include "inherit.h"
+#include "keep.h"
 #include "log.h"
 #include "real.h"
 #include "shim.h"
 
 #include <stdio.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +44,8 @@ __attribute__((constructor)) static void ps_init(void)
 	ps_log(PS_LOG_INFO, "active in %s: %u trusted networks, policy %s, timeout %u ms",
 	       program_invocation_short_name, config.trusted.n,
 	       config.policy == PS_POLICY_REQUIRE ? "require" : "optional", config.timeout_ms);
+	ps_on_forget = ps_keep_forget;
+	pthread_atfork(NULL, NULL, ps_keep_init);
 	__atomic_store_n(&active, &config, __ATOMIC_RELEASE);
 	ps_inherit_init(&config);
 }

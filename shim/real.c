@@ -54,6 +54,12 @@ void ps_real_resolve(void)
 	RESOLVE(close_range, 0);  /* glibc >= 2.34 */
 	RESOLVE(closefrom, 0);
 	RESOLVE(recv, 1);
+	RESOLVE(listen, 1);
+	RESOLVE(epoll_ctl, 1);
+	RESOLVE(poll, 1);
+	RESOLVE(ppoll, 1);
+	RESOLVE(select, 1);
+	RESOLVE(pselect, 1);
 	RESOLVE(connect, 1);
 	RESOLVE(getsockopt, 1);
 	RESOLVE(read, 1);

@@ -6,6 +6,10 @@
 
 #include <spawn.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -25,6 +29,14 @@ struct ps_real {
 	int (*close_range)(unsigned, unsigned, int);
 	void (*closefrom)(int);
 	ssize_t (*recv)(int, void *, size_t, int);
+	/* receiving side: listeners and readiness (kept connections) */
+	int (*listen)(int, int);
+	int (*epoll_ctl)(int, int, int, struct epoll_event *);
+	int (*poll)(struct pollfd *, nfds_t, int);
+	int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+	int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
+		       const sigset_t *);
 	/* sending side */
 	int (*connect)(int, const struct sockaddr *, socklen_t);
 	int (*getsockopt)(int, int, int, void *, socklen_t *);
@@ -102,6 +114,19 @@ static inline ssize_t real_recv(int fd, void *buf, size_t n, int flags)
 	return ps_real.recv ? ps_real.recv(fd, buf, n, flags)
 			    : syscall(SYS_recvfrom, fd, buf, n, flags, NULL, NULL);
 }
+/* The real function, resolving now if called before the constructor (no raw
+ * equivalent that keeps the libc semantics). */
+#define REAL_LAZY(fn) (ps_real.fn ? ps_real.fn : (ps_real_resolve(), ps_real.fn))
+
+static inline int real_listen(int fd, int backlog)
+{
+	return PS_REAL_OR_SYS(listen, SYS_listen, fd, backlog);
+}
+static inline int real_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	return PS_REAL_OR_SYS(epoll_ctl, SYS_epoll_ctl, epfd, op, fd, ev);
+}
+
 /* Sending side: the raw call when libc is not resolved yet. The FORTIFY entries fall
  * back to the plain call (their length check needs libc). */
 static inline int real_connect(int fd, const struct sockaddr *a, socklen_t l)

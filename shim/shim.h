@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 #include "config.h"
+#include "consume.h"
 #include "fdtable.h"
 
 #define PS_EXPORT __attribute__((visibility("default")))
@@ -24,6 +25,16 @@ int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags);
  * closed (logged). room: the caller's address buffer size, 0 when unknown. */
 int ps_claim(int fd, const struct ps_config *c, int family, const struct ps_addr *peer,
 	     socklen_t room, struct ps_addr *client);
+
+/* The part of ps_claim after the header was read (r, h, why from shim/consume.h). */
+int ps_settle(int fd, int family, const struct ps_addr *peer, socklen_t room, enum ps_take r, const struct pp_header *h, const char *why,
+	      struct ps_addr *client);
+
+/* Decides (again) whether the shim applies to listening socket lfd and records it. */
+bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li);
+
+/* Set by the receiving library: told of every descriptor range the application closes. */
+extern void (*ps_on_forget)(unsigned first, unsigned last);
 
 /* fd's connection entry if it holds one and fd is still that socket (SO_COOKIE);
  * a stale entry is dropped. */

@@ -14,7 +14,8 @@ sorted() {
 }
 
 @test "libproxyshim.so exports only the interposed symbols" {
-	want=$(sorted accept accept4 getpeername getsockname $FD_HOOKS execl execle execlp \
+	want=$(sorted accept accept4 getpeername getsockname listen epoll_ctl poll ppoll select \
+		pselect $FD_HOOKS execl execle execlp \
 		execv execve execveat execvp execvpe fexecve posix_spawn posix_spawnp)
 	[ "$(exports "$LIB")" = "$want" ]
 }

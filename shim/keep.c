@@ -1,0 +1,368 @@
+#include "keep.h"
+#include "consume.h"
+#include "log.h"
+#include "real.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/timerfd.h>
+#include <time.h>
+
+#define SETS 64          /* listeners with kept connections per process */
+#define KEPT_MAX 1024    /* kept connections per listener; the oldest goes first */
+#define POLL_MAX 4096    /* larger poll arrays are passed through unchanged */
+#define EXTRA_MAX 8      /* sets added to one poll/select call */
+
+struct kept {
+	int fd;
+	long long deadline;  /* CLOCK_MONOTONIC, ms */
+	struct ps_addr peer;
+};
+
+struct set {
+	_Atomic int lfd1;    /* listener fd + 1; 0 when free */
+	atomic_flag lock;
+	int family;
+	int epfd, tfd;       /* the set's epoll instance and its deadline timer */
+	unsigned n;
+	struct kept *k;      /* KEPT_MAX entries */
+};
+
+static struct set sets[SETS];
+static atomic_flag create_lock;
+static _Atomic unsigned kept_total;  /* fast path: nothing kept anywhere */
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void lock(atomic_flag *f)
+{
+	while (atomic_flag_test_and_set_explicit(f, memory_order_acquire))
+		;
+}
+
+static void unlock(atomic_flag *f)
+{
+	atomic_flag_clear_explicit(f, memory_order_release);
+}
+
+static struct set *find(int lfd)
+{
+	for (int i = 0; i < SETS; i++)
+		if (atomic_load(&sets[i].lfd1) == lfd + 1)
+			return &sets[i];
+	return NULL;
+}
+
+static void destroy(struct set *s, int close_own)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		real_close(s->k[i].fd);
+	atomic_fetch_sub(&kept_total, s->n);
+	if (close_own) {
+		real_close(s->epfd);
+		real_close(s->tfd);
+	}
+	munmap(s->k, KEPT_MAX * sizeof(struct kept));
+	s->n = 0;
+	atomic_store(&s->lfd1, 0);
+}
+
+static struct set *create(int lfd, int family)
+{
+	struct set *s = find(lfd);
+	if (s)
+		return s;
+	lock(&create_lock);
+	if ((s = find(lfd))) {  /* another thread was first */
+		unlock(&create_lock);
+		return s;
+	}
+	for (int i = 0; !s && i < SETS; i++)
+		if (atomic_load(&sets[i].lfd1) == 0)
+			s = &sets[i];
+	struct epoll_event ev = {.events = EPOLLIN};
+	void *k = s ? mmap(NULL, KEPT_MAX * sizeof(struct kept), PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+		    : MAP_FAILED;
+	int epfd = k != MAP_FAILED ? epoll_create1(EPOLL_CLOEXEC) : -1;
+	int tfd = epfd >= 0 ? timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC) : -1;
+	ev.data.fd = tfd;
+	if (tfd < 0 || real_epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, &ev) < 0) {
+		if (k != MAP_FAILED)
+			munmap(k, KEPT_MAX * sizeof(struct kept));
+		if (epfd >= 0)
+			real_close(epfd);
+		if (tfd >= 0)
+			real_close(tfd);
+		unlock(&create_lock);
+		return NULL;  /* no set: this listener's accepts wait, bounded */
+	}
+	s->k = k;
+	s->n = 0;
+	s->family = family;
+	s->epfd = epfd;
+	s->tfd = tfd;
+	atomic_flag_clear(&s->lock);
+	atomic_store(&s->lfd1, lfd + 1);
+	unlock(&create_lock);
+	return s;
+}
+
+/* Arms the timer for the earliest deadline (disarms it when nothing is kept). */
+static void rearm(struct set *s)
+{
+	long long first = 0;
+	struct itimerspec its = {0};
+	for (unsigned i = 0; i < s->n; i++)
+		if (!first || s->k[i].deadline < first)
+			first = s->k[i].deadline;
+	its.it_value.tv_sec = first / 1000;
+	its.it_value.tv_nsec = (first % 1000) * 1000000 + (first ? 1 : 0);
+	timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void remove_at(struct set *s, unsigned i)
+{
+	real_epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->k[i].fd, NULL);
+	s->k[i] = s->k[--s->n];
+	atomic_fetch_sub(&kept_total, 1);
+}
+
+int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer)
+{
+	const struct ps_config *c = ps_active();
+	struct set *s = create(lfd, li->family);
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
+	if (!s)
+		return -1;
+	lock(&s->lock);
+	if (s->n == KEPT_MAX) {
+		char pa[PS_ADDR_STRLEN];
+		ps_addr_format(&s->k[0].peer, pa, sizeof(pa));
+		ps_log_limited("proxy %s: %d connections already wait for their header; the "
+			       "oldest is closed", pa, KEPT_MAX);
+		int old = s->k[0].fd;
+		remove_at(s, 0);
+		ps_fd_clear((unsigned)old, (unsigned)old);
+		real_close(old);
+	}
+	if (real_epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		unlock(&s->lock);
+		return -1;
+	}
+	s->k[s->n++] = (struct kept){.fd = fd, .deadline = now_ms() + c->timeout_ms,
+				     .peer = *peer};
+	atomic_fetch_add(&kept_total, 1);
+	rearm(s);
+	unlock(&s->lock);
+	return 0;
+}
+
+static int index_of(const struct set *s, int fd)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->k[i].fd == fd)
+			return (int)i;
+	return -1;
+}
+
+/* Takes out one kept connection whose fate is decided: expired, or readable with the
+ * header complete, bad, or the peer gone. -1 if none. Called with the set locked. */
+static int decide_one(struct set *s, const struct ps_config *c, struct pp_header *h,
+		      const char **why, enum ps_take *r, struct ps_addr *peer)
+{
+	struct epoll_event ev[16];
+	long long now = now_ms();
+	for (unsigned i = 0; i < s->n; i++) {
+		if (s->k[i].deadline <= now) {
+			int fd = s->k[i].fd;
+			*r = ps_try_header(fd, c, h, why, PS_TRY_KEPT | PS_TRY_EXPIRED);
+			*peer = s->k[i].peer;
+			remove_at(s, i);
+			return fd;
+		}
+	}
+	int m = epoll_wait(s->epfd, ev, 16, 0);
+	for (int j = 0; j < m; j++) {
+		int fd = ev[j].data.fd, i = index_of(s, fd);
+		uint64_t ticks;
+		if (fd == s->tfd) {
+			if (syscall(SYS_read, s->tfd, &ticks, sizeof(ticks)) < 0) {}
+			continue;
+		}
+		if (i < 0)
+			continue;
+		int hup = ev[j].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? PS_TRY_HUP : 0;
+		*r = ps_try_header(fd, c, h, why, PS_TRY_KEPT | hup);
+		if (*r == PS_TAKE_MORE)
+			continue;
+		*peer = s->k[i].peer;
+		remove_at(s, (unsigned)i);
+		return fd;
+	}
+	rearm(s);
+	return -1;
+}
+
+int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
+		 socklen_t room, struct ps_addr *client, int *named)
+{
+	struct set *s;
+	if (!atomic_load_explicit(&kept_total, memory_order_relaxed) || !(s = find(lfd)))
+		return -1;
+	for (;;) {
+		struct pp_header h;
+		const char *why = NULL;
+		enum ps_take r;
+		struct ps_addr peer;
+		lock(&s->lock);
+		int fd = decide_one(s, c, &h, &why, &r, &peer);
+		unlock(&s->lock);
+		if (fd < 0)
+			return -1;
+		int got = ps_settle(fd, li->family, &peer, room, r, &h, why, client);
+		if (got >= 0) {
+			*named = got > 0;
+			if (!got)
+				*client = peer;
+			return fd;
+		}
+		ps_fd_clear((unsigned)fd, (unsigned)fd);
+		real_close(fd);
+	}
+}
+
+void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
+{
+	struct ps_fdinfo li;
+	struct set *s;
+	if (!ps_fd_get(fd, &li) || li.kind != PS_FD_LISTENER || !li.selected)
+		return;
+	if (op == EPOLL_CTL_DEL) {
+		if ((s = find(fd)))
+			real_epoll_ctl(epfd, EPOLL_CTL_DEL, s->epfd, NULL);
+		return;
+	}
+	if (!ev || !(s = create(fd, li.family)))
+		return;
+	/* The listener's own event data, so the application takes it for its listener.
+	 * EPOLLEXCLUSIVE cannot apply to a nested epoll instance. */
+	struct epoll_event nested = {
+		.events = ev->events & (EPOLLIN | EPOLLET | EPOLLONESHOT), .data = ev->data};
+	int first = op == EPOLL_CTL_ADD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+	if (real_epoll_ctl(epfd, first, s->epfd, &nested) < 0)
+		real_epoll_ctl(epfd, first == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+			       s->epfd, &nested);
+}
+
+void ps_keep_forget(unsigned first, unsigned last)
+{
+	for (int i = 0; i < SETS; i++) {
+		struct set *s = &sets[i];
+		unsigned lfd1 = (unsigned)atomic_load(&s->lfd1);
+		if (!lfd1)
+			continue;
+		int own = (unsigned)s->epfd >= first && (unsigned)s->epfd <= last;
+		own |= (unsigned)s->tfd >= first && (unsigned)s->tfd <= last;
+		/* The listener closed, or the application closed our descriptors: either
+		 * way the set cannot work any more. */
+		if ((lfd1 - 1 >= first && lfd1 - 1 <= last) || own) {
+			lock(&s->lock);
+			destroy(s, !own);
+			unlock(&s->lock);
+		}
+	}
+}
+
+/* The set of a watched listener that holds kept connections, or NULL. */
+static struct set *watched(int fd)
+{
+	struct set *s = fd >= 0 ? find(fd) : NULL;
+	return s && s->n ? s : NULL;
+}
+
+int ps_keep_poll(struct pollfd *fds, nfds_t n, ps_poll_call call, void *ctx)
+{
+	struct set *extra[EXTRA_MAX];
+	nfds_t owner[EXTRA_MAX];
+	unsigned m = 0;
+	if (!atomic_load_explicit(&kept_total, memory_order_relaxed) || n > POLL_MAX)
+		return call(fds, n, ctx);
+	for (nfds_t i = 0; i < n && m < EXTRA_MAX; i++) {
+		if ((fds[i].events & POLLIN) && (extra[m] = watched(fds[i].fd)))
+			owner[m++] = i;
+	}
+	if (!m)
+		return call(fds, n, ctx);
+	struct pollfd all[n + m];
+	memcpy(all, fds, n * sizeof(*fds));
+	for (unsigned j = 0; j < m; j++)
+		all[n + j] = (struct pollfd){.fd = extra[j]->epfd, .events = POLLIN};
+	int r = call(all, n + m, ctx);
+	if (r <= 0)
+		return r;
+	for (unsigned j = 0; j < m; j++) {
+		struct pollfd *o = &all[owner[j]];
+		if (!(all[n + j].revents & POLLIN))
+			continue;
+		r--;  /* ours */
+		if (!o->revents)
+			r++;  /* the listener becomes ready instead */
+		o->revents |= POLLIN;
+	}
+	memcpy(fds, all, n * sizeof(*fds));
+	return r;
+}
+
+int ps_keep_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, ps_select_call call,
+		   void *ctx)
+{
+	struct set *extra[EXTRA_MAX];
+	int owner[EXTRA_MAX];
+	unsigned m = 0;
+	int top = nfds;
+	if (!atomic_load_explicit(&kept_total, memory_order_relaxed) || !rd)
+		return call(nfds, rd, wr, ex, ctx);
+	for (int fd = 0; fd < nfds && fd < FD_SETSIZE && m < EXTRA_MAX; fd++) {
+		if (FD_ISSET(fd, rd) && (extra[m] = watched(fd)) && extra[m]->epfd < FD_SETSIZE) {
+			owner[m++] = fd;
+			FD_SET(extra[m - 1]->epfd, rd);
+			if (extra[m - 1]->epfd >= top)
+				top = extra[m - 1]->epfd + 1;
+		}
+	}
+	int r = call(top, rd, wr, ex, ctx);
+	for (unsigned j = 0; r > 0 && j < m; j++) {
+		if (!FD_ISSET(extra[j]->epfd, rd))
+			continue;
+		FD_CLR(extra[j]->epfd, rd);
+		r--;
+		if (!FD_ISSET(owner[j], rd) && !(wr && FD_ISSET(owner[j], wr)) &&
+		    !(ex && FD_ISSET(owner[j], ex)))
+			r++;
+		FD_SET(owner[j], rd);
+	}
+	for (unsigned j = 0; r <= 0 && j < m; j++)
+		FD_CLR(extra[j]->epfd, rd);
+	return r;
+}
+
+void ps_keep_init(void)
+{
+	/* In a fork child: the kept connections are the parent's to serve; drop our
+	 * copies (and the sets' descriptors) so that closing them there really closes. */
+	for (int i = 0; i < SETS; i++) {
+		if (atomic_load(&sets[i].lfd1)) {
+			atomic_flag_clear(&sets[i].lock);
+			destroy(&sets[i], 1);
+		}
+	}
+	atomic_flag_clear(&create_lock);
+}

@@ -1,0 +1,43 @@
+/* Non-blocking listeners never wait for a header. A trusted connection whose header
+ * is still on its way is kept aside in a set of the listener's (an epoll instance of
+ * the shim's own holding the kept sockets and a timer for their deadlines). That set
+ * is nested in every epoll instance the application registers the listener in, with
+ * the listener's event data, and added to poll/select calls that watch the listener:
+ * the application sees its listener readable when a kept header completes (or times
+ * out), calls accept, and gets that connection. */
+#ifndef PS_KEEP_H
+#define PS_KEEP_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include "shim.h"
+
+/* Keeps fd (from trusted proxy peer, header incomplete) aside on non-blocking listener
+ * li (fd lfd). Returns 0, or -1 if it cannot (the caller waits instead). */
+int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer);
+
+/* A kept connection of lfd that is ready to hand over, settled (recorded in the fd
+ * table): its fd, with *client and *named = 1 when the header named one; -1 when
+ * there is none. Bad and expired ones are closed and logged on the way. */
+int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
+		 socklen_t room, struct ps_addr *client, int *named);
+
+/* After the application's epoll_ctl(epfd, op, fd, ev) succeeded. */
+void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev);
+
+/* The application closed fds first..last: listeners among them lose their sets. */
+void ps_keep_forget(unsigned first, unsigned last);
+
+/* poll/ppoll and select/pselect with the sets of watched listeners added. 'call' runs
+ * the real function on the (possibly extended) arguments. */
+typedef int (*ps_poll_call)(struct pollfd *fds, nfds_t n, void *ctx);
+int ps_keep_poll(struct pollfd *fds, nfds_t n, ps_poll_call call, void *ctx);
+typedef int (*ps_select_call)(int nfds, fd_set *r, fd_set *w, fd_set *e, void *ctx);
+int ps_keep_select(int nfds, fd_set *r, fd_set *w, fd_set *e, ps_select_call call, void *ctx);
+
+/* At load, and in a fork child (the parent keeps serving its own kept connections). */
+void ps_keep_init(void);
+
+#endif
