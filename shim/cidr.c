@@ -94,6 +94,8 @@ static int add_net(void *ctx, const char *item, char *err, size_t errlen)
 	}
 	ps_addr_to_v6(&a, net->ip);
 	net->plen = (uint8_t)(v6 ? plen : plen + 96);
+	/* ::/0 means every IPv6 peer, not every IPv4 one too; ::ffff:a.b.c.d/104 is IPv4. */
+	net->v4 = !v6 || (net->plen >= 96 && ps_ip_is_v4mapped(net->ip));
 	l->n++;
 	return 0;
 }
@@ -119,8 +121,10 @@ bool ps_netlist_match(const struct ps_netlist *l, const struct ps_addr *a)
 	if (l->any)
 		return true;
 	ps_addr_to_v6(a, ip);
+	bool v4 = ps_ip_is_v4mapped(ip);
 	for (unsigned i = 0; i < l->n; i++)
-		if (in_net(&l->net[i], ip) && (!l->net[i].port || l->net[i].port == a->port))
+		if (l->net[i].v4 == v4 && in_net(&l->net[i], ip) &&
+		    (!l->net[i].port || l->net[i].port == a->port))
 			return true;
 	return false;
 }
@@ -169,6 +173,7 @@ static int add_dest(void *ctx, const char *item, char *err, size_t errlen)
 	struct ps_net *net = &l->net[l->n++];
 	ps_addr_to_v6(&a, net->ip);
 	net->plen = 128;
+	net->v4 = ps_ip_is_v4mapped(net->ip);
 	net->port = a.port;
 	return 0;
 }

@@ -11,6 +11,7 @@
 struct ps_net {
 	uint8_t ip[16];
 	uint8_t plen;   /* 0..128 */
+	bool v4;        /* an IPv4 network: matches IPv4 and v4-mapped peers, and only them */
 	uint16_t port;  /* destinations only: 0 = any port */
 };
 

@@ -6,7 +6,9 @@
 #include "real.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
+#include <linux/tcp.h>
 #include <netinet/in.h>
 
 /* The inbound connection the calling thread accepted last (relay mode), and the
@@ -82,13 +84,26 @@ int ps_send_connected(int fd, const struct sockaddr *sa, socklen_t len, int r)
 	return r;
 }
 
+/* Bytes this connection has ever sent (any process holding it), -1 if unknown. */
+static long long bytes_sent(int fd)
+{
+	struct tcp_info ti = {0};
+	socklen_t len = sizeof(ti);
+	if (real_getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_bytes_sent) + sizeof(ti.tcpi_bytes_sent))
+		return -1;
+	return (long long)ti.tcpi_bytes_sent;
+}
+
 int ps_send_flush(int fd)
 {
 	struct ps_fdinfo e;
 	uint8_t hdr[PP_V1_MAX + 1];
 	if (!ps_fd_get(fd, &e) || e.kind != PS_FD_SEND)
 		return 0;
-	if (ps_fd_cookie(fd) != e.cookie) {  /* fd number reused behind our back */
+	/* A reused fd number, or a fork sibling that shares the socket and already sent
+	 * the header (the pending state was copied by fork): nothing to send here. */
+	if (ps_fd_cookie(fd) != e.cookie || (!e.sent && bytes_sent(fd) > 0)) {
 		ps_fd_clear((unsigned)fd, (unsigned)fd);
 		return 0;
 	}

@@ -38,6 +38,13 @@ static const struct {
 	{ "2001:db8::1/128", "2001:db8::2", false },
 	{ "2001:db8::1", "2001:db8::1", true },
 	{ "::/0", "2001:db8::1", true },
+	/* An IPv6 network never covers IPv4 peers; a v4-mapped one is an IPv4 network. */
+	{ "::/0", "192.0.2.1", false },
+	{ "::/0", "::ffff:192.0.2.1", false },
+	{ "::/64", "127.0.0.1", false },
+	{ "::ffff:192.0.2.0/120", "192.0.2.7", true },
+	{ "::ffff:192.0.2.0/120", "::ffff:192.0.2.7", true },
+	{ "::ffff:192.0.2.0/120", "2001:db8::7", false },
 	{ "::1", "::1", true },
 	{ "::1", "127.0.0.1", false },
 	{ "*", "192.0.2.1", true },
