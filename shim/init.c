@@ -1,15 +1,13 @@
-/* Load-time set-up: resolve libc, parse the configuration (fail fast), open the log. */
+/* Load-time set-up of libproxyshim.so: configuration, log, fork handling, inherited
+ * sockets. */
 #include "inherit.h"
 #include "keep.h"
 #include "log.h"
 #include "real.h"
 #include "shim.h"
 
-#include <stdio.h>
 #include <errno.h>
 #include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
 
 static struct ps_config config;
 static const struct ps_config *_Atomic active;
@@ -19,21 +17,9 @@ const struct ps_config *ps_active(void)
 	return __atomic_load_n(&active, __ATOMIC_ACQUIRE);
 }
 
-static const char *env(const char *name)
-{
-	return secure_getenv(name);
-}
-
 __attribute__((constructor)) static void ps_init(void)
 {
-	char err[400], line[480];
-	ps_real_resolve();
-	if (ps_config_parse(&config, env, err, sizeof(err)) < 0) {
-		/* A security control never silently degrades: stop the process. */
-		int n = snprintf(line, sizeof(line), "proxyshim: %s\n", err);
-		if (write(2, line, (size_t)n) < 0) {}
-		_exit(1);
-	}
+	ps_load(&config);
 	if (!config.active) {
 		ps_inherit_init(NULL);
 		return;
