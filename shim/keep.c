@@ -128,11 +128,14 @@ static void rearm(struct set *s)
 	timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
+/* Also re-arms the timer: setting it clears a pending expiry, which would otherwise
+ * keep the set (and so the application's listener) readable with nothing to accept. */
 static void remove_at(struct set *s, unsigned i)
 {
 	real_epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->k[i].fd, NULL);
 	s->k[i] = s->k[--s->n];
 	atomic_fetch_sub(&kept_total, 1);
+	rearm(s);
 }
 
 int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer)
