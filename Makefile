@@ -39,7 +39,7 @@ $(BUILD)/libproxyshim-client.so: $(CLIENT_SRC) $(HDRS) shim/exports-client.map
 	$(CC) $(PS_CFLAGS) $(SO_FLAGS) -Wl,--version-script=shim/exports-client.map \
 	  -Wl,-soname,libproxyshim-client.so -o $@ $(CLIENT_SRC) -ldl $(LDFLAGS)
 
-$(BUILD)/%: tests/helpers/%.c
+$(BUILD)/%: tests/helpers/%.c $(wildcard tests/helpers/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(PS_CFLAGS) -o $@ $< -lpthread $(LDFLAGS)
 

@@ -1,0 +1,180 @@
+#!/usr/bin/env bats
+# Who is trusted, what the policies do, which listeners are selected, configuration
+# errors and logging.
+
+load helpers
+
+HDR=$(v1 TCP4 127.0.0.11 127.0.0.2 10011 8443)
+
+# passed_through SOURCE PAYLOAD: the server (started with -n 1) got PAYLOAD untouched
+# from SOURCE's real address.
+passed_through() {
+	client "$1" "$2"
+	expect_reply "OK $CLIENT_LOCAL"
+	server_done
+	expect_output "$(conn_line "$CLIENT_LOCAL" "$2")"
+}
+
+@test "untrusted source, UNTRUSTED=pass: a v1 header is plain data, peer is the real source" {
+	start_server PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UNTRUSTED=pass -- -n 1
+	passed_through "$UNTRUSTED" "$HDR$REQ"
+}
+
+@test "untrusted source, default policy: a v2 header is plain data" {
+	start_server PROXYSHIM_TRUSTED=$PROXY -- -n 1
+	passed_through "$UNTRUSTED" "$(v2 TCP4 127.0.0.11 127.0.0.2 10011 8443)$REQ"
+}
+
+@test "untrusted source without a header is handed over untouched" {
+	start_server PROXYSHIM_TRUSTED=$PROXY -- -n 1
+	passed_through "$UNTRUSTED" "$REQ"
+}
+
+@test "untrusted source, UNTRUSTED=reject: closed at accept, next connection served" {
+	start_server PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UNTRUSTED=reject -- -n 1
+	client "$UNTRUSTED" "$HDR$REQ"
+	expect_closed
+	client "$UNTRUSTED" "$REQ"
+	expect_closed
+	expect_next_served
+}
+
+@test "PROXYSHIM_TRUSTED list with CIDRs: inside honoured, outside not" {
+	start_server "PROXYSHIM_TRUSTED=10.1.2.3,127.0.0.8/29,::1" -- -n 2
+	client 127.0.0.15 "$HDR$REQ"
+	expect_reply "OK 127.0.0.11:10011"
+	client 127.0.0.16 "$HDR$REQ"
+	local outside=$CLIENT_LOCAL
+	expect_reply "OK $outside"
+	server_done
+	expect_output "$(conn_line 127.0.0.11:10011 "$REQ")" "$(conn_line "$outside" "$HDR$REQ")"
+}
+
+@test "PROXYSHIM_TRUSTED='*' trusts any source" {
+	start_server 'PROXYSHIM_TRUSTED=*' -- -n 1
+	client "$UNTRUSTED" "$HDR$REQ"
+	expect_reply "OK 127.0.0.11:10011"
+	server_done
+	expect_output "$(conn_line 127.0.0.11:10011 "$REQ")"
+}
+
+@test "POLICY=optional: trusted source without a header is handed over untouched" {
+	start_server PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_POLICY=optional -- -n 1
+	passed_through "$PROXY" "$REQ"
+}
+
+@test "POLICY=optional: a header from the trusted source is still used" {
+	start_server PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_POLICY=optional -- -n 2
+	client "$PROXY" "$HDR$REQ"
+	expect_reply "OK 127.0.0.11:10011"
+	client "$PROXY" "$(v2 TCP4 127.0.0.12 127.0.0.2 10012 8443)$REQ"
+	expect_reply "OK 127.0.0.12:10012"
+	server_done
+	expect_output "$(conn_line 127.0.0.11:10011 "$REQ")" "$(conn_line 127.0.0.12:10012 "$REQ")"
+}
+
+@test "POLICY=optional: a bad header is still refused" {
+	start_server PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_POLICY=optional -- -n 1
+	expect_refused "PROXY TCP4 127.0.0.011 127.0.0.2 10011 8443\\r\\n$REQ"
+}
+
+@test "POLICY=optional, server speaks first, no header: greeted after the timeout" {
+	start_server PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_POLICY=optional PROXYSHIM_TIMEOUT_MS=300 \
+		-- -n 1 -m greet -I 300
+	client "$PROXY" "" -k
+	expect_reply $'HELLO\r\nOK '"$CLIENT_LOCAL"
+	server_done
+	expect_output "$(conn_line "$CLIENT_LOCAL" TIMEOUT)"
+	((CLIENT_FIRST_MS >= 290 && CLIENT_FIRST_MS < 3000)) ||
+		fail "greeting after $CLIENT_FIRST_MS ms, expected PROXYSHIM_TIMEOUT_MS=300"
+}
+
+@test "POLICY=require, server speaks first: no greeting before the header" {
+	start_server PROXYSHIM_TRUSTED=$PROXY -- -n 1 -m greet
+	client "$PROXY" "$(v2 TCP4 127.0.0.11 127.0.0.2 10011 8443)$REQ" -w 400
+	expect_reply $'HELLO\r\nOK 127.0.0.11:10011'
+	server_done
+	expect_output "$(conn_line 127.0.0.11:10011 "$REQ")"
+	((CLIENT_FIRST_MS >= 390)) || fail "greeting after $CLIENT_FIRST_MS ms, before the header"
+}
+
+@test "PROXYSHIM_PORTS naming another port leaves this listener alone" {
+	start_server PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_PORTS=1,7-9 -- -n 1
+	passed_through "$PROXY" "$HDR$REQ"
+}
+
+@test "PROXYSHIM_PORTS with a range covering this port applies to it" {
+	local port
+	port=$(free_port)
+	start_server PROXYSHIM_TRUSTED=$PROXY "PROXYSHIM_PORTS=7,$((port - 1))-$((port + 1))" \
+		-- -n 1 -p "$port"
+	client "$PROXY" "$HDR$REQ"
+	expect_reply "OK 127.0.0.11:10011"
+	server_done
+	expect_output "$(conn_line 127.0.0.11:10011 "$REQ")"
+}
+
+@test "PROXYSHIM_TRUSTED unset: fully inert, a header from anyone is data" {
+	start_server PROXYSHIM_POLICY=require PROXYSHIM_UNTRUSTED=reject -- -n 1
+	passed_through "$PROXY" "$HDR$REQ"
+}
+
+# proxied_logged PROXY-ADDR CLIENT-ADDR: $T/shim.log has "proxy PROXY-ADDR ... -> client
+# CLIENT-ADDR" on one line.
+proxied_logged() {
+	local p=${1//./\\.} c=${2//./\\.}
+	expect_log "$T/shim.log" "proxy $p([^0-9]|\$).*-> client $c([^0-9]|\$)"
+}
+
+@test "PROXYSHIM_LOG_LEVEL=info logs proxy -> client for each proxied connection" {
+	start_server PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_LOG_LEVEL=info PROXYSHIM_LOG="$T/shim.log" \
+		-- -n 2
+	client "$PROXY" "$HDR$REQ"
+	local proxy1=$CLIENT_LOCAL
+	client "$PROXY" "$(v2 TCP4 127.0.0.12 127.0.0.2 10012 8443)$REQ"
+	server_done
+	proxied_logged "$proxy1" 127.0.0.11:10011
+	proxied_logged "$CLIENT_LOCAL" 127.0.0.12:10012
+}
+
+@test "PROXYSHIM_LOG_LEVEL=warn (default) logs nothing for good connections" {
+	start_server PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_LOG="$T/shim.log" -- -n 1
+	client "$PROXY" "$HDR$REQ"
+	server_done
+	[[ ! -s $T/shim.log ]] || fail "unexpected log lines:" "$(cat "$T/shim.log")"
+}
+
+# bad_config VAR VALUE: the program does not start: exit 1 and one line on stderr,
+# `proxyshim: VAR: "VALUE": reason`.
+bad_config() {
+	local vars=("PROXYSHIM_TRUSTED=$PROXY" "$1=$2")
+	[[ $1 == PROXYSHIM_TRUSTED ]] && vars=("$1=$2")
+	run under_shim "${vars[@]}" -- "$TESTSERVER" -n 1 -T 5 -P "$T/bad.port"
+	[[ $status == 1 ]] || fail "$1=$2: exit status $status, expected 1" "$output"
+	[[ ${#lines[@]} == 1 ]] || fail "$1=$2: expected one line, got:" "$output"
+	local prefix="proxyshim: $1: \"$2\": "
+	[[ ${lines[0]} == "$prefix"?* ]] || fail "$1=$2: message '${lines[0]}'" "expected '$prefix...'"
+	[[ ! -e $T/bad.port ]] || fail "$1=$2: the server started listening"
+}
+
+@test "bad configuration values stop the program at load with exit 1 and one line" {
+	bad_config PROXYSHIM_TRUSTED 10.0.0.0/33
+	bad_config PROXYSHIM_TRUSTED 127.0.0.256
+	bad_config PROXYSHIM_TRUSTED ::1/129
+	bad_config PROXYSHIM_TRUSTED 127.0.0.10,,127.0.0.11
+	bad_config PROXYSHIM_POLICY sometimes
+	bad_config PROXYSHIM_UNTRUSTED drop
+	bad_config PROXYSHIM_TIMEOUT_MS 0
+	bad_config PROXYSHIM_TIMEOUT_MS 600001
+	bad_config PROXYSHIM_TIMEOUT_MS 3s
+	bad_config PROXYSHIM_PORTS 65536
+	bad_config PROXYSHIM_PORTS 80-
+	bad_config PROXYSHIM_LOCAL both
+	bad_config PROXYSHIM_LOG_LEVEL loud
+}
+
+@test "the prefix-length message is the documented one" {
+	bad_config PROXYSHIM_TRUSTED 10.0.0.0/33
+	[[ ${lines[0]} == 'proxyshim: PROXYSHIM_TRUSTED: "10.0.0.0/33": prefix length must be 0..32' ]] ||
+		fail "got: ${lines[0]}"
+}
