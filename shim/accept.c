@@ -49,44 +49,53 @@ static int drop(int fd)
 
 /* Remembers that a trusted connection needs no header any more, so that a program it
  * is handed to across exec does not look for one. */
-static int mark_handled(int fd, int family)
+static int mark_handled(int fd, int family, const struct ps_addr *peer)
 {
 	struct ps_fdinfo hi = {.kind = PS_FD_HANDLED, .family = (uint16_t)family,
-			       .cookie = ps_fd_cookie(fd)};
+			       .cookie = ps_peer_ident(peer)};
 	ps_fd_set(fd, &hi);
 	return 0;
 }
 
-int ps_settle(int fd, int family, const struct ps_addr *peer, socklen_t room, enum ps_take r, const struct pp_header *h, const char *why,
-	      struct ps_addr *client)
+int ps_settle(int fd, int family, const struct ps_addr *peer, socklen_t room, enum ps_take r,
+	      const struct pp_header *h, const char *why, struct ps_addr *client)
 {
+	/* Addresses are formatted only for a line that is written: this is the hot path. */
 	char pa[PS_ADDR_STRLEN], ca[PS_ADDR_STRLEN];
-	ps_addr_format(peer, pa, sizeof(pa));
 	if (r == PS_TAKE_BAD || r == PS_TAKE_MORE) {
+		ps_addr_format(peer, pa, sizeof(pa));
 		ps_log_limited("proxy %s: %s; connection closed", pa, why ? why : "no header");
 		return -1;
 	}
 	if (r == PS_TAKE_NONE || !h->has_addrs) {
-		ps_log(PS_LOG_DEBUG, "proxy %s: %s, real addresses kept", pa,
-		       r == PS_TAKE_NONE ? "no header" : "header without addresses");
-		return mark_handled(fd, family);
+		if (ps_log_enabled(PS_LOG_DEBUG)) {
+			ps_addr_format(peer, pa, sizeof(pa));
+			ps_log(PS_LOG_DEBUG, "proxy %s: %s, real addresses kept", pa,
+			       r == PS_TAKE_NONE ? "no header" : "header without addresses");
+		}
+		return mark_handled(fd, family, peer);
 	}
-	ps_addr_format(&h->src, ca, sizeof(ca));
 	if (family == AF_INET && h->src.family == AF_INET6 && !ps_ip_is_v4mapped(h->src.ip) &&
 	    room && room < sizeof(struct sockaddr_in6)) {
+		ps_addr_format(peer, pa, sizeof(pa));
+		ps_addr_format(&h->src, ca, sizeof(ca));
 		ps_log_limited("proxy %s: client %s is IPv6 but the application's buffer holds "
 			       "only IPv4; connection closed", pa, ca);
 		return -1;
 	}
 	struct ps_fdinfo ci = {.kind = PS_FD_CONN, .family = (uint16_t)family,
-			       .cookie = ps_fd_cookie(fd), .src = h->src, .dst = h->dst};
-	if (!ci.cookie || !ps_fd_set(fd, &ci)) {
-		ps_log_limited("proxy %s: cannot record client %s for fd %d; connection closed",
-			       pa, ca, fd);
+			       .cookie = ps_peer_ident(peer), .src = h->src, .dst = h->dst};
+	if (!ps_fd_set(fd, &ci)) {
+		ps_log_limited("cannot record a client for fd %d (beyond the fd table); "
+			       "connection closed", fd);
 		return -1;
 	}
 	*client = h->src;
-	ps_log(PS_LOG_INFO, "proxy %s -> client %s", pa, ca);
+	if (ps_log_enabled(PS_LOG_INFO)) {
+		ps_addr_format(peer, pa, sizeof(pa));
+		ps_addr_format(&h->src, ca, sizeof(ca));
+		ps_log(PS_LOG_INFO, "proxy %s -> client %s", pa, ca);
+	}
 	return 1;
 }
 
@@ -204,7 +213,7 @@ bool ps_conn(int fd, struct ps_fdinfo *ci)
 {
 	if (!ps_fd_get(fd, ci) || ci->kind != PS_FD_CONN)
 		return false;
-	if (ps_fd_cookie(fd) == ci->cookie)
+	if (ps_fd_ident(fd) == ci->cookie)
 		return true;
 	ps_fd_clear((unsigned)fd, (unsigned)fd);  /* fd number reused behind our back */
 	return false;

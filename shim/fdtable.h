@@ -15,6 +15,7 @@ enum ps_fd_kind {
 	PS_FD_CONN,      /* a connection whose header named the original endpoints */
 	PS_FD_HANDLED,   /* a trusted connection already dealt with, real addresses kept */
 	PS_FD_SEND,      /* client side: a header still to be written (some of it sent) */
+	PS_FD_OWN,       /* a descriptor of the shim's own (a kept-connection set's) */
 };
 
 struct ps_fdinfo {
@@ -22,7 +23,9 @@ struct ps_fdinfo {
 	uint8_t selected;    /* LISTENER: the shim applies; SEND: header version */
 	uint16_t family;     /* the socket's own family (AF_INET/AF_INET6) */
 	uint32_t sent;       /* SEND: header bytes already written */
-	uint64_t cookie;     /* CONN, HANDLED, SEND: SO_COOKIE of the socket, its identity */
+	uint64_t cookie;     /* identity. CONN, HANDLED: ps_peer_ident of the real peer (the
+			      * proxy), checked against getpeername; across exec, SO_COOKIE.
+			      * SEND: SO_COOKIE. */
 	struct ps_addr src;  /* CONN, SEND: the header's source, the original client */
 	struct ps_addr dst;  /* CONN, SEND: the header's destination */
 };
@@ -47,5 +50,13 @@ void ps_fd_each(void (*fn)(int fd, const struct ps_fdinfo *info, void *ctx), voi
 
 /* SO_COOKIE of a socket, 0 if it has none. */
 uint64_t ps_fd_cookie(int fd);
+
+/* A connection's identity without a system call at accept: a hash of its real peer
+ * (the proxy's address and port) — with the listener's own address, the 4-tuple the
+ * kernel keeps unique. Never 0. */
+uint64_t ps_peer_ident(const struct ps_addr *peer);
+
+/* The identity of fd's connection now (one getpeername), 0 if it has none. */
+uint64_t ps_fd_ident(int fd);
 
 #endif

@@ -12,9 +12,15 @@ void (*ps_on_forget)(unsigned first, unsigned last);
 
 static void forget(unsigned first, unsigned last)
 {
+	struct ps_fdinfo e;
+	/* Only listeners and the shim's own descriptors concern ps_on_forget: spare the
+	 * common close of a connection the search. */
+	bool tell = ps_on_forget &&
+		    (first != last || (ps_fd_get((int)first, &e) &&
+				       (e.kind == PS_FD_LISTENER || e.kind == PS_FD_OWN)));
 	ps_fd_clear(first, last);
 	ps_log_fd_closed(first, last);
-	if (ps_on_forget)
+	if (tell)
 		ps_on_forget(first, last);
 }
 

@@ -31,12 +31,17 @@ static void carry_one(int fd, const struct ps_fdinfo *info, void *ctx)
 	int flags = (int)syscall(SYS_fcntl, fd, F_GETFD);
 	if (flags < 0 || (flags & FD_CLOEXEC) || c->n == PS_INHERIT_MAX)
 		return;  /* the child will not have it */
+	/* Still that connection? Then name it by SO_COOKIE, which the child can check. */
+	struct ps_fdinfo e = *info;
+	if (ps_fd_ident(fd) != info->cookie || !(e.cookie = ps_fd_cookie(fd)))
+		return;
+	b = (const uint8_t *)&e;
 	for (unsigned i = 0; i < c->n; i++)
-		if (c->cookie[i] == info->cookie)
+		if (c->cookie[i] == e.cookie)
 			return;  /* a dup of a socket already carried */
-	c->cookie[c->n++] = info->cookie;
+	c->cookie[c->n++] = e.cookie;
 	c->var[c->len++] = c->n > 1 ? ',' : '=';
-	for (size_t i = 0; i < sizeof(*info); i++) {
+	for (size_t i = 0; i < sizeof(e); i++) {
 		c->var[c->len++] = hex[b[i] >> 4];
 		c->var[c->len++] = hex[b[i] & 15];
 	}
@@ -175,21 +180,45 @@ struct seen {
 	unsigned n;
 	int fd[PS_INHERIT_MAX];
 	uint64_t cookie[PS_INHERIT_MAX];
+	bool severed[PS_INHERIT_MAX];
 };
+
+static void sever(int fd);
 
 static int seen_before(struct seen *s, int fd, uint64_t cookie)
 {
 	for (unsigned i = 0; i < s->n; i++) {
 		if (s->cookie[i] == cookie) {
-			ps_fd_copy(s->fd[i], fd);
+			if (s->severed[i])
+				sever(fd);
+			else
+				ps_fd_copy(s->fd[i], fd);
 			return 1;
 		}
 	}
 	if (s->n < PS_INHERIT_MAX) {
 		s->fd[s->n] = fd;
+		s->severed[s->n] = false;
 		s->cookie[s->n++] = cookie;
 	}
 	return 0;
+}
+
+/* Closes a connection the application holds but has not used yet, without leaving its
+ * descriptor number free: fd becomes a socket whose peer is gone, so the first read is
+ * EOF and a write fails with EPIPE. shutdown() would not do: bytes already queued (the
+ * bad header and what follows) would still be read. */
+static void sever(int fd)
+{
+	int sv[2], fdflags = (int)syscall(SYS_fcntl, fd, F_GETFD);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		real_close(fd);  /* no replacement: at least the bytes never reach the app */
+		return;
+	}
+	real_close(sv[1]);
+	real_dup3(sv[0], fd, fdflags > 0 && (fdflags & FD_CLOEXEC) ? O_CLOEXEC : 0);
+	real_close(sv[0]);
+	ps_fd_clear((unsigned)fd, (unsigned)fd);
 }
 
 static void adopt_fd(int fd, const struct ps_config *c, const struct ps_fdinfo *carried,
@@ -210,15 +239,19 @@ static void adopt_fd(int fd, const struct ps_config *c, const struct ps_fdinfo *
 		return;
 	for (unsigned i = 0; i < n; i++) {
 		if (carried[i].cookie == cookie && carried[i].family == local.family) {
-			ps_fd_set(fd, &carried[i]);
+			struct ps_fdinfo e = carried[i];
+			e.cookie = ps_peer_ident(&peer);  /* from now on, as at accept */
+			ps_fd_set(fd, &e);
 			return;
 		}
 	}
 	/* No state from a parent shim: the header is still in the socket. */
 	if (!ps_portset_has(&c->ports, local.port) || !listening_on(local.port))
 		return;
-	if (ps_claim(fd, c, local.family, &peer, 0, &client) < 0)
-		shutdown(fd, SHUT_RDWR);  /* the application reads EOF, never the bad bytes */
+	if (ps_claim(fd, c, local.family, &peer, 0, &client) < 0) {
+		sever(fd);
+		seen->severed[seen->n - 1] = seen->fd[seen->n - 1] == fd;
+	}
 }
 
 void ps_inherit_init(const struct ps_config *c)

@@ -66,6 +66,8 @@ static void destroy(struct set *s, int close_own)
 		real_close(s->k[i].fd);
 	atomic_fetch_sub(&kept_total, s->n);
 	if (close_own) {
+		ps_fd_clear((unsigned)s->epfd, (unsigned)s->epfd);
+		ps_fd_clear((unsigned)s->tfd, (unsigned)s->tfd);
 		real_close(s->epfd);
 		real_close(s->tfd);
 	}
@@ -109,6 +111,8 @@ static struct set *create(int lfd, int family)
 	s->family = family;
 	s->epfd = epfd;
 	s->tfd = tfd;
+	ps_fd_set(epfd, &(struct ps_fdinfo){.kind = PS_FD_OWN});
+	ps_fd_set(tfd, &(struct ps_fdinfo){.kind = PS_FD_OWN});
 	atomic_flag_clear(&s->lock);
 	atomic_store(&s->lfd1, lfd + 1);
 	unlock(&create_lock);
