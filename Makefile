@@ -21,7 +21,7 @@ HELPERS    = $(patsubst tests/helpers/%.c,$(BUILD)/%,$(wildcard tests/helpers/*.
              $(patsubst tests/helpers/preload/%.c,$(BUILD)/%.so,$(wildcard tests/helpers/preload/*.c))
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
-.PHONY: all test deps demo check-unit check-integration sanitize fuzz install uninstall dist clean
+.PHONY: all test deps demo bench check-unit check-integration sanitize fuzz install uninstall dist clean
 PRODUCT = $(BUILD)/libproxyshim.so $(BUILD)/libproxyshim-client.so $(BUILD)/proxyshim
 all: $(PRODUCT) $(HELPERS)
 
@@ -62,6 +62,12 @@ deps:
 demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/libproxyshim.so
 	@PS_BUILD=$(abspath $(BUILD)) scripts/demo
+
+# Benchmarks (issue 7): connections/s against nginx, the test servers and MariaDB with
+# and without the shim, syscalls, instructions, bulk throughput, state; one table, also
+# written to $(BUILD)/bench.txt. Run on a quiet machine; BENCH_* variables: scripts/bench.
+bench: all
+	@PS_BUILD=$(abspath $(BUILD)) scripts/bench
 
 check-unit: $(UNIT_TESTS)
 	@rc=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || rc=1; done; exit $$rc
