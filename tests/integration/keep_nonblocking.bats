@@ -186,6 +186,24 @@ py_line() { printf '^conn accept=%s peer=%s data="GET / HTTP/1\\.0\\\\r\\\\n"$' 
 	(($(wc -l <"$T/server.out") == 21)) || fail "server output:" "$(cat "$T/server.out")"
 }
 
+# CPU ticks (user + system) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+@test "epoll: a kept connection served before its deadline leaves no timer behind: the idle server does not spin (regression)" {
+	# The deadline timer stayed armed after its connection left the set: when it fired,
+	# the listener was readable with nothing to accept and the loop spun on EAGAIN.
+	# Measured as CPU ticks used while idle, past the old deadline.
+	start_server PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=500 -- -m epoll
+	client "$PROXY" "$(v1 TCP4 127.0.0.77 127.0.0.2 10077 8443)$REQ" -c 20 -d 100
+	expect_reply "OK 127.0.0.77:10077"
+	sleep 0.7  # past the deadline the kept connection had
+	local before after
+	before=$(cpu_ticks "$SERVER_PID")
+	sleep 1
+	after=$(cpu_ticks "$SERVER_PID")
+	((after - before <= 5)) || fail "idle server used $((after - before)) ticks in 1 s"
+}
+
 @test "epoll: a partial header then EOF (half-close) is closed at once, not at the timeout" {
 	start_server PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=60000 -- -m epoll -n 1
 	# -w: the server has accepted (and kept) the connection before any byte comes
