@@ -2,6 +2,7 @@
 #include "real.h"
 
 #include <stdatomic.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -45,13 +46,35 @@ static struct slot *slot_of(int fd, bool create)
 	return leaf ? &leaf[fd & (LEAF_SIZE - 1)] : NULL;
 }
 
-static void write_slot(struct slot *s, const struct ps_fdinfo *info)
+/* Waiting for a slot's writer is bounded: the writer may be this very thread,
+ * interrupted by a signal handler that now closes or looks up the same fd. After a
+ * short spin we yield; after the bound we give up (see callers). */
+#define SPINS 1000
+#define YIELDS 1000
+
+static bool wait_turn(unsigned *tries)
+{
+	if (++*tries <= SPINS)
+		return true;
+	if (*tries > SPINS + YIELDS)
+		return false;
+	sched_yield();
+	return true;
+}
+
+/* false if the slot stayed busy: the entry is then left as it is (a lookup's identity
+ * check catches a stale one). */
+static bool write_slot(struct slot *s, const struct ps_fdinfo *info)
 {
 	uint64_t w[WORDS];
+	unsigned tries = 0;
 	uint32_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
 	do {
-		while (seq & 1)
+		while (seq & 1) {
+			if (!wait_turn(&tries))
+				return false;
 			seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+		}
 	} while (!atomic_compare_exchange_weak_explicit(&s->seq, &seq, seq + 1,
 							memory_order_acquire,
 							memory_order_relaxed));
@@ -60,37 +83,40 @@ static void write_slot(struct slot *s, const struct ps_fdinfo *info)
 	for (size_t i = 0; i < WORDS; i++)
 		atomic_store_explicit(&s->w[i], w[i], memory_order_relaxed);
 	atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
+	return true;
 }
 
-static void read_slot(struct slot *s, struct ps_fdinfo *out)
+/* false if no consistent snapshot could be had (out is then empty). */
+static bool read_slot(struct slot *s, struct ps_fdinfo *out)
 {
 	uint64_t w[WORDS];
 	uint32_t before, after;
+	unsigned tries = 0;
 	do {
 		before = atomic_load_explicit(&s->seq, memory_order_acquire);
 		for (size_t i = 0; i < WORDS; i++)
 			w[i] = atomic_load_explicit(&s->w[i], memory_order_relaxed);
 		atomic_thread_fence(memory_order_acquire);
 		after = atomic_load_explicit(&s->seq, memory_order_relaxed);
+		if (((before & 1) || before != after) && !wait_turn(&tries))
+			return false;
 	} while ((before & 1) || before != after);
 	memcpy(out, w, sizeof(w));
+	return true;
 }
 
 bool ps_fd_get(int fd, struct ps_fdinfo *out)
 {
 	struct slot *s = slot_of(fd, false);
-	memset(out, 0, sizeof(*out));
-	if (s)
-		read_slot(s, out);
+	if (!s || !read_slot(s, out))
+		memset(out, 0, sizeof(*out));
 	return out->kind != PS_FD_NONE;
 }
 
 bool ps_fd_set(int fd, const struct ps_fdinfo *info)
 {
 	struct slot *s = slot_of(fd, true);
-	if (s)
-		write_slot(s, info);
-	return s != NULL;
+	return s && write_slot(s, info);
 }
 
 void ps_fd_clear(unsigned first, unsigned last)
@@ -115,6 +141,22 @@ void ps_fd_copy(int from, int to)
 	struct ps_fdinfo info;
 	if (ps_fd_get(from, &info) || ps_fd_get(to, &(struct ps_fdinfo){0}))
 		ps_fd_set(to, &info);
+}
+
+void ps_fd_fork_child(void)
+{
+	static const struct ps_fdinfo none;
+	unsigned end = atomic_load(&leaves_end);
+	for (unsigned li = 0; li < end; li++) {
+		struct slot *leaf = atomic_load(&top[li]);
+		for (unsigned i = 0; leaf && i < LEAF_SIZE; i++) {
+			uint32_t seq = atomic_load(&leaf[i].seq);
+			if (seq & 1) {  /* a write another thread had begun: drop the torn entry */
+				atomic_store(&leaf[i].seq, seq + 1);
+				write_slot(&leaf[i], &none);
+			}
+		}
+	}
 }
 
 void ps_fd_each(void (*fn)(int fd, const struct ps_fdinfo *info, void *ctx), void *ctx)

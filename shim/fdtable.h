@@ -30,13 +30,17 @@ struct ps_fdinfo {
 	struct ps_addr dst;  /* CONN, SEND: the header's destination */
 };
 
+/* LISTENER flags in 'sent'. */
+#define PS_LISTENER_UNNESTED 1u  /* in an epoll set the shim could not nest into */
+
 /* Highest fd + 1 the table can hold. */
 #define PS_FD_LIMIT (1u << 24)
 
 /* Snapshot of fd's entry; false (and kind NONE) when nothing is recorded. */
 bool ps_fd_get(int fd, struct ps_fdinfo *out);
 
-/* Records info for fd; false if fd is beyond the table or memory for it is lacking. */
+/* Records info for fd; false if fd is beyond the table, memory for it is lacking, or
+ * its slot stayed busy (a signal handler interrupting a write to the same fd). */
 bool ps_fd_set(int fd, const struct ps_fdinfo *info);
 
 /* Forgets fds first..last (inclusive). */
@@ -44,6 +48,10 @@ void ps_fd_clear(unsigned first, unsigned last);
 
 /* After fd 'to' became a copy of 'from' (dup family): to gets from's entry. */
 void ps_fd_copy(int from, int to);
+
+/* In a fork child: a write another thread had begun when fork copied the table never
+ * finishes here; such entries are dropped so that no one waits for them. */
+void ps_fd_fork_child(void);
 
 /* Calls fn for every fd with an entry, in increasing order. */
 void ps_fd_each(void (*fn)(int fd, const struct ps_fdinfo *info, void *ctx), void *ctx);

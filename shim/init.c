@@ -17,6 +17,12 @@ const struct ps_config *ps_active(void)
 	return __atomic_load_n(&active, __ATOMIC_ACQUIRE);
 }
 
+static void fork_child(void)
+{
+	ps_fd_fork_child();
+	ps_keep_init();
+}
+
 __attribute__((constructor)) static void ps_init(void)
 {
 	ps_load(&config);
@@ -31,7 +37,7 @@ __attribute__((constructor)) static void ps_init(void)
 	       program_invocation_short_name, config.trusted.n,
 	       config.policy == PS_POLICY_REQUIRE ? "require" : "optional", config.timeout_ms);
 	ps_on_forget = ps_keep_forget;
-	pthread_atfork(NULL, NULL, ps_keep_init);
+	pthread_atfork(NULL, NULL, fork_child);
 	__atomic_store_n(&active, &config, __ATOMIC_RELEASE);
 	ps_inherit_init(&config);
 }

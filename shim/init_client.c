@@ -1,10 +1,12 @@
 /* Load-time set-up of libproxyshim-client.so (the same configuration parser as the
  * receiving side, so the same variables fail the same way). */
+#include "fdtable.h"
 #include "log.h"
 #include "real.h"
 #include "send.h"
 
 #include <errno.h>
+#include <pthread.h>
 
 static struct ps_config config;
 static const struct ps_config *_Atomic active;
@@ -17,6 +19,7 @@ const struct ps_config *ps_send_active(void)
 __attribute__((constructor)) static void ps_client_init(void)
 {
 	ps_load(&config);
+	pthread_atfork(NULL, NULL, ps_fd_fork_child);
 	if (!config.send_active)
 		return;
 	ps_log_init(&config);

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/timerfd.h>
@@ -21,8 +22,11 @@ struct kept {
 	struct ps_addr peer;
 };
 
+#define DOOMED -1       /* lfd1 of a set to destroy when its lock is released */
+
 struct set {
-	_Atomic int lfd1;    /* listener fd + 1; 0 when free */
+	_Atomic int lfd1;    /* listener fd + 1; 0 when free; DOOMED */
+	_Atomic int doom_closes_own;  /* DOOMED: its own descriptors are still open */
 	atomic_flag lock;
 	int family;
 	int epfd, tfd;       /* the set's epoll instance and its deadline timer */
@@ -41,10 +45,17 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void lock(atomic_flag *f)
+/* Bounded: the holder may be this very thread, interrupted by a signal handler that
+ * now closes the listener. Callers fall back (wait, skip, or doom the set). */
+static bool lock(atomic_flag *f)
 {
-	while (atomic_flag_test_and_set_explicit(f, memory_order_acquire))
-		;
+	for (unsigned tries = 0; atomic_flag_test_and_set_explicit(f, memory_order_acquire);) {
+		if (++tries > 2000)
+			return false;
+		if (tries > 1000)
+			sched_yield();
+	}
+	return true;
 }
 
 static void unlock(atomic_flag *f)
@@ -76,12 +87,24 @@ static void destroy(struct set *s, int close_own)
 	atomic_store(&s->lfd1, 0);
 }
 
+/* Unlocks; a set doomed meanwhile (by a signal handler that found it locked) is
+ * destroyed now. */
+static void release(struct set *s)
+{
+	unlock(&s->lock);
+	if (atomic_load(&s->lfd1) == DOOMED && lock(&s->lock)) {
+		destroy(s, atomic_load(&s->doom_closes_own));
+		unlock(&s->lock);
+	}
+}
+
 static struct set *create(int lfd, int family)
 {
 	struct set *s = find(lfd);
 	if (s)
 		return s;
-	lock(&create_lock);
+	if (!lock(&create_lock))
+		return NULL;
 	if ((s = find(lfd))) {  /* another thread was first */
 		unlock(&create_lock);
 		return s;
@@ -147,9 +170,8 @@ int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *pee
 	const struct ps_config *c = ps_active();
 	struct set *s = create(lfd, li->family);
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
-	if (!s)
+	if (!s || (li->sent & PS_LISTENER_UNNESTED) || !lock(&s->lock))
 		return -1;
-	lock(&s->lock);
 	if (s->n == KEPT_MAX) {
 		char pa[PS_ADDR_STRLEN];
 		ps_addr_format(&s->k[0].peer, pa, sizeof(pa));
@@ -161,14 +183,14 @@ int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *pee
 		real_close(old);
 	}
 	if (real_epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		unlock(&s->lock);
+		release(s);
 		return -1;
 	}
 	s->k[s->n++] = (struct kept){.fd = fd, .deadline = now_ms() + c->timeout_ms,
 				     .peer = *peer};
 	atomic_fetch_add(&kept_total, 1);
 	rearm(s);
-	unlock(&s->lock);
+	release(s);
 	return 0;
 }
 
@@ -229,9 +251,10 @@ int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 		const char *why = NULL;
 		enum ps_take r;
 		struct ps_addr peer;
-		lock(&s->lock);
+		if (!lock(&s->lock))
+			return -1;
 		int fd = decide_one(s, c, &h, &why, &r, &peer);
-		unlock(&s->lock);
+		release(s);
 		if (fd < 0)
 			return -1;
 		int got = ps_settle(fd, li->family, &peer, room, r, &h, why, client);
@@ -257,33 +280,44 @@ void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 			real_epoll_ctl(epfd, EPOLL_CTL_DEL, s->epfd, NULL);
 		return;
 	}
-	if (!ev || !(s = create(fd, li.family)))
+	if (!ev)
 		return;
 	/* The listener's own event data, so the application takes it for its listener.
 	 * EPOLLEXCLUSIVE cannot apply to a nested epoll instance. */
 	struct epoll_event nested = {
 		.events = ev->events & (EPOLLIN | EPOLLET | EPOLLONESHOT), .data = ev->data};
 	int first = op == EPOLL_CTL_ADD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-	if (real_epoll_ctl(epfd, first, s->epfd, &nested) < 0)
-		real_epoll_ctl(epfd, first == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
-			       s->epfd, &nested);
+	if ((s = create(fd, li.family)) &&
+	    (real_epoll_ctl(epfd, first, s->epfd, &nested) == 0 ||
+	     real_epoll_ctl(epfd, first == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+			    s->epfd, &nested) == 0))
+		return;
+	/* Not nested (EMFILE, ENOMEM…): the application could not hear of a kept
+	 * connection, so this listener's accepts wait for late headers instead. */
+	li.sent |= PS_LISTENER_UNNESTED;
+	ps_fd_set(fd, &li);
 }
 
 void ps_keep_forget(unsigned first, unsigned last)
 {
 	for (int i = 0; i < SETS; i++) {
 		struct set *s = &sets[i];
-		unsigned lfd1 = (unsigned)atomic_load(&s->lfd1);
-		if (!lfd1)
+		int v = atomic_load(&s->lfd1);
+		unsigned lfd1 = (unsigned)v;
+		if (v <= 0)
 			continue;
 		int own = (unsigned)s->epfd >= first && (unsigned)s->epfd <= last;
 		own |= (unsigned)s->tfd >= first && (unsigned)s->tfd <= last;
 		/* The listener closed, or the application closed our descriptors: either
 		 * way the set cannot work any more. */
 		if ((lfd1 - 1 >= first && lfd1 - 1 <= last) || own) {
-			lock(&s->lock);
-			destroy(s, !own);
-			unlock(&s->lock);
+			if (lock(&s->lock)) {
+				destroy(s, !own);
+				unlock(&s->lock);
+			} else {  /* held by the code this signal handler interrupted */
+				atomic_store(&s->doom_closes_own, !own);
+				atomic_store(&s->lfd1, DOOMED);
+			}
 		}
 	}
 }
