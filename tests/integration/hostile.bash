@@ -147,8 +147,9 @@ WARN_PROXY='^proxyshim\[[0-9]+\]: warn: proxy 127\.0\.0\.10:[0-9]+: .+; connecti
 WARN_SUPPRESSED='^proxyshim\[[0-9]+\]: warn: [0-9]+ similar warnings suppressed$'
 
 # check_log LOG FIRST-PORT TOTAL HAMMER-RUN...: the shim's log after TOTAL bad
-# connections (those of the hammer runs named), the first from FIRST-PORT: that one has
-# exactly one line naming the proxy (and it is the first line); every line is such a
+# connections (those of the hammer runs named), the first from FIRST-PORT: the first
+# line names it (a later connection may reuse its port, so it is counted with the
+# others below); every line is such a
 # warning or a rate-limiter summary; no connection is named more often than connections
 # used its port (a reset frees a port for the next connection at once); none was closed
 # for a timeout (a malformed header is refused when it is seen, not waited out); at
@@ -158,8 +159,6 @@ check_log() {
 	shift 3
 	[[ $(head -n 1 "$log") =~ proxy\ 127\.0\.0\.10:$port: ]] ||
 		fail "the first log line does not name the proxy at port $port:" "$(head -n 3 "$log")"
-	(($(count_matching "$log" "proxy 127\.0\.0\.10:$port:") == 1)) ||
-		fail "the connection from port $port is not logged exactly once:" "$(cat "$log")"
 	other=$(grep -Ev -- "$WARN_PROXY|$WARN_SUPPRESSED" "$log" || true)
 	[[ -z $other ]] || fail "unexpected log lines:" "$other"
 	! grep -q 'timed out' "$log" || fail "a malformed header was waited out:" "$(grep 'timed out' "$log" | head -3)"
