@@ -154,7 +154,9 @@ static void release(struct peek *p)
 enum ps_take ps_take_header(int fd, const struct ps_config *c, struct pp_header *h,
 			    const char **why)
 {
-	struct peek p = {.fd = fd, .cap = SMALL_PEEK, .lowat = 1};
+	/* SO_RCVLOWAT unknown (0): a ps_try_header before may have raised it, and it must
+	 * be back at 1 when the application gets the socket. Slow path only. */
+	struct peek p = {.fd = fd, .cap = SMALL_PEEK, .lowat = 0};
 	p.buf = p.small;
 	int saved = errno;
 	enum ps_take r = take(&p, c, h, why);
