@@ -5,6 +5,17 @@ setup() {
 	PS_BUILD=${PS_BUILD:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)/build}
 	CMD=$PS_BUILD/proxyshim
 	T=$(mktemp -d)
+	ASAN=${PS_ASAN_RUNTIME:+$PS_ASAN_RUNTIME }
+}
+
+# shim_cmd [ARGS...]: becomes the command under test (or $CMD_PATH): call it with run or
+# in the background, where its PID is then the command's own. Under make sanitize
+# the ASan runtime must come first in LD_PRELOAD, and the command appends to it;
+# EXTRA_PRELOAD stands for a user's own LD_PRELOAD.
+shim_cmd() {
+	local pre=${PS_ASAN_RUNTIME:-}
+	[ -z "${EXTRA_PRELOAD:-}" ] || pre=${pre:+$pre }$EXTRA_PRELOAD
+	exec env LD_PRELOAD="$pre" "${CMD_PATH:-$CMD}" "$@"
 }
 
 teardown() {
@@ -13,7 +24,7 @@ teardown() {
 }
 
 @test "each flag sets its variable" {
-	run "$CMD" --trust 127.0.0.1/32 --policy optional --untrusted reject --timeout 500 \
+	run shim_cmd --trust 127.0.0.1/32 --policy optional --untrusted reject --timeout 500 \
 		--ports 80,8000-8010 --local header --log "$T/log" --log-level debug \
 		--send-to '[::1]:80' --send-version 2 --send-source 127.0.0.9:99 --both -- env
 	[ "$status" -eq 0 ]
@@ -27,17 +38,17 @@ teardown() {
 }
 
 @test "LD_PRELOAD: receiving library by default, client with --client, both with --both, appended" {
-	run "$CMD" --trust 127.0.0.1 -- sh -c 'echo "$LD_PRELOAD"'
-	[ "$output" = "$PS_BUILD/libproxyshim.so" ]
-	run "$CMD" --client --send-to 127.0.0.1 -- sh -c 'echo "$LD_PRELOAD"'
-	[ "$output" = "$PS_BUILD/libproxyshim-client.so" ]
-	run env LD_PRELOAD=/lib/x86_64-linux-gnu/libm.so.6 "$CMD" --both --trust 127.0.0.1 \
+	run shim_cmd --trust 127.0.0.1 -- sh -c 'echo "$LD_PRELOAD"'
+	[ "$output" = "$ASAN$PS_BUILD/libproxyshim.so" ]
+	run shim_cmd --client --send-to 127.0.0.1 -- sh -c 'echo "$LD_PRELOAD"'
+	[ "$output" = "$ASAN$PS_BUILD/libproxyshim-client.so" ]
+	EXTRA_PRELOAD=/lib/x86_64-linux-gnu/libm.so.6 run shim_cmd --both --trust 127.0.0.1 \
 		-- sh -c 'echo "$LD_PRELOAD"'
-	[ "$output" = "/lib/x86_64-linux-gnu/libm.so.6 $PS_BUILD/libproxyshim.so $PS_BUILD/libproxyshim-client.so" ]
+	[ "$output" = "$ASAN/lib/x86_64-linux-gnu/libm.so.6 $PS_BUILD/libproxyshim.so $PS_BUILD/libproxyshim-client.so" ]
 }
 
 @test "--check prints the effective configuration and runs nothing" {
-	run env PROXYSHIM_TIMEOUT_MS=700 "$CMD" --trust 10.0.0.0/8 --check
+	PROXYSHIM_TIMEOUT_MS=700 run shim_cmd --trust 10.0.0.0/8 --check
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"PROXYSHIM_TRUSTED        10.0.0.0/8"* ]]
 	[[ "$output" == *"PROXYSHIM_TIMEOUT_MS     700"* ]]
@@ -45,17 +56,17 @@ teardown() {
 }
 
 @test "a bad value from a flag or the environment: one line, exit 1, nothing run" {
-	run "$CMD" --trust 10.0.0.0/33 -- touch "$T/ran"
+	run shim_cmd --trust 10.0.0.0/33 -- touch "$T/ran"
 	[ "$status" -eq 1 ]
 	[ "$output" = 'proxyshim: PROXYSHIM_TRUSTED: "10.0.0.0/33": prefix length must be 0..32' ]
 	[ ! -e "$T/ran" ]
-	run env PROXYSHIM_POLICY=maybe "$CMD" --check
+	PROXYSHIM_POLICY=maybe run shim_cmd --check
 	[ "$status" -eq 1 ]
 	[[ "$output" == 'proxyshim: PROXYSHIM_POLICY: "maybe": '* ]]
 }
 
 @test "exec in place: the command keeps the PID, the exit status comes through" {
-	"$CMD" --trust 127.0.0.1 -- sh -c 'echo $$ > "$0"; exit 7' "$T/pid" &
+	shim_cmd --trust 127.0.0.1 -- sh -c 'echo $$ > "$0"; exit 7' "$T/pid" &
 	pid=$!
 	st=0
 	wait "$pid" || st=$?
@@ -65,30 +76,30 @@ teardown() {
 
 @test "refuses setuid, setcap and static targets, and scripts run by them" {
 	cp /bin/true "$T/suid" && chmod u+s "$T/suid"
-	run "$CMD" --trust 127.0.0.1 -- "$T/suid"
+	run shim_cmd --trust 127.0.0.1 -- "$T/suid"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"is setuid/setgid"* ]]
 	cp /bin/true "$T/capped" && setcap cap_net_bind_service+ep "$T/capped"
-	run "$CMD" --trust 127.0.0.1 -- "$T/capped"
+	run shim_cmd --trust 127.0.0.1 -- "$T/capped"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"has file capabilities"* ]]
 	printf 'int main(void){return 0;}\n' > "$T/s.c"
 	cc -static -o "$T/static" "$T/s.c"
-	run "$CMD" --trust 127.0.0.1 -- "$T/static"
+	run shim_cmd --trust 127.0.0.1 -- "$T/static"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"is statically linked"* ]]
 	printf '#!%s\n' "$T/static" > "$T/script" && chmod +x "$T/script"
-	run "$CMD" --trust 127.0.0.1 -- "$T/script"
+	run shim_cmd --trust 127.0.0.1 -- "$T/script"
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"is statically linked"* ]]
-	run "$CMD" --trust 127.0.0.1 -- /bin/true
+	run shim_cmd --trust 127.0.0.1 -- /bin/true
 	[ "$status" -eq 0 ]
 }
 
 @test "--version and --help" {
-	run "$CMD" --version
+	run shim_cmd --version
 	[[ "$output" =~ ^proxyshim\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
-	run "$CMD" --help
+	run shim_cmd --help
 	[[ "$output" == *"--trust CIDRS"* ]]
 }
 
@@ -99,10 +110,9 @@ teardown() {
 	[ -f "$T/dest/usr/lib/proxyshim/libproxyshim.so" ]
 	man -l "$T/dest/usr/share/man/man1/proxyshim.1" >/dev/null
 	man -l "$T/dest/usr/share/man/man7/proxyshim.7" >/dev/null
-	run "$T/dest/usr/bin/proxyshim" --trust 127.0.0.1 --check
-	[[ "$output" == *"LD_PRELOAD               $T/dest/usr/lib/proxyshim/libproxyshim.so"* ]]
-	preload=${PS_ASAN_RUNTIME:+$PS_ASAN_RUNTIME}
-	LD_PRELOAD=$preload "$T/dest/usr/bin/proxyshim" --trust 127.0.0.10 -- \
+	CMD_PATH=$T/dest/usr/bin/proxyshim run shim_cmd --trust 127.0.0.1 --check
+	[[ "$output" == *"LD_PRELOAD               $ASAN$T/dest/usr/lib/proxyshim/libproxyshim.so"* ]]
+	CMD_PATH=$T/dest/usr/bin/proxyshim shim_cmd --trust 127.0.0.10 -- \
 		"$PS_BUILD/testserver" -n 1 -P "$T/port" > "$T/out" &
 	SRV=$!
 	for _ in $(seq 100); do [ -s "$T/port" ] && break; sleep 0.05; done
