@@ -14,7 +14,8 @@
 _Static_assert(sizeof(struct ps_fdinfo) % sizeof(uint64_t) == 0, "entry is whole words");
 
 struct slot {
-	_Atomic uint32_t seq;  /* odd while a writer is inside */
+	_Atomic uint32_t seq;    /* odd while a writer is inside */
+	_Atomic uint32_t owner;  /* that writer's thread tag (see me()) */
 	_Atomic uint64_t w[WORDS];
 };
 
@@ -52,8 +53,19 @@ static struct slot *slot_of(int fd, bool create)
 #define SPINS 1000
 #define YIELDS 1000
 
-static bool wait_turn(unsigned *tries)
+/* A tag for the calling thread: the low bits of a thread-local's address. */
+static uint32_t me(void)
 {
+	static __thread __attribute__((tls_model("initial-exec"))) char tag;
+	return (uint32_t)(uintptr_t)&tag | 1;
+}
+
+/* Whether to wait on for a slot's writer. Never for ourselves: a signal handler that
+ * interrupted this thread's own write would wait for nothing. */
+static bool wait_turn(struct slot *s, unsigned *tries)
+{
+	if (atomic_load_explicit(&s->owner, memory_order_relaxed) == me())
+		return false;
 	if (++*tries <= SPINS)
 		return true;
 	if (*tries > SPINS + YIELDS)
@@ -71,17 +83,19 @@ static bool write_slot(struct slot *s, const struct ps_fdinfo *info)
 	uint32_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
 	do {
 		while (seq & 1) {
-			if (!wait_turn(&tries))
+			if (!wait_turn(s, &tries))
 				return false;
 			seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
 		}
 	} while (!atomic_compare_exchange_weak_explicit(&s->seq, &seq, seq + 1,
 							memory_order_acquire,
 							memory_order_relaxed));
+	atomic_store_explicit(&s->owner, me(), memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
 	memcpy(w, info, sizeof(w));
 	for (size_t i = 0; i < WORDS; i++)
 		atomic_store_explicit(&s->w[i], w[i], memory_order_relaxed);
+	atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
 	atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
 	return true;
 }
@@ -98,7 +112,7 @@ static bool read_slot(struct slot *s, struct ps_fdinfo *out)
 			w[i] = atomic_load_explicit(&s->w[i], memory_order_relaxed);
 		atomic_thread_fence(memory_order_acquire);
 		after = atomic_load_explicit(&s->seq, memory_order_relaxed);
-		if (((before & 1) || before != after) && !wait_turn(&tries))
+		if (((before & 1) || before != after) && !wait_turn(s, &tries))
 			return false;
 	} while ((before & 1) || before != after);
 	memcpy(out, w, sizeof(w));
