@@ -21,7 +21,7 @@ HELPERS    = $(patsubst tests/helpers/%.c,$(BUILD)/%,$(wildcard tests/helpers/*.
              $(patsubst tests/helpers/preload/%.c,$(BUILD)/%.so,$(wildcard tests/helpers/preload/*.c))
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
-.PHONY: all test deps demo bench check-unit check-integration sanitize fuzz install uninstall dist clean
+.PHONY: all test deps demo bench soak memcheck check-unit check-integration sanitize fuzz install uninstall dist clean
 PRODUCT = $(BUILD)/libproxyshim.so $(BUILD)/libproxyshim-client.so $(BUILD)/proxyshim
 all: $(PRODUCT) $(HELPERS)
 
@@ -68,6 +68,20 @@ demo: deps
 # written to $(BUILD)/bench.txt. Run on a quiet machine; BENCH_* variables: scripts/bench.
 bench: all
 	@PS_BUILD=$(abspath $(BUILD)) scripts/bench
+
+# Soak (issue 6): SOAK_CONNS mixed connections (valid v1/v2, LOCAL, untrusted, malformed,
+# slow, never completed) through HAProxy and directly at the threaded and epoll test
+# servers under the shim; checks addresses, accounting, fds and RSS. SOAK_* variables:
+# scripts/soak. CI runs SOAK_CONNS=5000.
+SOAK_CONNS ?= 100000
+soak: all
+	@PS_BUILD=$(abspath $(BUILD)) SOAK_CONNS=$(SOAK_CONNS) scripts/soak
+
+# valgrind memcheck (issue 6): part of the integration suite and a short soak with the
+# servers (test servers, nginx, redis) under valgrind; "clean" or the errors.
+memcheck: deps
+	@$(MAKE) --no-print-directory all
+	@PS_BUILD=$(abspath $(BUILD)) scripts/memcheck
 
 check-unit: $(UNIT_TESTS)
 	@rc=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || rc=1; done; exit $$rc

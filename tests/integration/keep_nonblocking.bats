@@ -98,7 +98,7 @@ server_proc() {
 	local pid=$SERVER_PID kids
 	while [[ $(readlink "/proc/$pid/exe") != "$TESTSERVER" ]]; do
 		kids=$(cat "/proc/$pid/task/$pid/children" 2>/dev/null)
-		[[ $kids =~ ^[0-9]+\ ?$ ]] || fail "no testserver under $SERVER_PID"
+		[[ $kids =~ ^[0-9]+\ ?$ ]] || { fail "no testserver under $SERVER_PID"; return 1; }
 		pid=${kids% }
 	done
 	echo "$pid"
