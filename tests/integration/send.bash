@@ -178,6 +178,13 @@ nginx_proxy_start() {
 		    server {
 		        listen 127.0.0.1:$port proxy_protocol;
 		        root $dir/www;
+		        # proxy_pass buffers the whole request body before it answers
+		        location = /upload { proxy_pass http://unix:$dir/sink.sock:/; }
+		    }
+		    server {
+		        listen unix:$dir/sink.sock;
+		        access_log off;
+		        location / { return 200 "got \$content_length\n"; }
 		    }
 		}
 	EOF
