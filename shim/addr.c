@@ -33,6 +33,15 @@ int ps_addr_from_sockaddr(struct ps_addr *a, const struct sockaddr *sa, socklen_
 	return -1;
 }
 
+void ps_addr_unmap(struct ps_addr *a)
+{
+	if (a->family == AF_INET6 && ps_ip_is_v4mapped(a->ip)) {
+		a->family = AF_INET;
+		memmove(a->ip, a->ip + 12, 4);
+		memset(a->ip + 4, 0, 12);
+	}
+}
+
 void ps_addr_to_v6(const struct ps_addr *a, uint8_t out[16])
 {
 	if (a->family == AF_INET) {

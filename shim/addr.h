@@ -31,6 +31,9 @@ void ps_addr_to_v6(const struct ps_addr *a, uint8_t out[16]);
 /* Is a 16-byte IPv6 address of the form ::ffff:a.b.c.d? */
 int ps_ip_is_v4mapped(const uint8_t ip[16]);
 
+/* A v4-mapped IPv6 address becomes plain IPv4 (one key per endpoint). */
+void ps_addr_unmap(struct ps_addr *a);
+
 /* "1.2.3.4:80" or "[::1]:80"; never fails, truncates to len. */
 void ps_addr_format(const struct ps_addr *a, char *buf, size_t len);
 

@@ -30,22 +30,23 @@ static int pick(ps_getenv_fn get, const char *name, const char *const words[], i
 	return fail(err, errlen, name, val, reason);
 }
 
-static int parse_timeout(struct ps_config *c, ps_getenv_fn get, char *err, size_t errlen)
+/* A whole number of milliseconds in 1..max; def when unset. */
+static int parse_ms(ps_getenv_fn get, const char *name, unsigned long max, unsigned def,
+		    unsigned *out, char *err, size_t errlen)
 {
-	const char *val = get("PROXYSHIM_TIMEOUT_MS");
+	char reason[80];
+	const char *val = get(name);
 	unsigned long v = 0;
-	c->timeout_ms = 3000;
+	*out = def;
 	if (!val)
 		return 0;
-	for (const char *p = val; *p; p++) {
-		if (*p < '0' || *p > '9' || (v = v * 10 + (unsigned long)(*p - '0')) > 600000)
-			return fail(err, errlen, "PROXYSHIM_TIMEOUT_MS", val,
-				    "must be a whole number of milliseconds, 1..600000");
-	}
+	snprintf(reason, sizeof(reason), "must be a whole number of milliseconds, 1..%lu", max);
+	for (const char *p = val; *p; p++)
+		if (*p < '0' || *p > '9' || (v = v * 10 + (unsigned long)(*p - '0')) > max)
+			return fail(err, errlen, name, val, reason);
 	if (!*val || v == 0)
-		return fail(err, errlen, "PROXYSHIM_TIMEOUT_MS", val,
-			    "must be a whole number of milliseconds, 1..600000");
-	c->timeout_ms = (unsigned)v;
+		return fail(err, errlen, name, val, reason);
+	*out = (unsigned)v;
 	return 0;
 }
 
@@ -122,9 +123,11 @@ int ps_config_parse(struct ps_config *c, ps_getenv_fn get, char *err, size_t err
 	static const char *const untrusted[] = {"pass", "reject", NULL};
 	static const char *const local[] = {"real", "header", NULL};
 	static const char *const version[] = {"1", "2", NULL};
+	static const char *const udp_mode[] = {"every", "first", NULL};
+	static const char *const send_udp[] = {"off", "every", NULL};
 	/* In enum ps_log_level order. */
 	static const char *const level[] = {"error", "warn", "info", "debug", NULL};
-	int p, u, l, v, sv;
+	int p, u, l, v, sv, um, su;
 	memset(c, 0, sizeof(*c));
 	c->ports.all = true;
 	c->active = get("PROXYSHIM_TRUSTED") != NULL;
@@ -135,12 +138,21 @@ int ps_config_parse(struct ps_config *c, ps_getenv_fn get, char *err, size_t err
 	    (u = pick(get, "PROXYSHIM_UNTRUSTED", untrusted, 0, err, errlen)) < 0 ||
 	    (l = pick(get, "PROXYSHIM_LOCAL", local, 0, err, errlen)) < 0 ||
 	    (v = pick(get, "PROXYSHIM_LOG_LEVEL", level, PS_LOG_WARN, err, errlen)) < 0 ||
-	    parse_timeout(c, get, err, errlen) || parse_log(c, get, err, errlen) ||
+	    parse_ms(get, "PROXYSHIM_TIMEOUT_MS", 600000, 3000, &c->timeout_ms, err, errlen) ||
+	    parse_log(c, get, err, errlen) ||
+	    parse_list(get, "PROXYSHIM_UDP_PORTS", &c->udp_ports, portset_parse, err, errlen) ||
+	    (um = pick(get, "PROXYSHIM_UDP_MODE", udp_mode, 0, err, errlen)) < 0 ||
+	    parse_ms(get, "PROXYSHIM_UDP_IDLE_MS", 86400000, 30000, &c->udp_idle_ms, err,
+		     errlen) ||
+	    (su = pick(get, "PROXYSHIM_SEND_UDP", send_udp, 0, err, errlen)) < 0 ||
 	    parse_list(get, "PROXYSHIM_SEND_TO", &c->send_to, destlist_parse, err, errlen) ||
 	    (sv = pick(get, "PROXYSHIM_SEND_VERSION", version, 0, err, errlen)) < 0 ||
 	    parse_source(c, get, err, errlen))
 		return -1;
 	c->send_version = (unsigned)sv + 1;
+	c->udp_active = get("PROXYSHIM_UDP_PORTS") != NULL;
+	c->udp_first = um == 1;
+	c->send_udp = su == 1;
 	c->policy = p ? PS_POLICY_OPTIONAL : PS_POLICY_REQUIRE;
 	c->untrusted = u ? PS_UNTRUSTED_REJECT : PS_UNTRUSTED_PASS;
 	c->local = l ? PS_LOCAL_HEADER : PS_LOCAL_REAL;

@@ -27,12 +27,19 @@ struct ps_config {
 	char log_path[PS_PATH_MAX];
 	enum ps_log_level log_level;
 
+	/* UDP, receiving side: off unless PROXYSHIM_UDP_PORTS is set. */
+	bool udp_active;
+	struct ps_portset udp_ports;
+	bool udp_first;              /* PROXYSHIM_UDP_MODE=first */
+	unsigned udp_idle_ms;
+
 	/* Sending side (libproxyshim-client.so). */
 	bool send_active;            /* PROXYSHIM_SEND_TO is set */
 	struct ps_netlist send_to;
 	unsigned send_version;       /* 1 or 2 */
 	enum ps_send_source send_source;
 	struct ps_addr send_fixed;   /* PS_SOURCE_FIXED */
+	bool send_udp;               /* PROXYSHIM_SEND_UDP=every */
 };
 
 /* Looks a variable up; NULL when unset. The library passes secure_getenv. */

@@ -16,6 +16,9 @@ enum ps_fd_kind {
 	PS_FD_HANDLED,   /* a trusted connection already dealt with, real addresses kept */
 	PS_FD_SEND,      /* client side: a header still to be written (some of it sent) */
 	PS_FD_OWN,       /* a descriptor of the shim's own (a kept-connection set's) */
+	PS_FD_SEND_UDP,  /* client side: a UDP socket that sent to a listed destination */
+	PS_FD_UDP,       /* a selected UDP socket: 'sent' is its slot (shim/udp.c), 'src'
+			  * the original client it is connected to, if any */
 };
 
 struct ps_fdinfo {

@@ -4,6 +4,7 @@
 #include "log.h"
 #include "real.h"
 #include "shim.h"
+#include "udp.h"
 
 #include <errno.h>
 
@@ -22,6 +23,8 @@ PS_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *alen)
 {
 	struct ps_fdinfo ci;
 	if (addr && alen && ps_conn(fd, &ci))
+		return ps_report(addr, alen, &ci.src, ci.family);
+	if (addr && alen && ps_udp_get(fd, &ci) && ci.selected & PS_UDP_CONNECTED_MAPPED)
 		return ps_report(addr, alen, &ci.src, ci.family);
 	return real_getpeername(fd, addr, alen);
 }
@@ -56,6 +59,8 @@ PS_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	if (r == 0 && ps_active()) {
 		int saved = errno;
 		ps_keep_epoll(epfd, op, fd, ev);
+		if (ps_udp_on)
+			ps_udp_epoll(epfd, op, fd, ev);
 		errno = saved;
 	}
 	return r;
@@ -90,25 +95,94 @@ static int call_pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, void *ctx)
 	return REAL_LAZY(pselect)(nfds, r, w, e, a->ts, a->mask);
 }
 
+/* Milliseconds of a timespec or timeval timeout, rounded up; -1 for none. */
+static int ms_of(long long sec, long long nsec)
+{
+	long long ms = sec * 1000 + (nsec + 999999) / 1000000;
+	return ms < 0 ? 0 : ms > 0x7fffffff ? 0x7fffffff : (int)ms;
+}
+
+/* The call, then readiness that only refused datagrams gave withdrawn (shim/udp.h);
+ * when nothing else was reported, the wait goes on for the time left. */
+static int poll_filtered(struct pollfd *fds, nfds_t n, ps_poll_call call,
+			 struct poll_args *a, int timeout_ms)
+{
+	struct ps_deadline dl;
+	struct timespec left;
+	ps_deadline_start(&dl, timeout_ms);
+	for (;;) {
+		int r = ps_keep_poll(fds, n, call, a);
+		if (r <= 0 || !ps_udp_on || (r = ps_udp_filter_poll(fds, n, r)) > 0)
+			return r;
+		if ((a->timeout = ps_deadline_left_ms(&dl)) == 0)
+			return 0;
+		if (a->ts) {
+			left = (struct timespec){a->timeout / 1000, a->timeout % 1000 * 1000000L};
+			a->ts = &left;
+		}
+	}
+}
+
+static int select_filtered(int nfds, fd_set *r, fd_set *w, fd_set *e, ps_select_call call,
+			   struct poll_args *a, int timeout_ms)
+{
+	struct ps_deadline dl;
+	struct timespec left;
+	struct timeval left_tv;
+	fd_set r0, w0, e0;
+	bool refilter = ps_udp_on && r && nfds <= FD_SETSIZE;
+	if (refilter) {
+		r0 = *r;
+		if (w)
+			w0 = *w;
+		if (e)
+			e0 = *e;
+	}
+	ps_deadline_start(&dl, timeout_ms);
+	for (;;) {
+		int res = ps_keep_select(nfds, r, w, e, call, a);
+		if (res <= 0 || !refilter || (res = ps_udp_filter_select(nfds, r, res)) > 0)
+			return res;
+		int ms = ps_deadline_left_ms(&dl);
+		if (ms == 0)
+			return 0;
+		*r = r0;
+		if (w)
+			*w = w0;
+		if (e)
+			*e = e0;
+		left = (struct timespec){ms / 1000, ms % 1000 * 1000000L};
+		left_tv = (struct timeval){ms / 1000, ms % 1000 * 1000L};
+		if (a->ts)
+			a->ts = &left;
+		if (a->tv)
+			a->tv = &left_tv;
+	}
+}
+
 PS_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
-	return ps_keep_poll(fds, n, call_poll, &(struct poll_args){.timeout = timeout});
+	return poll_filtered(fds, n, call_poll, &(struct poll_args){.timeout = timeout},
+			     timeout);
 }
 
 PS_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 		    const sigset_t *mask)
 {
-	return ps_keep_poll(fds, n, call_ppoll, &(struct poll_args){.ts = ts, .mask = mask});
+	return poll_filtered(fds, n, call_ppoll, &(struct poll_args){.ts = ts, .mask = mask},
+			     ts ? ms_of(ts->tv_sec, ts->tv_nsec) : -1);
 }
 
 PS_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
 {
-	return ps_keep_select(nfds, r, w, e, call_select, &(struct poll_args){.tv = tv});
+	return select_filtered(nfds, r, w, e, call_select, &(struct poll_args){.tv = tv},
+			       tv ? ms_of(tv->tv_sec, tv->tv_usec * 1000LL) : -1);
 }
 
 PS_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *ts,
 		      const sigset_t *mask)
 {
-	return ps_keep_select(nfds, r, w, e, call_pselect,
-			      &(struct poll_args){.ts = ts, .mask = mask});
+	return select_filtered(nfds, r, w, e, call_pselect,
+			       &(struct poll_args){.ts = ts, .mask = mask},
+			       ts ? ms_of(ts->tv_sec, ts->tv_nsec) : -1);
 }

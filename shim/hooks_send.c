@@ -3,6 +3,7 @@
  * lookup; with PROXYSHIM_SEND_TO unset, one load. */
 #include "real.h"
 #include "send.h"
+#include "send_udp.h"
 #include "shim.h"
 
 #include <errno.h>
@@ -16,9 +17,28 @@ static int ready(int fd)
 #define REAL(fn, sys, ...) \
 	(ps_real.fn ? ps_real.fn(__VA_ARGS__) : syscall(sys, __VA_ARGS__))
 
+/* A datagram to a listed destination (PROXYSHIM_SEND_UDP): sent with its header, the
+ * result in *r. 'to' NULL: the socket's connected peer. */
+static bool udp_sent(int fd, const struct sockaddr *to, socklen_t tolen,
+		     const struct msghdr *msg, int flags, ssize_t *r)
+{
+	struct ps_fdinfo e;
+	struct ps_addr dst;
+	if (!ps_send_udp_on() || !ps_send_udp_dest(fd, to, tolen, &e, &dst))
+		return false;
+	*r = ps_send_udp_msg(fd, &e, &dst, msg, flags);
+	return true;
+}
+
+#define ONE_BUF(buf, n) \
+	(&(struct msghdr){.msg_iov = &(struct iovec){(void *)(buf), (n)}, .msg_iovlen = 1})
+
 PS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
-	return ps_send_connected(fd, addr, len, real_connect(fd, addr, len));
+	int r = ps_send_connected(fd, addr, len, real_connect(fd, addr, len));
+	if (ps_send_udp_on())
+		ps_send_udp_connected(fd, addr, len, r);
+	return r;
 }
 
 PS_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *alen)
@@ -63,22 +83,39 @@ static int fastopen(int fd, const struct sockaddr *addr, socklen_t len, int *fla
 
 PS_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
+	ssize_t r;
+	if (udp_sent(fd, NULL, 0, ONE_BUF(buf, n), 0, &r))
+		return r;
 	return ready(fd) ? -1 : REAL(write, SYS_write, fd, buf, n);
 }
 
 PS_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
+	ssize_t r;
+	if (cnt >= 0 &&
+	    udp_sent(fd, NULL, 0, &(struct msghdr){.msg_iov = (struct iovec *)iov,
+						   .msg_iovlen = (size_t)cnt}, 0, &r))
+		return r;
 	return ready(fd) ? -1 : REAL(writev, SYS_writev, fd, iov, cnt);
 }
 
 PS_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
+	ssize_t r;
+	if (udp_sent(fd, NULL, 0, ONE_BUF(buf, n), flags, &r))
+		return r;
 	return ready(fd) ? -1 : real_send(fd, buf, n, flags);
 }
 
 PS_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 			 const struct sockaddr *addr, socklen_t alen)
 {
+	ssize_t r;
+	struct msghdr *m = ONE_BUF(buf, n);
+	m->msg_name = (void *)addr;
+	m->msg_namelen = addr ? alen : 0;
+	if (!(flags & MSG_FASTOPEN) && udp_sent(fd, addr, alen, m, flags, &r))
+		return r;
 	if (fastopen(fd, addr, alen, &flags) < 0 || ready(fd))
 		return -1;
 	return REAL(sendto, SYS_sendto, fd, buf, n, flags, addr, alen);
@@ -86,6 +123,10 @@ PS_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 
 PS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
+	ssize_t r;
+	if (msg && !(flags & MSG_FASTOPEN) &&
+	    udp_sent(fd, msg->msg_name, msg->msg_namelen, msg, flags, &r))
+		return r;
 	if (msg && fastopen(fd, msg->msg_name, msg->msg_namelen, &flags) < 0)
 		return -1;
 	return ready(fd) ? -1 : REAL(sendmsg, SYS_sendmsg, fd, msg, flags);
@@ -93,6 +134,8 @@ PS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 
 PS_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
 {
+	if (ps_send_udp_on() && v)
+		return ps_send_udp_mmsg(fd, v, n, flags);
 	return ready(fd) ? -1 : (int)REAL(sendmmsg, SYS_sendmmsg, fd, v, n, flags);
 }
 

@@ -2,6 +2,7 @@
 #include "log.h"
 #include "real.h"
 #include "shim.h"
+#include "udp.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -234,7 +235,7 @@ static void adopt_fd(int fd, const struct ps_config *c, const struct ps_fdinfo *
 		ps_listener_note(fd, c, &li);
 		return;
 	}
-	if (!cookie || seen_before(seen, fd, cookie) || tcp_endpoints(fd, &peer, &local) < 0 ||
+	if (!cookie || ps_udp_select(fd) || seen_before(seen, fd, cookie) || tcp_endpoints(fd, &peer, &local) < 0 ||
 	    !ps_netlist_match(&c->trusted, &peer))
 		return;
 	for (unsigned i = 0; i < n; i++) {

@@ -5,6 +5,7 @@
 #include "log.h"
 #include "real.h"
 #include "shim.h"
+#include "udp.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -39,5 +40,10 @@ __attribute__((constructor)) static void ps_init(void)
 	ps_on_forget = ps_keep_forget;
 	pthread_atfork(NULL, NULL, fork_child);
 	__atomic_store_n(&active, &config, __ATOMIC_RELEASE);
+	if (config.udp_active) {
+		ps_udp_init();
+		ps_log(PS_LOG_INFO, "udp: mode %s, idle %u ms",
+		       config.udp_first ? "first" : "every", config.udp_idle_ms);
+	}
 	ps_inherit_init(&config);
 }

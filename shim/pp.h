@@ -37,6 +37,7 @@ struct pp_header {
 	uint8_t command;        /* enum pp_command; v1 UNKNOWN is LOCAL */
 	uint8_t fam;            /* v2 byte 13; v1: 0x11 TCP4, 0x21 TCP6, 0x00 UNKNOWN */
 	bool has_addrs;         /* src/dst are the original endpoints (PROXY + 0x11/0x21) */
+	bool has_dgram_addrs;   /* src/dst are a datagram flow's (PROXY + 0x12/0x22) */
 	struct ps_addr src, dst;
 	const uint8_t *tlv;     /* v2 TLVs after the address block, inside the input */
 	size_t tlv_len;
@@ -63,6 +64,10 @@ size_t pp_build_v1(uint8_t *buf, size_t cap, const struct ps_addr *src,
 size_t pp_build_v2(uint8_t *buf, size_t cap, const struct ps_addr *src,
 		   const struct ps_addr *dst, const uint8_t *tlv, size_t tlv_len,
 		   bool with_crc);
+
+/* A v2 header for a datagram: families 0x12/0x22 (NULL src/dst: LOCAL). */
+size_t pp_build_v2_dgram(uint8_t *buf, size_t cap, const struct ps_addr *src,
+			 const struct ps_addr *dst);
 
 /* CRC-32C (Castagnoli). crc32c_update(0, …) starts a new checksum. */
 uint32_t crc32c_update(uint32_t crc, const uint8_t *p, size_t n);

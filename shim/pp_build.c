@@ -55,9 +55,10 @@ static uint8_t *put16(uint8_t *p, unsigned v)
 	return p + 2;
 }
 
-size_t pp_build_v2(uint8_t *buf, size_t cap, const struct ps_addr *src,
-		   const struct ps_addr *dst, const uint8_t *tlv, size_t tlv_len,
-		   bool with_crc)
+/* transport: 1 STREAM (TCP), 2 DGRAM (UDP). */
+static size_t build_v2(uint8_t *buf, size_t cap, const struct ps_addr *src,
+		       const struct ps_addr *dst, const uint8_t *tlv, size_t tlv_len,
+		       bool with_crc, unsigned transport)
 {
 	uint8_t sip[16], dip[16];
 	size_t alen = src && dst ? pair(src, dst, sip, dip) : 0;
@@ -70,7 +71,7 @@ size_t pp_build_v2(uint8_t *buf, size_t cap, const struct ps_addr *src,
 	memcpy(p, v2_sig, sizeof(v2_sig));
 	p += sizeof(v2_sig);
 	*p++ = alen ? 0x21 : 0x20;
-	*p++ = alen == 4 ? 0x11 : alen == 16 ? 0x21 : 0x00;
+	*p++ = (uint8_t)(alen == 4 ? 0x10 | transport : alen == 16 ? 0x20 | transport : 0x00);
 	p = put16(p, (unsigned)len);
 	if (alen) {
 		memcpy(p, sip, alen);
@@ -88,4 +89,17 @@ size_t pp_build_v2(uint8_t *buf, size_t cap, const struct ps_addr *src,
 		p = put16(put16(p, crc >> 16), crc & 0xffff);
 	}
 	return (size_t)(p - buf);
+}
+
+size_t pp_build_v2(uint8_t *buf, size_t cap, const struct ps_addr *src,
+		   const struct ps_addr *dst, const uint8_t *tlv, size_t tlv_len,
+		   bool with_crc)
+{
+	return build_v2(buf, cap, src, dst, tlv, tlv_len, with_crc, 1);
+}
+
+size_t pp_build_v2_dgram(uint8_t *buf, size_t cap, const struct ps_addr *src,
+			 const struct ps_addr *dst)
+{
+	return build_v2(buf, cap, src, dst, NULL, 0, false, 2);
 }

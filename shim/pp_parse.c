@@ -261,15 +261,18 @@ static const char *v2_tlvs(const uint8_t *hdr, size_t off, size_t end, int inner
 	return NULL;
 }
 
+/* fam is 0x11/0x12 (IPv4) or 0x21/0x22 (IPv6); the transport decides which flag. */
 static void v2_addrs(const uint8_t *blk, uint8_t fam, struct pp_header *h)
 {
-	size_t alen = fam == 0x11 ? 4 : 16;
-	h->src.family = h->dst.family = fam == 0x11 ? AF_INET : AF_INET6;
+	bool v4 = fam >> 4 == 1;
+	size_t alen = v4 ? 4 : 16;
+	h->src.family = h->dst.family = v4 ? AF_INET : AF_INET6;
 	memcpy(h->src.ip, blk, alen);
 	memcpy(h->dst.ip, blk + alen, alen);
 	h->src.port = (uint16_t)be16(blk + 2 * alen);
 	h->dst.port = (uint16_t)be16(blk + 2 * alen + 2);
-	h->has_addrs = 1;
+	h->has_addrs = (fam & 0x0F) == 1;
+	h->has_dgram_addrs = (fam & 0x0F) == 2;
 }
 
 static enum pp_status parse_v2(const uint8_t *buf, size_t len, struct pp_header *h)
@@ -301,7 +304,8 @@ static enum pp_status parse_v2(const uint8_t *buf, size_t len, struct pp_header 
 	/* LOCAL with an unlisted family, or too short for its block: skip unparsed. */
 	if (block < 0 || dlen < (size_t)block)
 		return PP_DONE;
-	if (h->command == PP_CMD_PROXY && (h->fam == 0x11 || h->fam == 0x21))
+	bool inet = h->fam == 0x11 || h->fam == 0x12 || h->fam == 0x21 || h->fam == 0x22;
+	if (h->command == PP_CMD_PROXY && inet)
 		v2_addrs(buf + PP_V2_FIXED, h->fam, h);
 	size_t tlv = PP_V2_FIXED + (size_t)block;
 	const char *err = v2_tlvs(buf, tlv, total, 0, h);

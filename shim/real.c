@@ -60,6 +60,9 @@ void ps_real_resolve(void)
 	RESOLVE(ppoll, 1);
 	RESOLVE(select, 1);
 	RESOLVE(pselect, 1);
+	RESOLVE(bind, 1);
+	RESOLVE(epoll_wait, 1);
+	RESOLVE(epoll_pwait, 1);
 	RESOLVE(connect, 1);
 	RESOLVE(getsockopt, 1);
 	RESOLVE(read, 1);

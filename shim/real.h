@@ -37,6 +37,10 @@ struct ps_real {
 	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
 	int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
 		       const sigset_t *);
+	/* UDP, receiving side */
+	int (*bind)(int, const struct sockaddr *, socklen_t);
+	int (*epoll_wait)(int, struct epoll_event *, int, int);
+	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 	/* sending side */
 	int (*connect)(int, const struct sockaddr *, socklen_t);
 	int (*getsockopt)(int, int, int, void *, socklen_t *);

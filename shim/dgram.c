@@ -1,0 +1,75 @@
+/* The datagram decision. Only v2 can describe UDP: a v1 line is refused, a v2 header
+ * with a UDP address block names the client, any other v2 header (LOCAL, UNSPEC, a
+ * stream family) is stripped and the real sender kept. */
+#include "dgram.h"
+#include "pp.h"
+
+static enum ps_dgram_verdict deliver(struct ps_dgram *out, size_t off,
+				     const struct ps_addr *from)
+{
+	out->off = off;
+	out->from = *from;
+	return PS_DGRAM_DELIVER;
+}
+
+static enum ps_dgram_verdict refuse(struct ps_dgram *out, const char *why)
+{
+	out->why = why;
+	return PS_DGRAM_DROP;
+}
+
+/* A trusted datagram without a header: its flow's client (`first`), the real sender
+ * (`optional`), or refused. */
+static enum ps_dgram_verdict headerless(const struct ps_config *c, struct ps_udpmap *m,
+					const struct ps_addr *real, uint64_t now_ms,
+					bool commit, struct ps_dgram *out)
+{
+	struct ps_addr client;
+	if (c->udp_first && m &&
+	    (commit ? ps_udpmap_client(m, real, now_ms, c->udp_idle_ms, &client)
+		    : ps_udpmap_peek_client(m, real, now_ms, c->udp_idle_ms, &client)))
+		return deliver(out, 0, &client);
+	if (c->policy == PS_POLICY_OPTIONAL)
+		return deliver(out, 0, real);
+	return refuse(out, c->udp_first ? "no PROXY header and no open flow"
+					: "no PROXY header");
+}
+
+enum ps_dgram_verdict ps_dgram_judge(const struct ps_config *c, struct ps_udpmap *m,
+				     const struct ps_addr *real, const uint8_t *buf,
+				     size_t len, uint64_t now_ms, bool commit,
+				     struct ps_dgram *out)
+{
+	struct pp_header h;
+	*out = (struct ps_dgram){0};
+	/* A datagram is whole: a signature prefix cut short is payload, not a header. */
+	bool sig = pp_signature(buf, len) == 1;
+	if (!ps_netlist_match(&c->trusted, real)) {
+		if (sig && c->untrusted == PS_UNTRUSTED_REJECT)
+			return refuse(out, "PROXY header from an untrusted source");
+		return deliver(out, 0, real);
+	}
+	if (!sig)
+		return headerless(c, m, real, now_ms, commit, out);
+	switch (pp_parse(buf, len, &h)) {
+	case PP_NEED_MORE:
+		return refuse(out, "truncated PROXY header");
+	case PP_INVALID:
+		return refuse(out, h.reason);
+	case PP_DONE:
+		break;
+	}
+	if (h.version == 1)
+		return refuse(out, "v1 header on a datagram (only v2 describes UDP)");
+	struct ps_addr from = *real;
+	if (h.has_dgram_addrs) {
+		from = h.src;
+		ps_addr_unmap(&from);
+		if (commit && m)
+			out->evicted = ps_udpmap_learn(m, real, &from, c->udp_first, now_ms,
+						       c->udp_idle_ms, &out->gone);
+	}
+	if (c->udp_first && h.len == len)
+		return PS_DGRAM_ABSORB;
+	return deliver(out, h.len, &from);
+}

@@ -1,0 +1,182 @@
+/* UDP interposers of the receiving library. Each is a few lines around shim/udp.c;
+ * a descriptor that is not a selected UDP socket costs one table lookup (one load
+ * when UDP is off). */
+#include "real.h"
+#include "shim.h"
+#include "udp.h"
+
+#include <errno.h>
+#include <time.h>
+
+#define REAL(fn, sys, ...) \
+	(ps_real.fn ? ps_real.fn(__VA_ARGS__) : syscall(sys, __VA_ARGS__))
+
+PS_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	int r = (int)REAL(bind, SYS_bind, fd, addr, len);
+	if (r == 0 && ps_udp_on) {
+		int saved = errno;
+		ps_udp_select(fd);
+		errno = saved;
+	}
+	return r;
+}
+
+/* The single-buffer receive calls, as one recvmsg. */
+static ssize_t udp_recv(int fd, const struct ps_fdinfo *e, void *buf, size_t n, int flags,
+			struct sockaddr *addr, socklen_t *alen)
+{
+	struct iovec iov = {buf, n};
+	struct msghdr m = {.msg_name = alen ? addr : NULL, .msg_namelen = alen ? *alen : 0,
+			   .msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t r = ps_udp_recvmsg(fd, e, &m, flags);
+	if (r >= 0 && addr && alen)
+		*alen = m.msg_namelen;
+	return r;
+}
+
+PS_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+	struct ps_fdinfo e;
+	return ps_udp_get(fd, &e) ? udp_recv(fd, &e, buf, n, flags, NULL, NULL)
+				  : real_recv(fd, buf, n, flags);
+}
+
+PS_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+			   socklen_t *alen)
+{
+	struct ps_fdinfo e;
+	return ps_udp_get(fd, &e) ? udp_recv(fd, &e, buf, n, flags, addr, alen)
+				  : REAL(recvfrom, SYS_recvfrom, fd, buf, n, flags, addr, alen);
+}
+
+PS_EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+	struct ps_fdinfo e;
+	return ps_udp_get(fd, &e) ? udp_recv(fd, &e, buf, n, 0, NULL, NULL)
+				  : REAL(read, SYS_read, fd, buf, n);
+}
+
+PS_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
+{
+	struct ps_fdinfo e;
+	if (!ps_udp_get(fd, &e) || cnt < 0)
+		return REAL(readv, SYS_readv, fd, iov, cnt);
+	struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)cnt};
+	return ps_udp_recvmsg(fd, &e, &m, 0);
+}
+
+PS_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	struct ps_fdinfo e;
+	return ps_udp_get(fd, &e) && msg ? ps_udp_recvmsg(fd, &e, msg, flags)
+					 : REAL(recvmsg, SYS_recvmsg, fd, msg, flags);
+}
+
+PS_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t)
+{
+	struct ps_fdinfo e;
+	return ps_udp_get(fd, &e) && v ? ps_udp_recvmmsg(fd, &e, v, n, flags, t)
+				       : (int)REAL(recvmmsg, SYS_recvmmsg, fd, v, n, flags, t);
+}
+
+/* FORTIFY variants: an overflowing length still goes to libc, which aborts. */
+PS_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
+{
+	struct ps_fdinfo e;
+	if (n <= buflen && ps_udp_get(fd, &e))
+		return udp_recv(fd, &e, buf, n, 0, NULL, NULL);
+	return REAL_LAZY(__read_chk)(fd, buf, n, buflen);
+}
+
+PS_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
+{
+	struct ps_fdinfo e;
+	if (n <= buflen && ps_udp_get(fd, &e))
+		return udp_recv(fd, &e, buf, n, flags, NULL, NULL);
+	return REAL_LAZY(__recv_chk)(fd, buf, n, buflen, flags);
+}
+
+PS_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+				 struct sockaddr *addr, socklen_t *alen)
+{
+	struct ps_fdinfo e;
+	if (n <= buflen && ps_udp_get(fd, &e))
+		return udp_recv(fd, &e, buf, n, flags, addr, alen);
+	return REAL_LAZY(__recvfrom_chk)(fd, buf, n, buflen, flags, addr, alen);
+}
+
+/* ---- replies ---- */
+
+PS_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
+			 const struct sockaddr *addr, socklen_t alen)
+{
+	struct ps_fdinfo e;
+	struct sockaddr_storage to;
+	socklen_t l = ps_udp_get(fd, &e) ? ps_udp_reroute(&e, addr, alen, &to) : 0;
+	return l ? REAL(sendto, SYS_sendto, fd, buf, n, flags, (struct sockaddr *)&to, l)
+		 : REAL(sendto, SYS_sendto, fd, buf, n, flags, addr, alen);
+}
+
+PS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	struct ps_fdinfo e;
+	struct sockaddr_storage to;
+	socklen_t l = msg && ps_udp_get(fd, &e)
+			      ? ps_udp_reroute(&e, msg->msg_name, msg->msg_namelen, &to) : 0;
+	if (!l)
+		return REAL(sendmsg, SYS_sendmsg, fd, msg, flags);
+	struct msghdr m = *msg;
+	m.msg_name = &to;
+	m.msg_namelen = l;
+	return REAL(sendmsg, SYS_sendmsg, fd, &m, flags);
+}
+
+PS_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
+{
+	struct ps_fdinfo e;
+	return ps_udp_get(fd, &e) && v ? ps_udp_sendmmsg(fd, &e, v, n, flags)
+				       : (int)REAL(sendmmsg, SYS_sendmmsg, fd, v, n, flags);
+}
+
+PS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	struct ps_fdinfo e;
+	return ps_udp_get(fd, &e) ? ps_udp_connect(fd, &e, addr, len)
+				  : real_connect(fd, addr, len);
+}
+
+/* ---- readiness: epoll (poll and select are in hooks_recv.c) ---- */
+
+/* Runs an epoll wait again, for the time left, while everything it reported was a
+ * refused datagram. */
+#define EPOLL_FILTERED(call_with_timeout, timeout_ms)                                    \
+	do {                                                                             \
+		struct ps_deadline dl;                                                   \
+		int tmo = (timeout_ms);                                                  \
+		ps_deadline_start(&dl, tmo);                                             \
+		for (;;) {                                                               \
+			int r = call_with_timeout;                                       \
+			if (r <= 0 || !ps_udp_epoll_watched())                           \
+				return r;                                                \
+			if ((r = ps_udp_filter_epoll(epfd, ev, r)) > 0)                  \
+				return r;                                                \
+			if ((tmo = ps_deadline_left_ms(&dl)) == 0)                       \
+				return 0;                                                \
+		}                                                                        \
+	} while (0)
+
+PS_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+	if (!ps_udp_epoll_watched())
+		return (int)REAL(epoll_wait, SYS_epoll_wait, epfd, ev, max, timeout);
+	EPOLL_FILTERED((int)REAL(epoll_wait, SYS_epoll_wait, epfd, ev, max, tmo), timeout);
+}
+
+PS_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
+			  const sigset_t *mask)
+{
+	if (!ps_udp_epoll_watched())
+		return REAL_LAZY(epoll_pwait)(epfd, ev, max, timeout, mask);
+	EPOLL_FILTERED(REAL_LAZY(epoll_pwait)(epfd, ev, max, tmo, mask), timeout);
+}

@@ -1,0 +1,75 @@
+/* UDP, receiving side (libproxyshim.so): selected sockets (bound to a port of
+ * PROXYSHIM_UDP_PORTS) lose each trusted datagram's v2 header on the way to the
+ * application, which sees the original client as the sender; its replies to that
+ * client go to the proxy. Refused datagrams are dropped, also when the application
+ * only asks whether the socket is readable. */
+#ifndef PS_UDP_H
+#define PS_UDP_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include "fdtable.h"
+
+/* UDP handling is on (PROXYSHIM_UDP_PORTS set, shim active). One load. */
+extern bool ps_udp_on;
+
+/* Entry flag (in 'selected') of a selected socket connected to a mapped client. */
+#define PS_UDP_CONNECTED_MAPPED 1u
+
+/* At load (c non-NULL and UDP on). */
+void ps_udp_init(void);
+
+/* After a successful bind(), and at load for inherited descriptors: selects fd if it
+ * is a UDP socket bound to a listed port. Returns true if fd is a UDP socket. */
+bool ps_udp_select(int fd);
+
+/* fd's entry if it is a selected UDP socket. */
+static inline bool ps_udp_get(int fd, struct ps_fdinfo *e)
+{
+	return ps_udp_on && ps_fd_get(fd, e) && e->kind == PS_FD_UDP;
+}
+
+/* recvmsg on selected socket fd: msg as the application passed it. */
+ssize_t ps_udp_recvmsg(int fd, const struct ps_fdinfo *e, struct msghdr *msg, int flags);
+
+/* recvmmsg on selected socket fd. */
+int ps_udp_recvmmsg(int fd, const struct ps_fdinfo *e, struct mmsghdr *v, unsigned n,
+		    int flags, struct timespec *timeout);
+
+/* A reply's destination: if dst is a mapped original client, writes its proxy's
+ * address into *out and returns its length; 0 to send as asked. */
+socklen_t ps_udp_reroute(const struct ps_fdinfo *e, const struct sockaddr *dst,
+			 socklen_t len, struct sockaddr_storage *out);
+
+/* sendmmsg on selected socket fd, each destination rerouted. */
+int ps_udp_sendmmsg(int fd, const struct ps_fdinfo *e, struct mmsghdr *v, unsigned n,
+		    int flags);
+
+/* connect() on selected socket fd: to the proxy of a mapped client. */
+int ps_udp_connect(int fd, const struct ps_fdinfo *e, const struct sockaddr *dst,
+		   socklen_t len);
+
+/* Readiness: the application registered fd in epfd (epoll_ctl succeeded). */
+void ps_udp_epoll(int epfd, int op, int fd, const struct epoll_event *ev);
+
+/* Some selected socket is registered in an epoll set. One load. */
+bool ps_udp_epoll_watched(void);
+
+/* Drops refused datagrams at the head of selected sockets the call reported readable,
+ * and withdraws readiness left with nothing to read. Returns the new count. */
+int ps_udp_filter_poll(struct pollfd *fds, nfds_t n, int r);
+int ps_udp_filter_epoll(int epfd, struct epoll_event *ev, int r);
+int ps_udp_filter_select(int nfds, fd_set *rd, int r);
+
+/* Time left of a wait that is run again after readiness was withdrawn. */
+struct ps_deadline {
+	bool forever;
+	uint64_t end_ns;
+};
+void ps_deadline_start(struct ps_deadline *d, int timeout_ms);  /* < 0: forever */
+int ps_deadline_left_ms(const struct ps_deadline *d);  /* -1 forever, 0 expired */
+
+#endif

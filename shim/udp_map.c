@@ -1,0 +1,180 @@
+/* Flow table of a selected UDP socket: slots in an array, two hash indexes (client,
+ * proxy) as chains of slot numbers, and a recency list whose tail is both the next to
+ * expire and the one to evict. */
+#include "udp_map.h"
+
+#include <string.h>
+
+static bool same(const struct ps_addr *a, const struct ps_addr *b)
+{
+	return a->family == b->family && a->port == b->port &&
+	       !memcmp(a->ip, b->ip, a->family == AF_INET ? 4 : 16);
+}
+
+static uint32_t bucket(const struct ps_addr *a)
+{
+	uint64_t h = 0x9E3779B97F4A7C15ull ^ a->port ^ (uint64_t)a->family << 16;
+	for (int i = 0; i < (a->family == AF_INET ? 4 : 16); i += 4) {
+		uint32_t w;
+		memcpy(&w, a->ip + i, 4);
+		h = (h ^ w) * 0xFF51AFD7ED558CCDull;
+	}
+	return (uint32_t)(h >> 40) % PS_UDPMAP_BUCKETS;
+}
+
+/* Unhooks slot i from the chain starting at *head, linked through field off. */
+static void unchain(struct ps_udpmap *m, uint32_t *head, uint32_t i, bool by_client)
+{
+	while (*head && *head != i)
+		head = by_client ? &m->f[*head].next_c : &m->f[*head].next_p;
+	if (*head)
+		*head = by_client ? m->f[i].next_c : m->f[i].next_p;
+}
+
+static void unlist(struct ps_udpmap *m, uint32_t i)
+{
+	struct ps_udpflow *f = &m->f[i];
+	if (f->newer)
+		m->f[f->newer].older = f->older;
+	else
+		m->newest = f->older;
+	if (f->older)
+		m->f[f->older].newer = f->newer;
+	else
+		m->oldest = f->newer;
+	f->newer = f->older = 0;
+}
+
+static void push_newest(struct ps_udpmap *m, uint32_t i, uint64_t now_ms)
+{
+	struct ps_udpflow *f = &m->f[i];
+	f->last_ms = now_ms;
+	f->older = m->newest;
+	f->newer = 0;
+	if (m->newest)
+		m->f[m->newest].newer = i;
+	m->newest = i;
+	if (!m->oldest)
+		m->oldest = i;
+}
+
+static void drop(struct ps_udpmap *m, uint32_t i)
+{
+	unchain(m, &m->by_client[bucket(&m->f[i].client)], i, true);
+	unchain(m, &m->by_proxy[bucket(&m->f[i].proxy)], i, false);
+	unlist(m, i);
+	m->f[i].next_c = m->free;
+	m->free = i;
+	m->count--;
+}
+
+static void expire(struct ps_udpmap *m, uint64_t now_ms, unsigned idle_ms)
+{
+	while (m->oldest && now_ms - m->f[m->oldest].last_ms >= idle_ms)
+		drop(m, m->oldest);
+}
+
+static uint32_t find_client(const struct ps_udpmap *m, const struct ps_addr *a)
+{
+	uint32_t i = m->by_client[bucket(a)];
+	while (i && !same(&m->f[i].client, a))
+		i = m->f[i].next_c;
+	return i;
+}
+
+static uint32_t find_proxy(const struct ps_udpmap *m, const struct ps_addr *a)
+{
+	uint32_t i = m->by_proxy[bucket(a)];
+	while (i && !same(&m->f[i].proxy, a))
+		i = m->f[i].next_p;
+	return i;
+}
+
+static void chain_proxy(struct ps_udpmap *m, uint32_t i)
+{
+	uint32_t *head = &m->by_proxy[bucket(&m->f[i].proxy)];
+	m->f[i].next_p = *head;
+	*head = i;
+}
+
+bool ps_udpmap_learn(struct ps_udpmap *m, const struct ps_addr *proxy,
+		     const struct ps_addr *client, bool unique_proxy, uint64_t now_ms,
+		     unsigned idle_ms, struct ps_udpflow *gone)
+{
+	bool evicted = false;
+	expire(m, now_ms, idle_ms);
+	uint32_t i = find_client(m, client);
+	if (unique_proxy) {
+		uint32_t j = find_proxy(m, proxy);
+		if (j && j != i)
+			drop(m, j);
+	}
+	if (i) {
+		if (!same(&m->f[i].proxy, proxy)) {
+			unchain(m, &m->by_proxy[bucket(&m->f[i].proxy)], i, false);
+			m->f[i].proxy = *proxy;
+			chain_proxy(m, i);
+		}
+		unlist(m, i);
+		push_newest(m, i, now_ms);
+		return false;
+	}
+	if (m->free) {
+		i = m->free;
+		m->free = m->f[i].next_c;
+	} else if (m->used < PS_UDPMAP_CAP) {
+		i = ++m->used;
+	} else {
+		i = m->oldest;
+		if (gone)
+			*gone = m->f[i];
+		drop(m, i);
+		m->free = m->f[i].next_c;
+		m->evicted++;
+		evicted = true;
+	}
+	m->f[i] = (struct ps_udpflow){.client = *client, .proxy = *proxy};
+	uint32_t *head = &m->by_client[bucket(client)];
+	m->f[i].next_c = *head;
+	*head = i;
+	chain_proxy(m, i);
+	push_newest(m, i, now_ms);
+	m->count++;
+	return evicted;
+}
+
+bool ps_udpmap_client(struct ps_udpmap *m, const struct ps_addr *proxy, uint64_t now_ms,
+		      unsigned idle_ms, struct ps_addr *client)
+{
+	expire(m, now_ms, idle_ms);
+	uint32_t i = find_proxy(m, proxy);
+	if (!i)
+		return false;
+	*client = m->f[i].client;
+	unlist(m, i);
+	push_newest(m, i, now_ms);
+	return true;
+}
+
+bool ps_udpmap_proxy(struct ps_udpmap *m, const struct ps_addr *client, uint64_t now_ms,
+		     unsigned idle_ms, struct ps_addr *proxy)
+{
+	expire(m, now_ms, idle_ms);
+	uint32_t i = find_client(m, client);
+	if (!i)
+		return false;
+	*proxy = m->f[i].proxy;
+	unlist(m, i);
+	push_newest(m, i, now_ms);
+	return true;
+}
+
+bool ps_udpmap_peek_client(const struct ps_udpmap *m, const struct ps_addr *proxy,
+			   uint64_t now_ms, unsigned idle_ms, struct ps_addr *client)
+{
+	uint32_t i = find_proxy(m, proxy);
+	if (!i || now_ms - m->f[i].last_ms >= idle_ms)
+		return false;
+	*client = m->f[i].client;
+	return true;
+}

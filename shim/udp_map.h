@@ -1,0 +1,51 @@
+/* A selected UDP socket's flows: which trusted proxy (address and port) introduced
+ * which original client. Replies to a client go to its proxy; in `first` mode a
+ * headerless datagram from a proxy port belongs to that port's client. Fixed capacity
+ * (oldest evicted), entries forgotten after the idle time. Pure: the caller passes the
+ * clock and serialises access. A zero-filled struct is an empty table. */
+#ifndef PS_UDP_MAP_H
+#define PS_UDP_MAP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "addr.h"
+
+#define PS_UDPMAP_CAP 4096u
+#define PS_UDPMAP_BUCKETS (2 * PS_UDPMAP_CAP)
+
+struct ps_udpflow {
+	struct ps_addr client, proxy;
+	uint64_t last_ms;
+	uint32_t newer, older;        /* recency list, 0 = none */
+	uint32_t next_c, next_p;      /* hash chains by client, by proxy */
+};
+
+struct ps_udpmap {
+	uint32_t used;                /* slots 1..used have been handed out */
+	uint32_t count;               /* flows in the table */
+	uint32_t newest, oldest, free;
+	uint64_t evicted;             /* flows pushed out by a full table */
+	uint32_t by_client[PS_UDPMAP_BUCKETS], by_proxy[PS_UDPMAP_BUCKETS];
+	struct ps_udpflow f[PS_UDPMAP_CAP + 1];  /* f[0] unused: index 0 means none */
+};
+
+/* Records that proxy introduced client, now. unique_proxy (`first` mode): a proxy port
+ * carries one flow, so an older client of that port is forgotten. Returns true when a
+ * full table evicted its oldest flow to make room (*gone tells which). */
+bool ps_udpmap_learn(struct ps_udpmap *m, const struct ps_addr *proxy,
+		     const struct ps_addr *client, bool unique_proxy, uint64_t now_ms,
+		     unsigned idle_ms, struct ps_udpflow *gone);
+
+/* The client behind a proxy port (the flow's latest), refreshing it; false if none. */
+bool ps_udpmap_client(struct ps_udpmap *m, const struct ps_addr *proxy, uint64_t now_ms,
+		      unsigned idle_ms, struct ps_addr *client);
+
+/* The proxy that introduced client, refreshing the flow; false if none. */
+bool ps_udpmap_proxy(struct ps_udpmap *m, const struct ps_addr *client, uint64_t now_ms,
+		     unsigned idle_ms, struct ps_addr *proxy);
+
+/* Same, without refreshing or expiring anything (a peek). */
+bool ps_udpmap_peek_client(const struct ps_udpmap *m, const struct ps_addr *proxy,
+			   uint64_t now_ms, unsigned idle_ms, struct ps_addr *client);
+
+#endif
