@@ -30,10 +30,14 @@ static const char usage[] =
 	"  --timeout MS         PROXYSHIM_TIMEOUT_MS: 1..600000\n"
 	"  --ports LIST         PROXYSHIM_PORTS: listener ports or ranges\n"
 	"  --local L            PROXYSHIM_LOCAL: real | header\n"
+	"  --udp-ports LIST     PROXYSHIM_UDP_PORTS: UDP ports whose datagrams carry v2 headers\n"
+	"  --udp-mode M         PROXYSHIM_UDP_MODE: every | first\n"
+	"  --udp-idle MS        PROXYSHIM_UDP_IDLE_MS: a flow's idle time, 1..86400000\n"
 	"Sending side (libproxyshim-client.so):\n"
 	"  --send-to DESTS      PROXYSHIM_SEND_TO: ADDR, CIDR, ADDR:PORT, [V6]:PORT, *\n"
 	"  --send-version V     PROXYSHIM_SEND_VERSION: 1 | 2\n"
 	"  --send-source S      PROXYSHIM_SEND_SOURCE: local | accepted | ADDR:PORT\n"
+	"  --send-udp U         PROXYSHIM_SEND_UDP: off | every (a v2 header on each datagram)\n"
 	"  --client             preload only the sending library\n"
 	"  --both               preload both libraries (a relay)\n"
 	"Both:\n"
@@ -47,7 +51,8 @@ static const char *const flag_var[] = {
 	"PROXYSHIM_TRUSTED", "PROXYSHIM_POLICY", "PROXYSHIM_UNTRUSTED",
 	"PROXYSHIM_TIMEOUT_MS", "PROXYSHIM_PORTS", "PROXYSHIM_LOCAL", "PROXYSHIM_LOG",
 	"PROXYSHIM_LOG_LEVEL", "PROXYSHIM_SEND_TO", "PROXYSHIM_SEND_VERSION",
-	"PROXYSHIM_SEND_SOURCE",
+	"PROXYSHIM_SEND_SOURCE", "PROXYSHIM_UDP_PORTS", "PROXYSHIM_UDP_MODE",
+	"PROXYSHIM_UDP_IDLE_MS", "PROXYSHIM_SEND_UDP",
 };
 enum { OPT_CLIENT = 100, OPT_BOTH, OPT_CHECK, OPT_VERSION, OPT_HELP };
 
@@ -55,6 +60,8 @@ static const struct option options[] = {
 	{"trust", 1, 0, 0}, {"policy", 1, 0, 1}, {"untrusted", 1, 0, 2}, {"timeout", 1, 0, 3},
 	{"ports", 1, 0, 4}, {"local", 1, 0, 5}, {"log", 1, 0, 6}, {"log-level", 1, 0, 7},
 	{"send-to", 1, 0, 8}, {"send-version", 1, 0, 9}, {"send-source", 1, 0, 10},
+	{"udp-ports", 1, 0, 11}, {"udp-mode", 1, 0, 12}, {"udp-idle", 1, 0, 13},
+	{"send-udp", 1, 0, 14},
 	{"client", 0, 0, OPT_CLIENT}, {"both", 0, 0, OPT_BOTH}, {"check", 0, 0, OPT_CHECK},
 	{"version", 0, 0, OPT_VERSION}, {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0},
 };
@@ -170,7 +177,8 @@ static void print_config(void)
 {
 	static const char *const defaults[] = {"(unset: inert)", "require", "pass", "3000",
 					       "(every TCP listener)", "real", "stderr", "warn",
-					       "(unset: inert)", "1", "local"};
+					       "(unset: inert)", "1", "local",
+					       "(unset: UDP untouched)", "every", "30000", "off"};
 	for (size_t i = 0; i < sizeof(flag_var) / sizeof(flag_var[0]); i++) {
 		const char *v = getenv(flag_var[i]);
 		printf("%-24s %s\n", flag_var[i], v ? v : defaults[i]);

@@ -26,13 +26,15 @@ teardown() {
 @test "each flag sets its variable" {
 	run shim_cmd --trust 127.0.0.1/32 --policy optional --untrusted reject --timeout 500 \
 		--ports 80,8000-8010 --local header --log "$T/log" --log-level debug \
-		--send-to '[::1]:80' --send-version 2 --send-source 127.0.0.9:99 --both -- env
+		--send-to '[::1]:80' --send-version 2 --send-source 127.0.0.9:99 \
+		--udp-ports 53,5300-5310 --udp-mode first --udp-idle 1500 --send-udp every --both -- env
 	[ "$status" -eq 0 ]
 	for kv in PROXYSHIM_TRUSTED=127.0.0.1/32 PROXYSHIM_POLICY=optional \
 		PROXYSHIM_UNTRUSTED=reject PROXYSHIM_TIMEOUT_MS=500 PROXYSHIM_PORTS=80,8000-8010 \
 		PROXYSHIM_LOCAL=header "PROXYSHIM_LOG=$T/log" PROXYSHIM_LOG_LEVEL=debug \
 		'PROXYSHIM_SEND_TO=[::1]:80' PROXYSHIM_SEND_VERSION=2 \
-		PROXYSHIM_SEND_SOURCE=127.0.0.9:99; do
+		PROXYSHIM_SEND_SOURCE=127.0.0.9:99 PROXYSHIM_UDP_PORTS=53,5300-5310 \
+		PROXYSHIM_UDP_MODE=first PROXYSHIM_UDP_IDLE_MS=1500 PROXYSHIM_SEND_UDP=every; do
 		grep -qxF "$kv" <<<"$output"
 	done
 }
@@ -53,6 +55,8 @@ teardown() {
 	[[ "$output" == *"PROXYSHIM_TRUSTED        10.0.0.0/8"* ]]
 	[[ "$output" == *"PROXYSHIM_TIMEOUT_MS     700"* ]]
 	[[ "$output" == *"PROXYSHIM_POLICY         require"* ]]
+	[[ "$output" == *"PROXYSHIM_UDP_PORTS      (unset: UDP untouched)"* ]]
+	[[ "$output" == *"PROXYSHIM_UDP_MODE       every"* ]]
 }
 
 @test "a bad value from a flag or the environment: one line, exit 1, nothing run" {
@@ -63,6 +67,12 @@ teardown() {
 	PROXYSHIM_POLICY=maybe run shim_cmd --check
 	[ "$status" -eq 1 ]
 	[[ "$output" == 'proxyshim: PROXYSHIM_POLICY: "maybe": '* ]]
+	run shim_cmd --udp-mode sometimes --check
+	[ "$status" -eq 1 ]
+	[ "$output" = 'proxyshim: PROXYSHIM_UDP_MODE: "sometimes": must be one of: every, first' ]
+	run shim_cmd --send-udp on --check
+	[ "$status" -eq 1 ]
+	[ "$output" = 'proxyshim: PROXYSHIM_SEND_UDP: "on": must be one of: off, every' ]
 }
 
 @test "exec in place: the command keeps the PID, the exit status comes through" {

@@ -39,7 +39,8 @@ static int parse(void)
 	return ps_config_parse(&cfg, fake_getenv, err, sizeof err);
 }
 
-enum field { F_ACTIVE, F_POLICY, F_UNTRUSTED, F_TIMEOUT, F_LOCAL, F_LOG, F_LEVEL };
+enum field { F_ACTIVE, F_POLICY, F_UNTRUSTED, F_TIMEOUT, F_LOCAL, F_LOG, F_LEVEL, F_UDP,
+	     F_UDP_FIRST, F_UDP_IDLE, F_SEND_UDP };
 
 static long field(enum field f)
 {
@@ -51,6 +52,10 @@ static long field(enum field f)
 	case F_LOCAL: return cfg.local;
 	case F_LOG: return cfg.log_target;
 	case F_LEVEL: return cfg.log_level;
+	case F_UDP: return cfg.udp_active;
+	case F_UDP_FIRST: return cfg.udp_first;
+	case F_UDP_IDLE: return cfg.udp_idle_ms;
+	case F_SEND_UDP: return cfg.send_udp;
 	}
 	return -1;
 }
@@ -61,7 +66,8 @@ static const struct {
 } defaults[] = {
 	{ F_POLICY, PS_POLICY_REQUIRE }, { F_UNTRUSTED, PS_UNTRUSTED_PASS },
 	{ F_TIMEOUT, 3000 }, { F_LOCAL, PS_LOCAL_REAL }, { F_LOG, PS_LOG_STDERR },
-	{ F_LEVEL, PS_LOG_WARN },
+	{ F_LEVEL, PS_LOG_WARN }, { F_UDP, false }, { F_UDP_FIRST, false },
+	{ F_UDP_IDLE, 30000 }, { F_SEND_UDP, false },
 };
 
 /* _i 0: nothing set (inert); _i 1: only TRUSTED set (active, rest default). */
@@ -102,6 +108,13 @@ static const struct {
 	{ "PROXYSHIM_LOG_LEVEL", "debug", F_LEVEL, PS_LOG_DEBUG },
 	{ TRUSTED, "*", F_ACTIVE, true },
 	{ TRUSTED, "10.0.0.0/8,2001:db8::/32,::1", F_ACTIVE, true },
+	{ "PROXYSHIM_UDP_PORTS", "53,5300-5310", F_UDP, true },
+	{ "PROXYSHIM_UDP_MODE", "every", F_UDP_FIRST, false },
+	{ "PROXYSHIM_UDP_MODE", "first", F_UDP_FIRST, true },
+	{ "PROXYSHIM_UDP_IDLE_MS", "1", F_UDP_IDLE, 1 },
+	{ "PROXYSHIM_UDP_IDLE_MS", "86400000", F_UDP_IDLE, 86400000 },
+	{ "PROXYSHIM_SEND_UDP", "off", F_SEND_UDP, false },
+	{ "PROXYSHIM_SEND_UDP", "every", F_SEND_UDP, true },
 };
 
 START_TEST(test_good)
@@ -224,6 +237,18 @@ static const struct {
 	{ "PROXYSHIM_LOG_LEVEL", "trace", NULL },
 	{ "PROXYSHIM_LOG_LEVEL", "3", NULL },
 	{ "PROXYSHIM_LOG_LEVEL", "", NULL },
+	{ "PROXYSHIM_UDP_PORTS", "", NULL },
+	{ "PROXYSHIM_UDP_PORTS", "0", NULL },
+	{ "PROXYSHIM_UDP_PORTS", "53,", NULL },
+	{ "PROXYSHIM_UDP_MODE", "all", "every, first" },
+	{ "PROXYSHIM_UDP_MODE", "", NULL },
+	{ "PROXYSHIM_UDP_IDLE_MS", "0", "1..86400000" },
+	{ "PROXYSHIM_UDP_IDLE_MS", "86400001", NULL },
+	{ "PROXYSHIM_UDP_IDLE_MS", "30s", NULL },
+	{ "PROXYSHIM_UDP_IDLE_MS", "", NULL },
+	{ "PROXYSHIM_SEND_UDP", "on", "off, every" },
+	{ "PROXYSHIM_SEND_UDP", "first", NULL },
+	{ "PROXYSHIM_SEND_UDP", "", NULL },
 };
 
 /* err is exactly `VAR: "value": reason`, one line, with a non-empty reason. */
