@@ -82,6 +82,7 @@ void ps_real_resolve(void)
 	RESOLVE(__read_chk, 1);
 	RESOLVE(__recv_chk, 1);
 	RESOLVE(__recvfrom_chk, 1);
+	RESOLVE(syscall, 1);
 	RESOLVE(execve, 1);
 	RESOLVE(execvpe, 1);
 	RESOLVE(fexecve, 1);

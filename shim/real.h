@@ -62,6 +62,7 @@ struct ps_real {
 	ssize_t (*__recv_chk)(int, void *, size_t, size_t, int);
 	ssize_t (*__recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *,
 				  socklen_t *);
+	long (*syscall)(long, ...);
 	/* exec family */
 	int (*execve)(const char *, char *const[], char *const[]);
 	int (*execvpe)(const char *, char *const[], char *const[]);

@@ -16,14 +16,16 @@ sorted() {
 @test "libproxyshim.so exports only the interposed symbols" {
 	want=$(sorted accept accept4 getpeername getsockname listen epoll_ctl poll ppoll select \
 		pselect $FD_HOOKS execl execle execlp \
-		execv execve execveat execvp execvpe fexecve posix_spawn posix_spawnp)
+		execv execve execveat execvp execvpe fexecve posix_spawn posix_spawnp \
+		bind connect recv recvfrom recvmsg recvmmsg read readv __read_chk __recv_chk \
+		__recvfrom_chk sendto sendmsg sendmmsg epoll_wait epoll_pwait)
 	[ "$(exports "$LIB")" = "$want" ]
 }
 
 @test "libproxyshim-client.so exports only the interposed symbols" {
 	want=$(sorted connect accept accept4 getsockopt $FD_HOOKS write writev send sendto \
 		sendmsg sendmmsg sendfile sendfile64 splice read readv recv recvfrom recvmsg \
-		recvmmsg __read_chk __recv_chk __recvfrom_chk)
+		recvmmsg __read_chk __recv_chk __recvfrom_chk syscall)
 	[ "$(exports "$CLIENT")" = "$want" ]
 }
 
