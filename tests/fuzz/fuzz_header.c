@@ -1,6 +1,7 @@
 /* libFuzzer: the PROXY header parser on arbitrary bytes, then a differential check:
  * every accepted header with addresses, rebuilt by the builder, parses back to the
- * same endpoints, command and (for v2) a length the TLVs explain. */
+ * same endpoints, command and (for v2) a length the TLVs explain; a UDP one, rebuilt
+ * as a datagram header, to the same endpoints and family. */
 #include "pp.h"
 
 #include <stdlib.h>
@@ -31,6 +32,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* Any prefix of an accepted header is a valid prefix: never invalid. */
 	if (pp_parse(data, h.len - 1, &r) != PP_NEED_MORE)
 		abort();
+	if (h.has_addrs && h.has_dgram_addrs)
+		abort();  /* one transport */
+	if (h.has_dgram_addrs) {  /* UDP: the DGRAM builder round trip */
+		size_t n = pp_build_v2_dgram(out, sizeof(out), &h.src, &h.dst);
+		if (!n || pp_parse(out, n, &r) != PP_DONE || r.len != n || !r.has_dgram_addrs ||
+		    r.fam != h.fam)
+			abort();
+		same(&h.src, &r.src);
+		same(&h.dst, &r.dst);
+		return 0;
+	}
 	if (!h.has_addrs)
 		return 0;
 	size_t n = h.version == 1 ? pp_build_v1(out, sizeof(out), &h.src, &h.dst)
