@@ -1,0 +1,756 @@
+#!/usr/bin/env bats
+# UDP, receiving side (DESIGN "UDP (datagrams)", issue 10): on a socket bound to a port of
+# PROXYSHIM_UDP_PORTS, the recv family strips the v2 header of a trusted proxy's datagram
+# and reports the header's source; refused datagrams never reach the application (not
+# even as readiness); replies to an introduced client go back to its proxy.
+#
+# The server is tests/helpers/udpsrv (one line per datagram: from= len= flags= [dst=]
+# payload=, see its header comment), the proxy is tests/helpers/udpsend (headers built
+# from -H CLIENT,DEST), the load is tests/helpers/udpstorm. Every address, including
+# those inside headers, is a loopback address (127.0.0.0/8, ::1): a bug that sends a
+# reply to the address a header claims stays on this machine.
+
+load helpers
+
+UDPSRV=$PS_BUILD/udpsrv
+UDPSEND=$PS_BUILD/udpsend
+UDPSTORM=$PS_BUILD/udpstorm
+
+C11=127.0.0.11:10011    # clients that headers name
+C12=127.0.0.12:10012
+C13=127.0.0.13:10013
+
+# helpers.bash's setup, plus the UDP helpers.
+eval "helpers_$(declare -f setup)"
+setup() {
+	helpers_setup
+	local f
+	for f in udpsrv udpsend udpstorm; do
+		[[ -x $PS_BUILD/$f ]] || fail "missing $PS_BUILD/$f (make all)"
+	done
+	SRV_ADDR=127.0.0.1
+	UPORT=
+}
+
+# ---- the server ----
+
+# free_udp ADDR: a free UDP port of ADDR, chosen by the kernel (an ephemeral one, so
+# never 53 or 5300-5310).
+free_udp() {
+	local six=()
+	[[ $1 == *:* ]] && six=(-6)
+	"$UDPSRV" "${six[@]}" -l "$1" -F
+}
+
+# udp_start [-6] [--bare] [VAR=VALUE...] [-- UDPSRV-ARGS...]: udpsrv under the shim on
+# $SRV_ADDR (127.0.0.1, ::1 with -6) port $UPORT (a free one unless the test set UPORT),
+# with PROXYSHIM_UDP_PORTS=$UPORT unless --bare or the test gives its own; waits for its
+# "ready". Sets SRV_PID. Output in $T/srv.out, stderr (the shim's log) in $T/srv.err.
+udp_start() {
+	local six=() vars=() bare=0
+	while (($#)); do
+		case $1 in
+		-6) six=(-6) SRV_ADDR=::1 ;;
+		--bare) bare=1 ;;
+		--) shift && break ;;
+		*) vars+=("$1") ;;
+		esac
+		shift
+	done
+	[[ -n $UPORT ]] || UPORT=$(free_udp "$SRV_ADDR") || fail "no free UDP port"
+	((bare)) || vars=("PROXYSHIM_UDP_PORTS=$UPORT" "${vars[@]}")
+	under_shim --exec "${vars[@]}" -- "$UDPSRV" "${six[@]}" -p "$UPORT" -t 60 "$@" \
+		>"$T/srv.out" 2>"$T/srv.err" &
+	SRV_PID=$!
+	PIDS+=("$SRV_PID")
+	wait_until 5 grep -qx ready "$T/srv.out" ||
+		fail "udpsrv did not start:" "$(cat "$T/srv.err")"
+}
+
+# new_port: picks the next server's port now (for arguments that name it, such as hdst,
+# written before udp_start runs).
+new_port() { UPORT=$(free_udp "$SRV_ADDR"); }
+
+# go: lets a server started with -G "$T/go" make its first receive call.
+go() { : >"$T/go"; }
+
+# srv_done [SECONDS]: the server (started with -n) exits 0 within SECONDS (default 10).
+srv_done() {
+	local st=0
+	wait_exit "$SRV_PID" "${1:-10}" || st=$?
+	((st == 0)) || fail "udpsrv exit status $st (124: still running)" \
+		"output:" "$(cat "$T/srv.out")" "stderr:" "$(cat "$T/srv.err")"
+}
+
+# srv_hostport: the server's address as udpsrv and udpsend print it.
+srv_hostport() {
+	if [[ $SRV_ADDR == *:* ]]; then
+		printf '[%s]:%s' "$SRV_ADDR" "$UPORT"
+	else
+		printf '%s:%s' "$SRV_ADDR" "$UPORT"
+	fi
+}
+
+# hdst CLIENT: the -H argument of a header from CLIENT to the server.
+hdst() { printf '%s,%s' "$1" "$(srv_hostport)"; }
+
+# dline FROM PAYLOAD [FLAGS] [LEN] [EXTRA]: the line udpsrv prints for a datagram.
+# PAYLOAD is in escaped form; LEN defaults to its byte count, FLAGS to "-"; EXTRA (e.g.
+# " dst=127.0.0.1") comes before payload=.
+dline() {
+	local len=${4:-$(emit "$2" | wc -c)}
+	printf 'from=%s len=%s flags=%s%s payload="%s"' "$1" "$len" "${3:--}" "${5:-}" "$2"
+}
+
+# expect_srv LINE...: after "ready", the server printed exactly these lines.
+expect_srv() {
+	local want got
+	want=$(printf '%s\n' "$@")
+	got=$(sed '0,/^ready$/d' "$T/srv.out")
+	[[ $got == "$want" ]] || fail "udpsrv output differs." "expected:" "$want" "actual:" "$got"
+}
+
+# expect_dropped_log: the shim logged a dropped datagram.
+expect_dropped_log() {
+	expect_log "$T/srv.err" '[Dd]rop|[Rr]efus|[Rr]eject'
+}
+
+# ---- the proxy ----
+
+# usend SRC [UDPSEND-OPTS...] -- PAYLOAD...: udpsend from SRC (ADDR or ADDR:PORT) to the
+# server, one datagram per PAYLOAD (escaped form); must succeed.
+usend() {
+	local src=$1 opts=() st=0
+	shift
+	while [[ $1 != -- ]]; do
+		opts+=("$1")
+		shift
+	done
+	shift
+	"$UDPSEND" -b "$src" "${opts[@]}" "$SRV_ADDR" "$UPORT" "$@" >>"$T/send.out" \
+		2>>"$T/send.err" || st=$?
+	((st == 0)) || fail "udpsend -b $src ${opts[*]}: status $st" "$(cat "$T/send.err")"
+}
+
+# usend_r N SRC [UDPSEND-OPTS...] -- PAYLOAD...: the same, then waits (5 s at most) for
+# N replies on the sending socket. REPLIES: the reply lines, sorted.
+usend_r() {
+	local n=$1 src=$2 opts=() st=0
+	shift 2
+	while [[ $1 != -- ]]; do
+		opts+=("$1")
+		shift
+	done
+	shift
+	"$UDPSEND" -b "$src" -r "$n" -t 5000 "${opts[@]}" "$SRV_ADDR" "$UPORT" "$@" \
+		>"$T/replies.out" 2>>"$T/send.err" || st=$?
+	REPLIES=$(LC_ALL=C sort "$T/replies.out")
+	((st == 0)) || fail "udpsend -r $n: status $st, replies:" "$REPLIES" "$(cat "$T/send.err")"
+}
+
+# rline PAYLOAD: a reply line of udpsend (from the server), PAYLOAD in escaped form.
+rline() {
+	printf 'reply from=%s len=%s payload="%s"' "$(srv_hostport)" "$(emit "$1" | wc -c)" "$1"
+}
+
+# expect_replies LINE...: REPLIES holds exactly these lines (any order).
+expect_replies() {
+	local want
+	want=$(printf '%s\n' "$@" | LC_ALL=C sort)
+	[[ $REPLIES == "$want" ]] || fail "replies differ." "expected:" "$want" "actual:" "$REPLIES"
+}
+
+# udp4_hex CLIENT-IP CLIENT-PORT: a v2 PROXY UDP4 header to the server, in hex.
+udp4_hex() {
+	v2_hex 21 12 "$(addr_block TCP4 "$1" "$SRV_ADDR" "$2" "$UPORT")${3:-}"
+}
+
+# ---- every mode: source and payload ----
+
+@test "every, IPv4: each datagram reports its header's client, payload stripped" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 3
+	usend $PROXY -H "$(hdst $C11)" -H "$(hdst $C12)" -H "$(hdst $C13)" -- \
+		'hello' 'bin\x00\r\n\xff' 'PROXY TCP4 127.0.0.66 127.0.0.1 1 2\r\n'
+	srv_done
+	expect_srv "$(dline $C11 hello)" "$(dline $C12 'bin\x00\r\n\xff')" \
+		"$(dline $C13 'PROXY TCP4 127.0.0.66 127.0.0.1 1 2\r\n')"
+}
+
+@test "every, IPv6 (::1): the header's client is reported, payload stripped" {
+	udp_start -6 PROXYSHIM_TRUSTED=::1 -- -n 2
+	usend ::1 -H "$(hdst '[::1]:10011')" -H "$(hdst '[::1]:10012')" -- hello 'x\x00y'
+	srv_done
+	expect_srv "$(dline '[::1]:10011' hello)" "$(dline '[::1]:10012' 'x\x00y')"
+}
+
+@test "every: an IPv4 client on a dual-stack IPv6 socket is reported as ::ffff:a.b.c.d" {
+	# as for TCP (README): IPv4 addresses on an IPv6 socket are v4-mapped
+	udp_start -6 PROXYSHIM_TRUSTED=$PROXY -- -l :: -n 1
+	SRV_ADDR=127.0.0.1
+	usend $PROXY -H "$(hdst $C11)" -- hello
+	srv_done
+	expect_srv "$(dline '[::ffff:127.0.0.11]:10011' hello)"
+}
+
+@test "every: TLVs and a correct CRC32C are accepted and stripped with the header" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 2
+	usend $PROXY -H "$(hdst $C11)" -T "$(tlv 04 000000)$(tlv_str 05 id-1)" -- one
+	usend $PROXY -H "$(hdst $C12)" -K -- two
+	srv_done
+	expect_srv "$(dline $C11 one)" "$(dline $C12 two)"
+}
+
+@test "v2 LOCAL (with or without an address block) keeps the proxy's real source" {
+	local sp
+	sp=$(free_udp $PROXY)
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 2
+	usend $PROXY:$sp -L -- one
+	usend $PROXY:$sp -L -H "$(hdst $C11)" -- two
+	srv_done
+	expect_srv "$(dline $PROXY:$sp one)" "$(dline $PROXY:$sp two)"
+}
+
+# ---- every receive call ----
+
+# two_clients UDPSRV-ARGS...: C11 and C12 through $PROXY, received with these options.
+two_clients() {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 2 "$@"
+	usend $PROXY -H "$(hdst $C11)" -H "$(hdst $C12)" -- hello 'x\x00y'
+	srv_done
+}
+
+@test "recvfrom" {
+	two_clients -m recvfrom
+	expect_srv "$(dline $C11 hello)" "$(dline $C12 'x\x00y')"
+}
+
+@test "recvfrom, fortified (__recvfrom_chk)" {
+	two_clients -m recvfrom -f
+	expect_srv "$(dline $C11 hello)" "$(dline $C12 'x\x00y')"
+}
+
+@test "recvmsg" {
+	two_clients -m recvmsg
+	expect_srv "$(dline $C11 hello)" "$(dline $C12 'x\x00y')"
+}
+
+@test "recvmmsg with MSG_WAITFORONE" {
+	two_clients -m recvmmsg -b 4 -W
+	expect_srv "$(dline $C11 hello)" "$(dline $C12 'x\x00y')"
+}
+
+@test "recvmmsg filling a whole batch (blocking, no MSG_WAITFORONE)" {
+	two_clients -m recvmmsg -b 2
+	expect_srv "$(dline $C11 hello)" "$(dline $C12 'x\x00y')"
+}
+
+@test "recv (no source to report: payload stripped)" {
+	two_clients -m recv
+	expect_srv "$(dline - hello)" "$(dline - 'x\x00y')"
+}
+
+@test "recv, fortified (__recv_chk)" {
+	two_clients -m recv -f
+	expect_srv "$(dline - hello)" "$(dline - 'x\x00y')"
+}
+
+@test "read" {
+	two_clients -m read
+	expect_srv "$(dline - hello)" "$(dline - 'x\x00y')"
+}
+
+@test "read, fortified (__read_chk)" {
+	two_clients -m read -f
+	expect_srv "$(dline - hello)" "$(dline - 'x\x00y')"
+}
+
+@test "recv and read after connect() to the proxy: stripped; getpeername is the proxy" {
+	local sp
+	sp=$(free_udp $PROXY)
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 1 -m read -c $PROXY:$sp
+	grep -qx "connected peer=$PROXY:$sp" "$T/srv.out" || fail "$(cat "$T/srv.out")"
+	usend $PROXY:$sp -H "$(hdst $C11)" -- hello
+	srv_done
+	expect_srv "$(dline $PROXY:$sp hello)"
+	new_port
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 1 -m recv -c $PROXY:$sp
+	usend $PROXY:$sp -H "$(hdst $C12)" -- world
+	srv_done
+	expect_srv "$(dline $PROXY:$sp world)"
+}
+
+# ---- MSG_TRUNC, MSG_PEEK, pktinfo ----
+
+@test "small buffer, recvmsg: len is what fitted, msg_flags TRUNC, as for the payload alone" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 2 -m recvmsg -s 5
+	usend $PROXY -H "$(hdst $C11)" -- 'hello world' 'hello'
+	srv_done
+	# the second payload fits exactly (header + payload would not): no TRUNC
+	expect_srv "$(dline $C11 hello TRUNC 5)" "$(dline $C11 hello - 5)"
+}
+
+@test "small buffer, recvmmsg: msg_len and msg_flags TRUNC per message" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 2 -m recvmmsg -b 4 -W -s 4
+	usend $PROXY -H "$(hdst $C11)" -H "$(hdst $C12)" -- 'hello world' 'abc'
+	srv_done
+	expect_srv "$(dline $C11 hell TRUNC 4)" "$(dline $C12 abc - 3)"
+}
+
+@test "MSG_TRUNC in flags: the payload's real length is returned (recvfrom, recvmsg, recv)" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 1 -m recvfrom -s 4 -x
+	usend $PROXY -H "$(hdst $C11)" -- 'hello world'
+	srv_done
+	expect_srv "$(dline $C11 hell - 11)"
+	new_port
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 1 -m recvmsg -s 4 -x
+	usend $PROXY -H "$(hdst $C11)" -- 'hello world'
+	srv_done
+	expect_srv "$(dline $C11 hell TRUNC 11)"
+	new_port
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 1 -m recv -f -s 4 -x
+	usend $PROXY -H "$(hdst $C11)" -- 'hello world'
+	srv_done
+	expect_srv "$(dline - hell - 11)"
+}
+
+@test "MSG_PEEK then receive: both see the client and the payload alone" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 2 -m recvfrom -k
+	usend $PROXY -H "$(hdst $C11)" -H "$(hdst $C12)" -- hello world
+	srv_done
+	expect_srv "peek $(dline $C11 hello)" "$(dline $C11 hello)" \
+		"peek $(dline $C12 world)" "$(dline $C12 world)"
+}
+
+@test "MSG_PEEK with recvmsg and a small buffer; read after a recv peek" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 1 -m recvmsg -k -s 4
+	usend $PROXY -H "$(hdst $C11)" -- 'hello'
+	srv_done
+	expect_srv "peek $(dline $C11 hell TRUNC 4)" "$(dline $C11 hell TRUNC 4)"
+	new_port
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 1 -m read -k
+	usend $PROXY -H "$(hdst $C11)" -- 'hello'
+	srv_done
+	expect_srv "peek $(dline - hello)" "$(dline - hello)"
+}
+
+@test "MSG_PEEK on a blocking socket skips a refused datagram" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 1 -m recvfrom -k -G "$T/go"
+	usend $PROXY -- 'no header'
+	usend $PROXY -H "$(hdst $C11)" -- good
+	go
+	srv_done
+	expect_srv "peek $(dline $C11 good)" "$(dline $C11 good)"
+}
+
+@test "IP_PKTINFO passes through recvmsg; a sendmsg reply carrying it reaches the proxy" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 1 -m recvmsg -i -e sendmsg
+	usend_r 1 $PROXY -H "$(hdst $C11)" -- hello
+	srv_done
+	expect_srv "$(dline $C11 hello - '' ' dst=127.0.0.1')"
+	expect_replies "$(rline "from=$C11 hello")"
+}
+
+@test "IPV6_PKTINFO passes through recvmmsg (::1)" {
+	udp_start -6 PROXYSHIM_TRUSTED=::1 -- -n 2 -m recvmmsg -b 4 -W -i -e sendmmsg
+	usend_r 2 ::1 -H "$(hdst '[::1]:10011')" -H "$(hdst '[::1]:10012')" -- one two
+	srv_done
+	expect_srv "$(dline '[::1]:10011' one - '' ' dst=::1')" \
+		"$(dline '[::1]:10012' two - '' ' dst=::1')"
+	expect_replies "$(rline 'from=[::1]:10011 one')" "$(rline 'from=[::1]:10012 two')"
+}
+
+# ---- untrusted sources ----
+
+@test "untrusted, UNTRUSTED=pass (default): delivered untouched, header bytes included" {
+	local sp hex
+	sp=$(free_udp $UNTRUSTED)
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 2 -e sendto
+	hex=$(udp4_hex 127.0.0.11 10011)
+	usend_r 1 $UNTRUSTED:$sp -H "$(hdst $C11)" -- 'hello'
+	# and the reply, to an address no proxy introduced, went straight to it
+	expect_replies "$(rline "from=$UNTRUSTED:$sp $(esc "$hex")hello")"
+	usend $UNTRUSTED:$sp -- 'plain'
+	srv_done
+	expect_srv "$(dline $UNTRUSTED:$sp "$(esc "$hex")hello")" "$(dline $UNTRUSTED:$sp plain)"
+}
+
+@test "untrusted, UNTRUSTED=reject: a header is dropped, headerless datagrams pass" {
+	local sp
+	sp=$(free_udp $UNTRUSTED)
+	udp_start PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UNTRUSTED=reject -- -n 2
+	usend $UNTRUSTED:$sp -H "$(hdst $C11)" -- 'spoofed'
+	usend $UNTRUSTED:$sp -- 'plain'
+	usend $PROXY -H "$(hdst $C12)" -- good
+	srv_done
+	expect_srv "$(dline $UNTRUSTED:$sp plain)" "$(dline $C12 good)"
+	expect_dropped_log
+}
+
+# ---- refused datagrams from the trusted proxy ----
+
+# refused [UDPSEND-OPTS...] -- PAYLOAD...: sent from $PROXY, never delivered; the good
+# datagram after it is (blocking recvfrom goes on), and the drop is logged.
+refused() {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 1
+	usend $PROXY "$@"
+	usend $PROXY -H "$(hdst 127.0.0.99:10099)" -- good
+	srv_done
+	expect_srv "$(dline 127.0.0.99:10099 good)"
+	expect_dropped_log
+}
+
+@test "require: a datagram without a header is dropped, the next one delivered" {
+	refused -- 'no header'
+}
+
+@test "require: an empty datagram is dropped" {
+	refused -- ''
+}
+
+@test "a v1 header is dropped (only v2 describes UDP)" {
+	new_port
+	refused --v1 -H "$(hdst $C11)" -- hello
+}
+
+@test "a truncated header is dropped (cut in the fixed part, in the address block)" {
+	new_port
+	refused -H "$(hdst $C11)" --trunc 14 -- ''
+	stop_all
+	new_port
+	refused -H "$(hdst $C11)" --trunc 27 -- ''
+}
+
+@test "a signature alone, or most of it, is dropped" {
+	refused -X "$V2_SIG" -- ''
+	new_port
+	stop_all
+	refused -X "${V2_SIG:0:22}" -- 'x'
+}
+
+@test "invalid command nibble, invalid version: dropped" {
+	refused -X "$(v2_hex 22 12 "$(addr_block TCP4 127.0.0.11 127.0.0.1 10011 53)")" -- hello
+	new_port
+	stop_all
+	refused -X "$(v2_hex 11 12 "$(addr_block TCP4 127.0.0.11 127.0.0.1 10011 53)")" -- hello
+}
+
+@test "a TLV running past the header, a wrong CRC32C: dropped" {
+	refused -X "$(v2_hex 21 12 "$(addr_block TCP4 127.0.0.11 127.0.0.1 10011 53)0400ff")" -- x
+	new_port
+	stop_all
+	refused -X "$(with_crc "$(v2_hex 21 12 \
+		"$(addr_block TCP4 127.0.0.11 127.0.0.1 10011 53)$(tlv 03 00000000)")" bad)" -- x
+}
+
+@test "POLICY=optional: a headerless datagram is delivered with its real source" {
+	local sp
+	sp=$(free_udp $PROXY)
+	udp_start PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_POLICY=optional -- -n 2
+	usend $PROXY:$sp -- 'no header'
+	usend $PROXY:$sp -H "$(hdst $C11)" -- 'with header'
+	srv_done
+	expect_srv "$(dline $PROXY:$sp 'no header')" "$(dline $C11 'with header')"
+}
+
+@test "blocking recvfrom goes on past queued refused datagrams to the next good one" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 1 -G "$T/go"
+	usend $PROXY -- 'no header'
+	usend $PROXY --v1 -H "$(hdst $C11)" -- v1
+	usend $PROXY -H "$(hdst $C11)" --trunc 20 -- ''
+	usend $PROXY -H "$(hdst $C12)" -- good
+	go
+	srv_done
+	expect_srv "$(dline $C12 good)"
+}
+
+@test "blocking recvmmsg filling a batch: refused datagrams inside it are left out" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 3 -m recvmmsg -b 3 -G "$T/go"
+	usend $PROXY -H "$(hdst $C11)" -- one
+	usend $PROXY -- 'no header'
+	usend $PROXY -H "$(hdst $C12)" -- two
+	usend $PROXY --v1 -H "$(hdst $C11)" -- v1
+	usend $PROXY -H "$(hdst $C13)" -- three
+	go
+	srv_done
+	expect_srv "$(dline $C11 one)" "$(dline $C12 two)" "$(dline $C13 three)"
+}
+
+# ---- non-blocking sockets and readiness ----
+
+@test "non-blocking: only a refused datagram queued gives EAGAIN, then a good one arrives" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 1 -N -G "$T/go"
+	usend $PROXY -- 'no header'
+	go
+	wait_until 5 grep -qx eagain "$T/srv.out" || fail "no EAGAIN:" "$(cat "$T/srv.out")"
+	usend $PROXY -H "$(hdst $C11)" -- good
+	srv_done
+	expect_srv eagain "$(dline $C11 good)"
+}
+
+@test "non-blocking recvmmsg: a refused datagram between two good ones is left out" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 2 -N -m recvmmsg -b 8 -G "$T/go"
+	usend $PROXY -H "$(hdst $C11)" -- one
+	usend $PROXY -- 'no header'
+	usend $PROXY -H "$(hdst $C12)" -- two
+	go
+	srv_done
+	grep -v '^eagain$' "$T/srv.out" >"$T/srv.lines"
+	mv "$T/srv.lines" "$T/srv.out"
+	expect_srv "$(dline $C11 one)" "$(dline $C12 two)"
+}
+
+# no_readiness WAIT: a non-blocking server waiting with WAIT; with only a refused datagram
+# queued the wait must time out ("idle", never "spurious": readable, then EAGAIN); a good
+# datagram sent then is delivered.
+no_readiness() {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 1 -N -w "$1" -G "$T/go"
+	usend $PROXY -- 'no header'
+	usend $PROXY --v1 -H "$(hdst $C11)" -- v1
+	go
+	wait_until 5 grep -qx idle "$T/srv.out" || fail "no idle wait:" "$(cat "$T/srv.out")"
+	usend $PROXY -H "$(hdst $C11)" -- good
+	srv_done
+	expect_srv idle "$(dline $C11 good)"
+}
+
+@test "poll never reports a socket readable for refused datagrams only" {
+	no_readiness poll
+}
+
+@test "ppoll never reports a socket readable for refused datagrams only" {
+	no_readiness ppoll
+}
+
+@test "select never reports a socket readable for refused datagrams only" {
+	no_readiness select
+}
+
+@test "pselect never reports a socket readable for refused datagrams only" {
+	no_readiness pselect
+}
+
+@test "epoll_wait never reports a socket readable for refused datagrams only" {
+	no_readiness epoll
+}
+
+@test "poll with a refused and a good datagram queued: readable, only the good one read" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 1 -N -w poll -G "$T/go"
+	usend $PROXY -- 'no header'
+	usend $PROXY -H "$(hdst $C11)" -- good
+	go
+	srv_done
+	expect_srv "$(dline $C11 good)"
+}
+
+# ---- first mode ----
+
+@test "first: a header-only datagram introduces the client; later headerless ones are its" {
+	local sp
+	sp=$(free_udp $PROXY)
+	udp_start PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UDP_MODE=first -- -n 3
+	usend $PROXY:$sp -H "$(hdst $C11)" --first -- '' q1 q2
+	usend $PROXY:$sp -- q3
+	srv_done
+	expect_srv "$(dline $C11 q1)" "$(dline $C11 q2)" "$(dline $C11 q3)"
+}
+
+@test "first: a first datagram with header and payload delivers the payload" {
+	local sp
+	sp=$(free_udp $PROXY)
+	udp_start PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UDP_MODE=first -- -n 2
+	usend $PROXY:$sp -H "$(hdst $C11)" --first -- q1 q2
+	srv_done
+	expect_srv "$(dline $C11 q1)" "$(dline $C11 q2)"
+}
+
+@test "first: two proxy ports, two flows, kept apart" {
+	local sp1 sp2
+	sp1=$(free_udp $PROXY)
+	sp2=$(free_udp 127.0.0.9)
+	udp_start PROXYSHIM_TRUSTED=127.0.0.8/29 PROXYSHIM_UDP_MODE=first -- -n 4
+	usend $PROXY:$sp1 -H "$(hdst $C11)" --first -- '' a1
+	usend 127.0.0.9:$sp2 -H "$(hdst $C12)" --first -- '' b1
+	usend $PROXY:$sp1 -- a2
+	usend 127.0.0.9:$sp2 -- b2
+	srv_done
+	expect_srv "$(dline $C11 a1)" "$(dline $C12 b1)" "$(dline $C11 a2)" "$(dline $C12 b2)"
+}
+
+@test "first: a headerless datagram from a proxy port never introduced is dropped" {
+	local sp
+	sp=$(free_udp $PROXY)
+	udp_start PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UDP_MODE=first -- -n 1
+	usend $PROXY -- 'unknown flow'
+	usend $PROXY:$sp -H "$(hdst $C11)" --first -- '' good
+	srv_done
+	expect_srv "$(dline $C11 good)"
+	expect_dropped_log
+}
+
+@test "first: a flow idle for PROXYSHIM_UDP_IDLE_MS is forgotten" {
+	local sp
+	sp=$(free_udp $PROXY)
+	udp_start PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UDP_MODE=first PROXYSHIM_UDP_IDLE_MS=300 -- -n 2
+	usend $PROXY:$sp -H "$(hdst $C11)" --first -- '' q1
+	sleep 1
+	usend $PROXY:$sp -- 'after expiry'       # dropped: no flow any more
+	usend $PROXY:$sp -H "$(hdst $C12)" --first -- '' q2
+	srv_done
+	expect_srv "$(dline $C11 q1)" "$(dline $C12 q2)"
+	expect_dropped_log
+}
+
+@test "first: a flow in use stays (idle time, not lifetime)" {
+	local sp
+	sp=$(free_udp $PROXY)
+	udp_start PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UDP_MODE=first PROXYSHIM_UDP_IDLE_MS=1000 -- -n 6
+	usend $PROXY:$sp -H "$(hdst $C11)" --first -d 300 -- '' a b c d e f   # 1.8 s in all
+	srv_done
+	expect_srv "$(dline $C11 a)" "$(dline $C11 b)" "$(dline $C11 c)" "$(dline $C11 d)" \
+		"$(dline $C11 e)" "$(dline $C11 f)"
+}
+
+@test "first: replies to the client reach the proxy port that introduced it" {
+	local sp
+	sp=$(free_udp $PROXY)
+	udp_start PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UDP_MODE=first -- -n 2 -e sendto
+	usend_r 2 $PROXY:$sp -H "$(hdst $C11)" --first -- '' q1 q2
+	srv_done
+	expect_replies "$(rline "from=$C11 q1")" "$(rline "from=$C11 q2")"
+}
+
+# ---- replies ----
+
+# replies_via ECHO [UDPSRV-ARGS...]: three clients through one proxy socket; the server
+# answers each with ECHO; all three replies reach that socket, each naming its client.
+replies_via() {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 3 -e "$@"
+	usend_r 3 $PROXY -H "$(hdst $C11)" -H "$(hdst $C12)" -H "$(hdst $C13)" -- one two three
+	srv_done
+	expect_replies "$(rline "from=$C11 one")" "$(rline "from=$C12 two")" \
+		"$(rline "from=$C13 three")"
+}
+
+@test "replies: sendto to the client goes to its proxy" {
+	replies_via sendto
+}
+
+@test "replies: sendmsg to the client goes to its proxy" {
+	replies_via sendmsg -m recvmsg
+}
+
+@test "replies: sendmmsg answering a recvmmsg batch goes to the proxy, per message" {
+	(sleep 0.5 && go) &    # the three datagrams are queued before the first call
+	replies_via sendmmsg -m recvmmsg -b 8 -W -G "$T/go"
+}
+
+@test "replies over IPv6 (::1): sendto to the client goes to its proxy" {
+	udp_start -6 PROXYSHIM_TRUSTED=::1 -- -n 1 -e sendto
+	usend_r 1 ::1 -H "$(hdst '[::1]:10011')" -- hello
+	srv_done
+	expect_replies "$(rline 'from=[::1]:10011 hello')"
+}
+
+# connected_to_client ECHO: the server connects to the first datagram's client; send()
+# or write() replies reach the proxy; getpeername reports the client.
+connected_to_client() {
+	local sp
+	sp=$(free_udp $PROXY)
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 2 -C -e "$1"
+	usend_r 2 $PROXY:$sp -H "$(hdst $C11)" -d 200 -- one two
+	srv_done
+	expect_srv "$(dline $C11 one)" "connected peer=$C11" "$(dline $C11 two)"
+	expect_replies "$(rline "from=$C11 one")" "$(rline "from=$C11 two")"
+}
+
+@test "connect() to a mapped client: getpeername reports it, send() replies reach the proxy" {
+	connected_to_client send
+}
+
+@test "connect() to a mapped client: write() replies reach the proxy" {
+	connected_to_client write
+}
+
+# ---- selection ----
+
+@test "a port outside PROXYSHIM_UDP_PORTS is untouched, byte for byte" {
+	local sp hex
+	sp=$(free_udp $PROXY)
+	udp_start --bare PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UDP_PORTS=53,5300-5310 -- -n 2 -e sendto
+	hex=$(udp4_hex 127.0.0.11 10011)
+	usend_r 1 $PROXY:$sp -H "$(hdst $C11)" -- 'hello\x00\r\n'
+	usend $PROXY:$sp -- 'no header'
+	srv_done
+	expect_srv "$(dline $PROXY:$sp "$(esc "$hex")hello\\x00\\r\\n")" "$(dline $PROXY:$sp 'no header')"
+	expect_replies "$(rline "from=$PROXY:$sp $(esc "$hex")hello\\x00\\r\\n")"
+}
+
+@test "PROXYSHIM_UDP_PORTS unset: UDP untouched, the header is data" {
+	local sp hex
+	sp=$(free_udp $PROXY)
+	udp_start --bare PROXYSHIM_TRUSTED=$PROXY -- -n 1
+	hex=$(udp4_hex 127.0.0.11 10011)
+	usend $PROXY:$sp -H "$(hdst $C11)" -- hello
+	srv_done
+	expect_srv "$(dline $PROXY:$sp "$(esc "$hex")hello")"
+}
+
+@test "PROXYSHIM_UDP_PORTS list with a range selects the port inside the range" {
+	UPORT=$(free_udp 127.0.0.1)
+	udp_start --bare PROXYSHIM_TRUSTED=$PROXY \
+		"PROXYSHIM_UDP_PORTS=53,$((UPORT - 1))-$((UPORT + 1)),5300" -- -n 1
+	usend $PROXY -H "$(hdst $C11)" -- hello
+	srv_done
+	expect_srv "$(dline $C11 hello)"
+}
+
+# ---- load ----
+
+# storm UDPSTORM-ARGS...: udpstorm from $PROXY against the server. STORM: its summary line;
+# STORM_STATUS: its exit status.
+storm() {
+	STORM_STATUS=0
+	STORM=$("$UDPSTORM" -b "$PROXY" "$@" "$SRV_ADDR" "$UPORT" 2>>"$T/storm.err") ||
+		STORM_STATUS=$?
+	printf '%s\n' "$STORM" >>"$T/storm.out"
+}
+
+# storm_field NAME: a field of STORM.
+storm_field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$STORM"; }
+
+# expect_storm SENT: all SENT datagrams answered, none wrong, none lost, status 0.
+expect_storm() {
+	[[ $STORM_STATUS == 0 && $(storm_field sent) == "$1" && $(storm_field replies) == "$1" &&
+		$(storm_field wrong) == 0 && $(storm_field lost) == 0 ]] ||
+		fail "udpstorm status $STORM_STATUS: $STORM" "$(tail -n 20 "$T/storm.err")"
+}
+
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+@test "stress: 100,000 datagrams from 1,000 clients, every reply to its client, RSS flat" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -q -m recvmmsg -b 64 -W -e sendmmsg -t 600
+	storm -c 1000 -d 5000 -t 60              # warm-up: every client introduced once
+	expect_storm 5000
+	local rss0 rss1
+	rss0=$(rss_kb "$SRV_PID")
+	storm -c 1000 -d 100000 -t 300
+	expect_storm 100000
+	rss1=$(rss_kb "$SRV_PID")
+	echo "# every, 1000 clients: $STORM; VmRSS $rss0 -> $rss1 kB" >&3
+	((rss1 - rss0 <= 512)) || fail "server RSS grew from $rss0 to $rss1 kB"
+}
+
+@test "stress: 5,000 clients (more than the 4096-flow table): evictions logged, 0 wrong" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_LOG_LEVEL=info -- -q -e sendto -t 600
+	storm -c 5000 -d 20000 -t 300
+	echo "# every, 5000 clients: $STORM" >&3
+	expect_storm 20000
+	expect_log "$T/srv.err" '[Ff]low table full|[Ee]vict'
+}
+
+@test "stress, first mode: 200 flows, header-only first datagrams, 10,000 datagrams" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UDP_MODE=first -- -q -e sendto -t 600
+	storm -m first -c 200 -d 10000 -t 300
+	echo "# first, 200 flows: $STORM" >&3
+	expect_storm 10000
+}
