@@ -58,6 +58,16 @@ static void push_newest(struct ps_udpmap *m, uint32_t i, uint64_t now_ms)
 		m->oldest = i;
 }
 
+/* Flow i (0: none) was used now: it becomes the newest. */
+static bool refresh(struct ps_udpmap *m, uint32_t i, uint64_t now_ms)
+{
+	if (i) {
+		unlist(m, i);
+		push_newest(m, i, now_ms);
+	}
+	return i != 0;
+}
+
 static void drop(struct ps_udpmap *m, uint32_t i)
 {
 	unchain(m, &m->by_client[bucket(&m->f[i].client)], i, true);
@@ -115,8 +125,7 @@ bool ps_udpmap_learn(struct ps_udpmap *m, const struct ps_addr *proxy,
 			m->f[i].proxy = *proxy;
 			chain_proxy(m, i);
 		}
-		unlist(m, i);
-		push_newest(m, i, now_ms);
+		refresh(m, i, now_ms);
 		return false;
 	}
 	if (m->free) {
@@ -148,12 +157,9 @@ bool ps_udpmap_client(struct ps_udpmap *m, const struct ps_addr *proxy, uint64_t
 {
 	expire(m, now_ms, idle_ms);
 	uint32_t i = find_proxy(m, proxy);
-	if (!i)
-		return false;
-	*client = m->f[i].client;
-	unlist(m, i);
-	push_newest(m, i, now_ms);
-	return true;
+	if (i)
+		*client = m->f[i].client;
+	return refresh(m, i, now_ms);
 }
 
 bool ps_udpmap_proxy(struct ps_udpmap *m, const struct ps_addr *client, uint64_t now_ms,
@@ -161,12 +167,9 @@ bool ps_udpmap_proxy(struct ps_udpmap *m, const struct ps_addr *client, uint64_t
 {
 	expire(m, now_ms, idle_ms);
 	uint32_t i = find_client(m, client);
-	if (!i)
-		return false;
-	*proxy = m->f[i].proxy;
-	unlist(m, i);
-	push_newest(m, i, now_ms);
-	return true;
+	if (i)
+		*proxy = m->f[i].proxy;
+	return refresh(m, i, now_ms);
 }
 
 bool ps_udpmap_peek_client(const struct ps_udpmap *m, const struct ps_addr *proxy,
