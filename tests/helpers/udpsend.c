@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "udpkit.h"
@@ -38,12 +39,14 @@ static struct {
 	long delay_ms;
 	long replies;             /* -1: do not wait; 0: for -t; N: until N arrived */
 	long timeout_ms;
-} opt = { NULL, { NULL }, 0, false, false, false, false, false, NULL, NULL, -1, 0, -1, 2000 };
+	const char *call;         /* -m: the libc call that sends */
+} opt = { NULL, { NULL }, 0, false, false, false, false, false, NULL, NULL, -1, 0, -1, 2000,
+	  "sendto" };
 
 static void usage(FILE *f)
 {
 	fputs("usage: udpsend [-b ADDR[:PORT]] [-H SRC:PORT,DST:PORT] [-L] [--v1] [-T HEX] [-K]\n"
-	      "               [-X HEX] [-x N] [-f] [-d MS] [-r N] [-t MS] [-v] [-h]\n"
+	      "               [-X HEX] [-x N] [-f] [-d MS] [-r N] [-t MS] [-m CALL] [-v] [-h]\n"
 	      "               ADDR PORT PAYLOAD...\n"
 	      "Sends each PAYLOAD (escapes \\r \\n \\t \\0 \\\\ \\\" \\xNN) as one datagram to ADDR:PORT.\n"
 	      "  -b A[:P]      bind to A (port P, default 0) first: the datagrams' source\n"
@@ -60,6 +63,8 @@ static void usage(FILE *f)
 	      "  -d MS         pause between datagrams\n"
 	      "  -r N          then wait for N replies (0: print what comes within -t)\n"
 	      "  -t MS         reply timeout (default 2000)\n"
+	      "  -m CALL       sendto (default) | sendmsg | sendmmsg (every datagram in one\n"
+	      "                call) | send | write | writev (these three after connect())\n"
 	      "  -v            print 'udpsend: local=ADDR:PORT' on stderr\n"
 	      "  -h            this help\n", f);
 }
@@ -179,6 +184,30 @@ static int open_socket(const struct sockaddr_storage *to)
 	return fd;
 }
 
+/* Sends one datagram with the call -m names (connected calls after connect()). */
+static ssize_t send_one(int fd, const uint8_t *p, size_t n, const struct sockaddr_storage *to,
+			socklen_t tolen)
+{
+	struct iovec iov[2] = {{(void *)p, n / 2}, {(void *)(p + n / 2), n - n / 2}};
+	struct msghdr m = {.msg_name = (void *)to, .msg_namelen = tolen, .msg_iov = iov,
+			   .msg_iovlen = 2};
+	if (!strcmp(opt.call, "sendmsg"))
+		return sendmsg(fd, &m, 0);
+	if (!strcmp(opt.call, "send"))
+		return send(fd, p, n, 0);
+	if (!strcmp(opt.call, "write"))
+		return write(fd, p, n);
+	if (!strcmp(opt.call, "writev"))
+		return writev(fd, iov, 2);
+	return sendto(fd, p, n, 0, (const struct sockaddr *)to, tolen);
+}
+
+static bool connected_call(void)
+{
+	return !strcmp(opt.call, "send") || !strcmp(opt.call, "write") ||
+	       !strcmp(opt.call, "writev");
+}
+
 /* Prints replies until `want` arrived (0: until the timeout). Returns how many came. */
 static long collect_replies(int fd, long want)
 {
@@ -228,7 +257,7 @@ int main(int argc, char **argv)
 	};
 	int c;
 	/* "+": options come before ADDR PORT, so a payload may start with '-' */
-	while ((c = getopt_long(argc, argv, "+b:H:LVT:KX:x:fd:r:t:vh", longs, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+b:H:LVT:KX:x:fd:r:t:m:vh", longs, NULL)) != -1) {
 		switch (c) {
 		case 'b': opt.bind = optarg; break;
 		case 'H':
@@ -246,6 +275,7 @@ int main(int argc, char **argv)
 		case 'd': opt.delay_ms = num(optarg, 0, 600000, "delay"); break;
 		case 'r': opt.replies = num(optarg, 0, 1000000, "reply count"); break;
 		case 't': opt.timeout_ms = num(optarg, 1, 600000, "timeout"); break;
+		case 'm': opt.call = optarg; break;
 		case 'v': opt.verbose = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
@@ -262,7 +292,45 @@ int main(int argc, char **argv)
 		bad("destination address", argv[optind]);
 
 	static uint8_t hdr[HDR_MAX], dgram[DGRAM_MAX];
+	static const char *const calls[] = {"sendto", "sendmsg", "sendmmsg", "send", "write",
+					    "writev"};
+	bool known = false;
+	for (size_t k = 0; k < sizeof calls / sizeof calls[0]; k++)
+		known |= !strcmp(opt.call, calls[k]);
+	if (!known)
+		bad("-m call", opt.call);
 	int fd = open_socket(&to);
+	if (connected_call() && connect(fd, (struct sockaddr *)&to, tolen) < 0) {
+		fprintf(stderr, "udpsend: connect: %s\n", strerror(errno));
+		return 2;
+	}
+	if (!strcmp(opt.call, "sendmmsg")) {   /* the payloads as they are, one call */
+		enum { MAXV = 64 };
+		static uint8_t bufs[MAXV][2048];
+		struct mmsghdr v[MAXV];
+		struct iovec iov[MAXV];
+		unsigned n = 0;
+		for (int i = optind + 2; i < argc && n < MAXV; i++, n++) {
+			long pl = uk_unescape(argv[i], bufs[n], sizeof bufs[n]);
+			if (pl < 0)
+				bad("payload (escape or size)", argv[i]);
+			iov[n] = (struct iovec){bufs[n], (size_t)pl};
+			v[n] = (struct mmsghdr){.msg_hdr = {.msg_name = &to, .msg_namelen = tolen,
+							    .msg_iov = &iov[n], .msg_iovlen = 1}};
+		}
+		int r = sendmmsg(fd, v, n, 0);
+		if (r != (int)n) {
+			fprintf(stderr, "udpsend: sendmmsg: %d of %u: %s\n", r, n, strerror(errno));
+			return 2;
+		}
+		for (unsigned k = 0; k < n; k++)
+			if (v[k].msg_len != iov[k].iov_len) {
+				fprintf(stderr, "udpsend: sendmmsg: msg_len %u, want %zu\n",
+					v[k].msg_len, iov[k].iov_len);
+				return 2;
+			}
+		goto sent;
+	}
 	for (int i = optind + 2; i < argc; i++) {
 		int k = i - optind - 2;   /* the datagram's index */
 		size_t hl = build_header(opt.nhdr ? opt.hdr[k < opt.nhdr ? k : opt.nhdr - 1] : NULL,
@@ -279,8 +347,9 @@ int main(int argc, char **argv)
 			bad("payload (escape or size)", argv[i]);
 		if (i > optind + 2 && opt.delay_ms)
 			uk_sleep_ms(opt.delay_ms);
-		if (sendto(fd, dgram, off + (size_t)pl, 0, (struct sockaddr *)&to, tolen) < 0) {
-			fprintf(stderr, "udpsend: sendto: %s\n", strerror(errno));
+		ssize_t w = send_one(fd, dgram, off + (size_t)pl, &to, tolen);
+		if (w != (ssize_t)(off + (size_t)pl)) {
+			fprintf(stderr, "udpsend: %s: %zd: %s\n", opt.call, w, strerror(errno));
 			return 2;
 		}
 		if (i == optind + 2 && opt.verbose) {   /* bound by now, even without -b */
@@ -288,6 +357,12 @@ int main(int argc, char **argv)
 			na_format_name(fd, 0, a, sizeof a);
 			fprintf(stderr, "udpsend: local=%s\n", a);
 		}
+	}
+sent:
+	if (opt.verbose && !strcmp(opt.call, "sendmmsg")) {
+		char a[ADDR_STR];
+		na_format_name(fd, 0, a, sizeof a);
+		fprintf(stderr, "udpsend: local=%s\n", a);
 	}
 	if (opt.replies >= 0) {
 		long got = collect_replies(fd, opt.replies);
