@@ -22,15 +22,15 @@ bool ps_udp_on;
 #define SLOTS 64
 #define SPINS 4096
 
-struct slot {
+struct udp_sock {
 	uint64_t cookie;          /* the socket's SO_COOKIE; 0: free */
 	int lock;                 /* guards map */
 	uint64_t dropped;
 	struct ps_udpmap *map;
 };
 
-static struct slot slots[SLOTS];
-static int slots_lock;
+static struct udp_sock socks[SLOTS];
+static int socks_lock;
 static pthread_key_t scratch_key;
 static __thread __attribute__((tls_model("initial-exec"))) uint8_t *scratch;
 
@@ -96,25 +96,25 @@ static void mark_used(int fd, const struct ps_fdinfo *e, void *used)
 static int slot_for(uint64_t cookie)
 {
 	int got = -1;
-	if (!lock(&slots_lock))
+	if (!lock(&socks_lock))
 		return -1;
 	for (int i = 0; i < SLOTS && got < 0; i++)
-		if (slots[i].cookie == cookie)
+		if (socks[i].cookie == cookie)
 			got = i;
 	for (int pass = 0; pass < 2 && got < 0; pass++) {
 		for (int i = 0; i < SLOTS && got < 0; i++)
-			if (!slots[i].cookie)
+			if (!socks[i].cookie)
 				got = i;
 		if (got < 0 && pass == 0) {
 			bool used[SLOTS] = {0};
 			ps_fd_each(mark_used, used);
 			for (int i = 0; i < SLOTS; i++)
 				if (!used[i])
-					slots[i].cookie = 0;
+					socks[i].cookie = 0;
 		}
 	}
-	if (got >= 0 && slots[got].cookie != cookie) {
-		struct slot *s = &slots[got];
+	if (got >= 0 && socks[got].cookie != cookie) {
+		struct udp_sock *s = &socks[got];
 		if (!s->map) {  /* pages are touched only as flows arrive */
 			void *p = mmap(NULL, sizeof(*s->map), PROT_READ | PROT_WRITE,
 				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -127,7 +127,7 @@ static int slot_for(uint64_t cookie)
 		if (!s->map)
 			got = -1;
 	}
-	unlock(&slots_lock);
+	unlock(&socks_lock);
 	return got;
 }
 
@@ -173,7 +173,7 @@ static size_t to_iov(const struct iovec *iov, size_t cnt, const uint8_t *p, size
 	return done;
 }
 
-static void dropped(int fd, struct slot *s, const struct ps_addr *real, const char *why)
+static void dropped(int fd, struct udp_sock *s, const struct ps_addr *real, const char *why)
 {
 	char a[PS_ADDR_STRLEN];
 	uint64_t n = __atomic_add_fetch(&s->dropped, 1, __ATOMIC_RELAXED);
@@ -197,7 +197,7 @@ static enum ps_dgram_verdict judge(int fd, const struct ps_fdinfo *e, const uint
 				   socklen_t fromlen, bool commit, struct ps_dgram *d)
 {
 	const struct ps_config *c = ps_active();
-	struct slot *s = &slots[e->sent];
+	struct udp_sock *s = &socks[e->sent];
 	struct ps_addr real;
 	if (ps_addr_from_sockaddr(&real, (const struct sockaddr *)from, fromlen) < 0) {
 		d->why = "no sender address";
@@ -316,7 +316,7 @@ socklen_t ps_udp_reroute(const struct ps_fdinfo *e, const struct sockaddr *dst,
 			 socklen_t len, struct sockaddr_storage *out)
 {
 	const struct ps_config *c = ps_active();
-	struct slot *s = &slots[e->sent];
+	struct udp_sock *s = &socks[e->sent];
 	struct ps_addr client, proxy;
 	if (!dst || ps_addr_from_sockaddr(&client, dst, len) < 0)
 		return 0;
