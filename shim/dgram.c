@@ -36,9 +36,9 @@ static enum ps_dgram_verdict headerless(const struct ps_config *c, struct ps_udp
 }
 
 enum ps_dgram_verdict ps_dgram_judge(const struct ps_config *c, struct ps_udpmap *m,
-				     const struct ps_addr *real, const uint8_t *buf,
-				     size_t len, uint64_t now_ms, bool commit,
-				     struct ps_dgram *out)
+				     int sock_family, const struct ps_addr *real,
+				     const uint8_t *buf, size_t len, uint64_t now_ms,
+				     bool commit, struct ps_dgram *out)
 {
 	struct pp_header h;
 	*out = (struct ps_dgram){0};
@@ -65,6 +65,8 @@ enum ps_dgram_verdict ps_dgram_judge(const struct ps_config *c, struct ps_udpmap
 	if (h.has_dgram_addrs) {
 		from = h.src;
 		ps_addr_unmap(&from);
+		if (sock_family == AF_INET && from.family == AF_INET6)
+			return refuse(out, "IPv6 client on an IPv4 socket");
 		if (commit && m)
 			out->evicted = ps_udpmap_learn(m, real, &from, c->udp_first, now_ms,
 						       c->udp_idle_ms, &out->gone);

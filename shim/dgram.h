@@ -23,11 +23,13 @@ struct ps_dgram {
 	struct ps_udpflow gone;
 };
 
-/* Judges buf[0, len) from real sender 'real' (v4-mapped already unmapped). commit:
- * learn flows (a real receive); false for a peek, which changes nothing. */
+/* Judges buf[0, len) from real sender 'real' (v4-mapped already unmapped) on a socket
+ * of family sock_family (an IPv4 socket cannot report an IPv6 client). m may be NULL
+ * (no flow table: nothing learned or found). commit: learn flows (a real receive);
+ * false for a peek, which changes nothing. */
 enum ps_dgram_verdict ps_dgram_judge(const struct ps_config *c, struct ps_udpmap *m,
-				     const struct ps_addr *real, const uint8_t *buf,
-				     size_t len, uint64_t now_ms, bool commit,
-				     struct ps_dgram *out);
+				     int sock_family, const struct ps_addr *real,
+				     const uint8_t *buf, size_t len, uint64_t now_ms,
+				     bool commit, struct ps_dgram *out);
 
 #endif

@@ -7,7 +7,6 @@
 #include "shim.h"
 
 #include <errno.h>
-#include <stdarg.h>
 
 /* 0 when fd may carry application bytes now, -1 (errno set) if its header is stuck. */
 static int ready(int fd)
@@ -135,9 +134,11 @@ PS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 
 PS_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
 {
+	if (ready(fd))
+		return -1;
 	if (ps_send_udp_on() && v)
 		return ps_send_udp_mmsg(fd, v, n, flags);
-	return ready(fd) ? -1 : (int)REAL(sendmmsg, SYS_sendmmsg, fd, v, n, flags);
+	return (int)REAL(sendmmsg, SYS_sendmmsg, fd, v, n, flags);
 }
 
 PS_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t n)
@@ -213,20 +214,4 @@ PS_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int
 	return ps_real.__recvfrom_chk
 		       ? ps_real.__recvfrom_chk(fd, buf, n, buflen, flags, addr, alen)
 		       : syscall(SYS_recvfrom, fd, buf, n, flags, addr, alen);
-}
-
-/* libuv (dig, BIND 9.18) sends datagrams with syscall(SYS_sendmmsg, ...), past libc's
- * sendmmsg: that one number is taken to the interposer above; everything else, and
- * any call before the library is set up, goes straight on. */
-PS_EXPORT long syscall(long n, ...)
-{
-	va_list ap;
-	long a[6];
-	va_start(ap, n);
-	for (int i = 0; i < 6; i++)
-		a[i] = va_arg(ap, long);
-	va_end(ap);
-	if (n == SYS_sendmmsg && ps_send_udp_on())
-		return sendmmsg((int)a[0], (struct mmsghdr *)a[1], (unsigned)a[2], (int)a[3]);
-	return REAL_LAZY(syscall)(n, a[0], a[1], a[2], a[3], a[4], a[5]);
 }

@@ -50,11 +50,12 @@ PS_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockad
 				  : REAL(recvfrom, SYS_recvfrom, fd, buf, n, flags, addr, alen);
 }
 
+/* read() of 0 bytes returns at once without taking a datagram: left to the kernel. */
 PS_EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
 	struct ps_fdinfo e;
-	return ps_udp_get(fd, &e) ? udp_recv(fd, &e, buf, n, 0, NULL, NULL)
-				  : REAL(read, SYS_read, fd, buf, n);
+	return n && ps_udp_get(fd, &e) ? udp_recv(fd, &e, buf, n, 0, NULL, NULL)
+				       : REAL(read, SYS_read, fd, buf, n);
 }
 
 PS_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)

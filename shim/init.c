@@ -22,6 +22,13 @@ static void fork_child(void)
 {
 	ps_fd_fork_child();
 	ps_keep_init();
+	if (ps_udp_on)
+		ps_udp_fork_child();
+}
+
+static bool takes(long n)
+{
+	return n == SYS_sendmmsg || n == SYS_recvmmsg;
 }
 
 __attribute__((constructor)) static void ps_init(void)
@@ -42,6 +49,7 @@ __attribute__((constructor)) static void ps_init(void)
 	__atomic_store_n(&active, &config, __ATOMIC_RELEASE);
 	if (config.udp_active) {
 		ps_udp_init();
+		ps_syscall_takes = takes;
 		ps_log(PS_LOG_INFO, "udp: mode %s, idle %u ms",
 		       config.udp_first ? "first" : "every", config.udp_idle_ms);
 	}

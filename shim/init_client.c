@@ -4,6 +4,8 @@
 #include "log.h"
 #include "real.h"
 #include "send.h"
+#include "send_udp.h"
+#include "shim.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -16,6 +18,11 @@ const struct ps_config *ps_send_active(void)
 	return __atomic_load_n(&active, __ATOMIC_ACQUIRE);
 }
 
+static bool takes(long n)
+{
+	return n == SYS_sendmmsg && ps_send_udp_on();
+}
+
 __attribute__((constructor)) static void ps_client_init(void)
 {
 	ps_load(&config);
@@ -26,4 +33,6 @@ __attribute__((constructor)) static void ps_client_init(void)
 	ps_log(PS_LOG_INFO, "client active in %s: %u destinations, PROXY v%u",
 	       program_invocation_short_name, config.send_to.n, config.send_version);
 	__atomic_store_n(&active, &config, __ATOMIC_RELEASE);
+	if (config.send_udp)
+		ps_syscall_takes = takes;
 }

@@ -76,6 +76,12 @@ struct ps_real {
 
 extern struct ps_real ps_real;
 
+/* A raw system call that never goes through an interposer, ours included (the
+ * libraries export syscall() for libuv's sake): the fallback of every real_* call
+ * before libc is resolved, and of the shim's own raw calls. Sets errno like syscall(). */
+long ps_syscall(long n, ...);
+#define syscall ps_syscall
+
 /* Resolves every pointer; a hook resolving to itself (library loaded twice) is fatal. */
 void ps_real_resolve(void);
 

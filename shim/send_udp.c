@@ -68,8 +68,13 @@ static int source(int fd, struct ps_fdinfo *e, const struct ps_addr *dst)
 		    ps_addr_from_sockaddr(&e->src, (struct sockaddr *)&ss, sl) < 0)
 			return -1;
 	}
+	e->selected &= (uint8_t)~PS_SEND_UDP_ROUTED;
 	if (!memcmp(e->src.ip, zero, e->src.family == AF_INET ? 4 : 16)) {
-		/* The route's source address, from a throwaway connected socket. */
+		/* A wildcard address (never on a connected socket, whose dst stays its
+		 * peer): the route's source address for this destination, from a throwaway
+		 * connected socket, good for this destination only. */
+		e->selected |= PS_SEND_UDP_ROUTED;
+		e->dst = *dst;
 		struct sockaddr_storage to;
 		socklen_t tl = ps_addr_to_sockaddr(dst, e->family, &to);
 		int s = socket(e->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -119,12 +124,17 @@ bool ps_send_udp_dest(int fd, const struct sockaddr *to, socklen_t tolen,
 	       ps_netlist_match(&c->send_to, dst) && entry(fd, e);
 }
 
+static bool same_dst(const struct ps_addr *a, const struct ps_addr *b)
+{
+	return a->family == b->family && a->port == b->port && !memcmp(a->ip, b->ip, 16);
+}
+
 ssize_t ps_send_udp_msg(int fd, struct ps_fdinfo *e, const struct ps_addr *dst,
 			const struct msghdr *msg, int flags)
 {
 	uint8_t hdr[PP_V2_FIXED + 36];
 	struct iovec iov[MAX_IOV + 1];
-	if (!e->src.family) {
+	if (!e->src.family || ((e->selected & PS_SEND_UDP_ROUTED) && !same_dst(&e->dst, dst))) {
 		if (source(fd, e, dst) < 0) {
 			ps_log_limited("udp fd %d: no source address for the PROXY header", fd);
 			return -1;

@@ -8,8 +8,11 @@
 #include <sys/socket.h>
 #include "fdtable.h"
 
-/* Entry flag (in 'selected') of a UDP socket connected to a destination of the list. */
+/* Entry flags (in 'selected'): connected to a destination of the list; the cached
+ * header source is a route's address (the socket is bound to a wildcard address), good
+ * only for the destination in 'dst'. */
 #define PS_SEND_UDP_CONNECTED 1u
+#define PS_SEND_UDP_ROUTED 2u
 
 /* Is PROXYSHIM_SEND_UDP=every in force? One load. */
 bool ps_send_udp_on(void);

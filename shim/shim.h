@@ -33,6 +33,10 @@ int ps_settle(int fd, int family, const struct ps_addr *peer, socklen_t room, en
 /* Decides (again) whether the shim applies to listening socket lfd and records it. */
 bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li);
 
+/* Set by each library: the syscall() numbers it takes to its own interposers
+ * (shim/hooks_syscall.c); NULL: none. */
+extern bool (*ps_syscall_takes)(long n);
+
 /* Set by the receiving library: told of every descriptor range the application closes. */
 extern void (*ps_on_forget)(unsigned first, unsigned last);
 

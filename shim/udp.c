@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -24,23 +25,46 @@ bool ps_udp_on;
 
 struct udp_sock {
 	uint64_t cookie;          /* the socket's SO_COOKIE; 0: free */
-	int lock;                 /* guards map */
+	int lock;                 /* guards map; the holder's thread id */
 	uint64_t dropped;
 	struct ps_udpmap *map;
 };
 
-static struct udp_sock socks[SLOTS];
+/* socks[NO_SLOT]: sockets selected without a flow table of their own (all slots taken,
+ * no memory): headers are still stripped and refused datagrams dropped, but nothing is
+ * learned, so `first` flows and reply routing do not work for them. */
+#define NO_SLOT SLOTS
+static struct udp_sock socks[SLOTS + 1];
 static int socks_lock;
 static pthread_key_t scratch_key;
 static __thread __attribute__((tls_model("initial-exec"))) uint8_t *scratch;
 
-/* Spin locks that give up: a signal handler interrupting its own thread's holder must
- * not wait forever (it then works without the flow table). */
+static __thread __attribute__((tls_model("initial-exec"))) int my_tid;
+
+static int self(void)
+{
+	if (!my_tid)
+		my_tid = (int)syscall(SYS_gettid);
+	return my_tid;
+}
+
+/* Spin locks tagged with the holder's thread: another thread holding one is waited
+ * for (bounded: about a second of yields); this thread holding it means a signal
+ * handler interrupted the holder, and waiting would never end, so the caller goes on
+ * without the flow table. */
 static bool lock(int *l)
 {
-	for (int i = 0; i < SPINS; i++)
-		if (!__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
+	int me = self();
+	for (long i = 0; i < (1L << 20); i++) {
+		int cur = 0;
+		if (__atomic_compare_exchange_n(l, &cur, me, false, __ATOMIC_ACQUIRE,
+						__ATOMIC_RELAXED))
 			return true;
+		if (cur == me)
+			return false;
+		if (i >= 64)
+			sched_yield();
+	}
 	return false;
 }
 
@@ -60,6 +84,7 @@ static uint64_t now_ms(void)
 
 static void scratch_free(void *p)
 {
+	scratch = NULL;  /* a later destructor's recv maps a new one */
 	munmap(p, SCRATCH);
 }
 
@@ -82,31 +107,44 @@ void ps_udp_init(void)
 	ps_udp_on = true;
 }
 
+static int regs_lock;
+
+void ps_udp_fork_child(void)
+{
+	my_tid = 0;
+	socks_lock = regs_lock = 0;
+	for (int i = 0; i <= SLOTS; i++)
+		socks[i].lock = 0;
+}
+
 /* ---- selection ---- */
 
 static void mark_used(int fd, const struct ps_fdinfo *e, void *used)
 {
 	(void)fd;
-	if (e->kind == PS_FD_UDP && e->sent < SLOTS)
+	if (e->kind == PS_FD_UDP && e->sent <= SLOTS)
 		((bool *)used)[e->sent] = true;
 }
 
-/* A slot for the socket with this cookie (the one it has, or a free one); frees slots
- * no descriptor names any more when all are taken. -1 if none. */
-static int slot_for(uint64_t cookie)
+/* Records fd as a selected socket: with the slot of its socket (the one it has, or a
+ * free one; slots no descriptor names any more are freed when all are taken), or
+ * NO_SLOT. The entry is published under the registry lock so that no other thread
+ * frees the slot in between. Returns false if fd could not be recorded at all. */
+static bool record(int fd, int family, uint64_t cookie)
 {
+	struct ps_fdinfo e = {.kind = PS_FD_UDP, .family = (uint16_t)family, .cookie = cookie,
+			      .sent = NO_SLOT};
 	int got = -1;
-	if (!lock(&socks_lock))
-		return -1;
-	for (int i = 0; i < SLOTS && got < 0; i++)
+	bool locked = cookie && lock(&socks_lock);
+	for (int i = 0; locked && i < SLOTS && got < 0; i++)
 		if (socks[i].cookie == cookie)
 			got = i;
-	for (int pass = 0; pass < 2 && got < 0; pass++) {
+	for (int pass = 0; locked && pass < 2 && got < 0; pass++) {
 		for (int i = 0; i < SLOTS && got < 0; i++)
 			if (!socks[i].cookie)
 				got = i;
 		if (got < 0 && pass == 0) {
-			bool used[SLOTS] = {0};
+			bool used[SLOTS + 1] = {0};
 			ps_fd_each(mark_used, used);
 			for (int i = 0; i < SLOTS; i++)
 				if (!used[i])
@@ -127,8 +165,16 @@ static int slot_for(uint64_t cookie)
 		if (!s->map)
 			got = -1;
 	}
-	unlock(&socks_lock);
-	return got;
+	if (got >= 0)
+		e.sent = (uint32_t)got;
+	bool ok = ps_fd_set(fd, &e);
+	if (locked)
+		unlock(&socks_lock);
+	if (ok && got < 0)
+		ps_log(PS_LOG_ERROR, "udp fd %d: no flow table for this socket (%d in use): "
+		       "headers are still removed, but replies are not routed to proxies "
+		       "and `first` flows are not followed", fd, SLOTS);
+	return ok;
 }
 
 bool ps_udp_select(int fd)
@@ -147,15 +193,10 @@ bool ps_udp_select(int fd)
 	    ps_addr_from_sockaddr(&local, (struct sockaddr *)&ss, sl) ||
 	    !ps_portset_has(&c->udp_ports, local.port))
 		return true;
-	uint64_t cookie = ps_fd_cookie(fd);
-	int s = cookie ? slot_for(cookie) : -1;
-	if (s < 0) {
-		ps_log(PS_LOG_ERROR, "udp fd %d: no room to track this socket: left untouched", fd);
-		return true;
-	}
-	ps_fd_set(fd, &(struct ps_fdinfo){.kind = PS_FD_UDP, .family = ss.ss_family,
-					  .cookie = cookie, .sent = (uint32_t)s});
-	ps_log(PS_LOG_INFO, "udp fd %d: port %u selected", fd, local.port);
+	if (!record(fd, ss.ss_family, ps_fd_cookie(fd)))
+		ps_log(PS_LOG_ERROR, "udp fd %d: cannot track this socket: left untouched", fd);
+	else
+		ps_log(PS_LOG_INFO, "udp fd %d: port %u selected", fd, local.port);
 	return true;
 }
 
@@ -204,15 +245,11 @@ static enum ps_dgram_verdict judge(int fd, const struct ps_fdinfo *e, const uint
 		return PS_DGRAM_DROP;
 	}
 	ps_addr_unmap(&real);
-	bool locked = lock(&s->lock);
-	enum ps_dgram_verdict v =
-		ps_dgram_judge(c, locked ? s->map : NULL, &real, buf, n, now_ms(), commit, d);
+	bool locked = s->map && lock(&s->lock);
+	enum ps_dgram_verdict v = ps_dgram_judge(c, locked ? s->map : NULL, e->family, &real,
+						 buf, n, now_ms(), commit, d);
 	if (locked)
 		unlock(&s->lock);
-	if (v == PS_DGRAM_DELIVER && e->family == AF_INET && d->from.family == AF_INET6) {
-		d->why = "IPv6 client on an IPv4 socket";
-		v = PS_DGRAM_DROP;
-	}
 	if (commit && d->evicted)
 		evicted(fd, &d->gone);
 	if (commit && v == PS_DGRAM_DROP)
@@ -321,7 +358,7 @@ socklen_t ps_udp_reroute(const struct ps_fdinfo *e, const struct sockaddr *dst,
 	if (!dst || ps_addr_from_sockaddr(&client, dst, len) < 0)
 		return 0;
 	ps_addr_unmap(&client);
-	if (!lock(&s->lock))
+	if (!s->map || !lock(&s->lock))
 		return 0;
 	bool found = ps_udpmap_proxy(s->map, &client, now_ms(), c->udp_idle_ms, &proxy);
 	unlock(&s->lock);
@@ -440,11 +477,22 @@ struct reg {
 #define REGS 64
 static struct reg regs[REGS];
 static unsigned nregs;
-static int regs_lock;
 
 bool ps_udp_epoll_watched(void)
 {
 	return __atomic_load_n(&nregs, __ATOMIC_RELAXED) != 0;
+}
+
+/* Registrations whose descriptor is no longer that selected socket go (the table is
+ * small: it is swept when full). Called with regs_lock held. */
+static void sweep(void)
+{
+	struct ps_fdinfo e;
+	for (unsigned i = 0; i < nregs;)
+		if (ps_udp_get(regs[i].fd, &e) && e.cookie == regs[i].cookie)
+			i++;
+		else
+			regs[i] = regs[--nregs];
 }
 
 void ps_udp_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
@@ -459,37 +507,55 @@ void ps_udp_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 	if (op == EPOLL_CTL_DEL || !sel) {
 		if (i < nregs)
 			regs[i] = regs[--nregs];
-	} else if (i < nregs || nregs < REGS) {
-		if (i == nregs)
+	} else {
+		if (i == nregs && nregs == REGS)
+			sweep();
+		if (i == nregs && nregs < REGS)
 			nregs++;
-		regs[i] = (struct reg){.epfd = epfd, .fd = fd, .cookie = e.cookie,
-				       .data = ev ? ev->data.u64 : 0, .events = ev ? ev->events : 0};
+		if (i < nregs)
+			regs[i] = (struct reg){.epfd = epfd, .fd = fd, .cookie = e.cookie,
+					       .data = ev ? ev->data.u64 : 0,
+					       .events = ev ? ev->events : 0};
+		else
+			ps_log_limited("udp fd %d: more than %d epoll registrations of selected "
+				       "sockets: its readiness is not filtered", fd, REGS);
 	}
 	unlock(&regs_lock);
+}
+
+/* The selected socket behind an event of epfd: the registration with that event data,
+ * if exactly one has it (data shared by several descriptors says nothing). */
+static bool event_reg(int epfd, uint64_t data, struct reg *out)
+{
+	int found = 0;
+	if (!lock(&regs_lock))
+		return false;
+	for (unsigned k = 0; k < nregs; k++)
+		if (regs[k].epfd == epfd && regs[k].data == data) {
+			*out = regs[k];
+			found++;
+		}
+	unlock(&regs_lock);
+	return found == 1;
 }
 
 int ps_udp_filter_epoll(int epfd, struct epoll_event *ev, int r)
 {
 	struct ps_fdinfo e;
+	struct reg rg = {.fd = -1};
 	int out = 0;
 	for (int i = 0; i < r; i++) {
-		struct reg rg = {.fd = -1};
-		if (ev[i].events & (EPOLLIN | EPOLLRDNORM) && lock(&regs_lock)) {
-			for (unsigned k = 0; k < nregs; k++)
-				if (regs[k].epfd == epfd && regs[k].data == ev[i].data.u64)
-					rg = regs[k];
-			unlock(&regs_lock);
-		}
-		if (rg.fd >= 0 && ps_udp_get(rg.fd, &e) && e.cookie == rg.cookie &&
-		    !readable(rg.fd, &e)) {
+		if (ev[i].events & (EPOLLIN | EPOLLRDNORM) && event_reg(epfd, ev[i].data.u64, &rg) &&
+		    ps_udp_get(rg.fd, &e) && e.cookie == rg.cookie && !readable(rg.fd, &e)) {
 			ev[i].events &= ~(uint32_t)(EPOLLIN | EPOLLRDNORM);
-			/* A one-shot registration fired for nothing: arm it again. */
-			if (rg.events & EPOLLONESHOT)
-				real_epoll_ctl(epfd, EPOLL_CTL_MOD, rg.fd,
-					       &(struct epoll_event){.events = rg.events,
-								     .data.u64 = rg.data});
-			if (!ev[i].events)
+			if (!ev[i].events) {
+				/* A one-shot registration fired for nothing: arm it again. */
+				if (rg.events & EPOLLONESHOT)
+					real_epoll_ctl(epfd, EPOLL_CTL_MOD, rg.fd,
+						       &(struct epoll_event){.events = rg.events,
+									     .data.u64 = rg.data});
 				continue;
+			}
 		}
 		ev[out++] = ev[i];
 	}

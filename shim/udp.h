@@ -22,6 +22,9 @@ extern bool ps_udp_on;
 /* At load (c non-NULL and UDP on). */
 void ps_udp_init(void);
 
+/* In a fork child: locks another thread held at fork are released. */
+void ps_udp_fork_child(void);
+
 /* After a successful bind(), and at load for inherited descriptors: selects fd if it
  * is a UDP socket bound to a listed port. Returns true if fd is a UDP socket. */
 bool ps_udp_select(int fd);

@@ -54,11 +54,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool commit = !(ctl & 32);
 	const uint8_t *buf = data + 3;
 	size_t len = size - 3;
-	enum ps_dgram_verdict v = ps_dgram_judge(&c, &map, &real, buf, len, now, commit, &d);
+	int family = ctl & 64 ? AF_INET : AF_INET6;
+	enum ps_dgram_verdict v =
+		ps_dgram_judge(&c, &map, family, &real, buf, len, now, commit, &d);
 	switch (v) {
 	case PS_DGRAM_DELIVER:
 		if (d.off > len || (!trusted && (d.off || memcmp(&d.from, &real, sizeof(real)))))
 			abort();
+		if (family == AF_INET && d.from.family != AF_INET)
+			abort();  /* an IPv4 socket cannot report an IPv6 sender */
 		if (d.off) {  /* a header was removed: exactly one valid v2 header */
 			struct pp_header h;
 			if (pp_parse(buf, len, &h) != PP_DONE || h.version != 2 || h.len != d.off)

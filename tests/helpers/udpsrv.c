@@ -46,6 +46,7 @@
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,6 +70,7 @@ static struct {
 	enum recv_call rcall;
 	unsigned batch;
 	bool waitforone;
+	bool raw_mmsg;            /* -S: recvmmsg/sendmmsg through syscall(), as libuv does */
 	long mmsg_timeout_ms;   /* < 0: no timeout argument */
 	bool pktinfo;
 	const char *connect_to; /* -c */
@@ -85,7 +87,7 @@ static struct {
 	unsigned timeout_s;
 	int rcvbuf;
 	bool fortify;           /* -f: recvfrom/recv/read into FORT (the _chk variants) */
-} opt = { NULL, 0, false, false, R_RECVFROM, 8, false, -1, false, NULL, false, false,
+} opt = { NULL, 0, false, false, R_RECVFROM, 8, false, false, -1, false, NULL, false, false,
 	  W_NONE, false, 65536, false, E_NONE, NULL, false, 0, 30, 0, false };
 
 /* -f: a buffer of a size the compiler knows, so that a fortified build calls
@@ -166,6 +168,7 @@ static void usage(FILE *f)
 	      "  -m CALL     recvfrom | recvmsg | recvmmsg | recv | read (default recvfrom)\n"
 	      "  -b N        recvmmsg: batch of N datagrams (default 8, at most 256)\n"
 	      "  -W          recvmmsg: MSG_WAITFORONE\n"
+	      "  -S          recvmmsg and sendmmsg through syscall(SYS_...), as libuv does\n"
 	      "  -M MS       recvmmsg: timeout argument\n"
 	      "  -i          IP_PKTINFO / IPV6_RECVPKTINFO on; recvmsg/recvmmsg print dst=, and\n"
 	      "              sendmsg replies carry the destination back as their source\n"
@@ -217,7 +220,7 @@ static void parse_args(int argc, char **argv)
 	static const char *const enames[] = { "none", "sendto", "sendmsg", "sendmmsg", "send",
 					      "write", NULL };
 	int c;
-	while ((c = getopt(argc, argv, "6l:p:Fm:b:WM:ic:CNw:ks:xe:G:qr:fn:t:h")) != -1) {
+	while ((c = getopt(argc, argv, "6l:p:Fm:b:WSM:ic:CNw:ks:xe:G:qr:fn:t:h")) != -1) {
 		switch (c) {
 		case '6': opt.v6 = true; break;
 		case 'l': opt.laddr = optarg; break;
@@ -226,6 +229,7 @@ static void parse_args(int argc, char **argv)
 		case 'm': opt.rcall = (enum recv_call)pick(optarg, rnames, "receive call"); break;
 		case 'b': opt.batch = (unsigned)num(optarg, 1, BATCH_MAX, "batch"); break;
 		case 'W': opt.waitforone = true; break;
+		case 'S': opt.raw_mmsg = true; break;
 		case 'M': opt.mmsg_timeout_ms = num(optarg, 0, 600000, "recvmmsg timeout"); break;
 		case 'i': opt.pktinfo = true; break;
 		case 'c': opt.connect_to = optarg; break;
@@ -505,8 +509,10 @@ static int receive(int extra, unsigned max)
 		}
 		struct timespec ts = { opt.mmsg_timeout_ms / 1000,
 				       (opt.mmsg_timeout_ms % 1000) * 1000000L };
-		int n = recvmmsg(fd, mm, max, fl | (opt.waitforone ? MSG_WAITFORONE : 0),
-				 opt.mmsg_timeout_ms >= 0 ? &ts : NULL);
+		int rf = fl | (opt.waitforone ? MSG_WAITFORONE : 0);
+		struct timespec *tp = opt.mmsg_timeout_ms >= 0 ? &ts : NULL;
+		int n = opt.raw_mmsg ? (int)syscall(SYS_recvmmsg, fd, mm, max, rf, tp)
+				     : recvmmsg(fd, mm, max, rf, tp);
 		for (int i = 0; i < n; i++) {
 			dg[i].len = (ssize_t)mm[i].msg_len;
 			dg[i].fromlen = mm[i].msg_hdr.msg_namelen;
@@ -645,7 +651,8 @@ static void echo(int n)
 		}
 	}
 	for (int off = 0; off < k;) {   /* sendmmsg: the whole batch, resumed if partial */
-		int r = sendmmsg(fd, mm + off, (unsigned)(k - off), 0);
+		int r = opt.raw_mmsg ? (int)syscall(SYS_sendmmsg, fd, mm + off, k - off, 0)
+				     : sendmmsg(fd, mm + off, (unsigned)(k - off), 0);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {

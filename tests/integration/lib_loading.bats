@@ -18,7 +18,7 @@ sorted() {
 		pselect $FD_HOOKS execl execle execlp \
 		execv execve execveat execvp execvpe fexecve posix_spawn posix_spawnp \
 		bind connect recv recvfrom recvmsg recvmmsg read readv __read_chk __recv_chk \
-		__recvfrom_chk sendto sendmsg sendmmsg epoll_wait epoll_pwait)
+		__recvfrom_chk sendto sendmsg sendmmsg epoll_wait epoll_pwait syscall)
 	[ "$(exports "$LIB")" = "$want" ]
 }
 
@@ -48,4 +48,18 @@ sorted() {
 	run env PROXYSHIM_TRUSTED=127.0.0.1 LD_PRELOAD="$preload" /bin/true
 	[ "$status" -eq 0 ]
 	[ "$output" = "early: accept=1 dup=1,1,1 getpeername=0 same=1" ]
+}
+
+@test "a library preloaded twice (two copies): one clear line and exit 1, no recursion through its own syscall()" {
+	local lib copy dir
+	dir=$(mktemp -d)
+	for lib in "$LIB" "$CLIENT"; do
+		copy=$dir/${lib##*/}
+		cp "$lib" "$copy"
+		run env PROXYSHIM_TRUSTED=127.0.0.1 PROXYSHIM_SEND_TO=127.0.0.1 \
+			LD_PRELOAD="${PS_ASAN_RUNTIME:+$PS_ASAN_RUNTIME }$lib $copy" timeout 5 /bin/true
+		[ "$status" -eq 1 ]
+		[[ "$output" == "proxyshim: "*" resolves to a second copy of the shim (preloaded twice?)" ]]
+	done
+	rm -rf "$dir"
 }

@@ -87,6 +87,16 @@ two_clients() {
 	expect_srv "$(dline $C11 hello)" "$(dline $C12 'x\x00y')"
 }
 
+@test "libuv's way: recvmmsg and sendmmsg through syscall(SYS_recvmmsg/SYS_sendmmsg): headers stripped, replies routed to the proxy" {
+	local sp
+	sp=$(free_udp $PROXY)
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 2 -m recvmmsg -b 4 -W -S -e sendmmsg
+	usend_r 2 $PROXY:$sp -H "$(hdst $C11)" -H "$(hdst $C12)" -- one two
+	srv_done
+	expect_srv "$(dline $C11 one)" "$(dline $C12 two)"
+	expect_replies "$(rline "from=$C11 one")" "$(rline "from=$C12 two")"
+}
+
 @test "recvmmsg filling a whole batch (blocking, no MSG_WAITFORONE)" {
 	two_clients -m recvmmsg -b 2
 	expect_srv "$(dline $C11 hello)" "$(dline $C12 'x\x00y')"
@@ -601,4 +611,22 @@ rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 	storm -m first -c 200 -d 10000 -t 300
 	echo "# first, 200 flows: $STORM" >&3
 	expect_storm 10000
+}
+
+# ---- limits ----
+
+@test "more selected sockets than flow tables (64): the others still lose headers (fail closed), logged; read() of 0 bytes leaves the datagram queued" {
+	local many=$BATS_TEST_DIRNAME/../helpers/udpmany.py
+	under_shim --exec PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UDP_PORTS=1024-65535 -- \
+		/usr/bin/python3 "$many" 70 >"$T/many.out" 2>"$T/many.err" &
+	PIDS+=($!)
+	wait_until 5 grep -q '^port=' "$T/many.out" || fail "udpmany did not start" "$(cat "$T/many.err")"
+	UPORT=$(sed -n 's/^port=//p' "$T/many.out")
+	usend $PROXY -H "$(hdst $C11)" -- hello
+	wait_until 5 grep -q '^from=' "$T/many.out" || fail "nothing received" "$(cat "$T/many.err")"
+	local got want
+	got=$(sed 1d "$T/many.out")
+	want=$(printf '%s\n' read0=0 "from=127.0.0.11:10011 payload=b'hello'")
+	[[ $got == "$want" ]] || fail "udpmany printed:" "$got" "expected:" "$want"
+	expect_log "$T/many.err" 'no flow table for this socket \(64 in use\)'
 }

@@ -240,7 +240,7 @@ START_TEST(test_judge)
 						      : mkaddr("192.0.2.66", 9999);
 	configure(judge_cases[_i].policy, judge_cases[_i].untrusted, judge_cases[_i].mode);
 	size_t n = datagram(judge_cases[_i].kind, buf);
-	enum ps_dgram_verdict v = ps_dgram_judge(&cfg, m, &real, buf, n, 0, true, &d);
+	enum ps_dgram_verdict v = ps_dgram_judge(&cfg, m, AF_INET6, &real, buf, n, 0, true, &d);
 	ck_assert_msg(v == judge_cases[_i].want, "verdict %d, want %d (%s)", v,
 		      judge_cases[_i].want, v == PS_DGRAM_DROP ? d.why : "");
 	if (v == PS_DGRAM_DROP)
@@ -271,21 +271,46 @@ START_TEST(test_judge_first_flow)
 	struct ps_addr c = mkaddr("198.51.100.9", 4000);
 	configure(NULL, NULL, "first");
 	size_t hl = datagram(K_UDP4, buf) - 7;
-	ck_assert_int_eq(ps_dgram_judge(&cfg, m, &px, buf, hl, 0, false, &d), PS_DGRAM_ABSORB);
+	ck_assert_int_eq(ps_dgram_judge(&cfg, m, AF_INET6, &px, buf, hl, 0, false, &d), PS_DGRAM_ABSORB);
 	ck_assert_uint_eq(m->count, 0);
-	ck_assert_int_eq(ps_dgram_judge(&cfg, m, &px, buf, hl, 0, true, &d), PS_DGRAM_ABSORB);
+	ck_assert_int_eq(ps_dgram_judge(&cfg, m, AF_INET6, &px, buf, hl, 0, true, &d), PS_DGRAM_ABSORB);
 	ck_assert_uint_eq(m->count, 1);
 	memcpy(buf, "query", 5);
-	ck_assert_int_eq(ps_dgram_judge(&cfg, m, &px, buf, 5, 200, true, &d), PS_DGRAM_DELIVER);
+	ck_assert_int_eq(ps_dgram_judge(&cfg, m, AF_INET6, &px, buf, 5, 200, true, &d), PS_DGRAM_DELIVER);
 	ck_assert(same_addr(&d.from, &c) && d.off == 0);
-	ck_assert_int_eq(ps_dgram_judge(&cfg, m, &px2, buf, 5, 200, true, &d), PS_DGRAM_DROP);
-	ck_assert_int_eq(ps_dgram_judge(&cfg, m, &px, buf, 5, 499, false, &d), PS_DGRAM_DELIVER);
-	ck_assert_int_eq(ps_dgram_judge(&cfg, m, &px, buf, 5, 500, true, &d), PS_DGRAM_DROP);
+	ck_assert_int_eq(ps_dgram_judge(&cfg, m, AF_INET6, &px2, buf, 5, 200, true, &d), PS_DGRAM_DROP);
+	ck_assert_int_eq(ps_dgram_judge(&cfg, m, AF_INET6, &px, buf, 5, 499, false, &d), PS_DGRAM_DELIVER);
+	ck_assert_int_eq(ps_dgram_judge(&cfg, m, AF_INET6, &px, buf, 5, 500, true, &d), PS_DGRAM_DROP);
 	/* `every`: the same header alone is an empty datagram for the application */
 	configure(NULL, NULL, "every");
 	datagram(K_UDP4, buf);
-	ck_assert_int_eq(ps_dgram_judge(&cfg, m, &px, buf, hl, 0, true, &d), PS_DGRAM_DELIVER);
+	ck_assert_int_eq(ps_dgram_judge(&cfg, m, AF_INET6, &px, buf, hl, 0, true, &d), PS_DGRAM_DELIVER);
 	ck_assert_uint_eq(d.off, hl);
+	free(m);
+}
+END_TEST
+
+/* An IPv4 socket cannot report an IPv6 client: refused, and a `first` flow already
+ * open on that proxy port is not disturbed. */
+START_TEST(test_judge_v6_on_v4)
+{
+	uint8_t buf[512];
+	struct ps_dgram d;
+	struct ps_udpmap *m = new_map();
+	struct ps_addr px = mkaddr("192.0.2.1", 7777), c4 = mkaddr("198.51.100.9", 4000);
+	struct ps_addr c6 = mkaddr("2001:db8::9", 4000), d6 = mkaddr("2001:db8::53", 53);
+	struct ps_addr d4 = mkaddr("203.0.113.1", 53);
+	configure(NULL, NULL, "first");
+	size_t n = pp_build_v2_dgram(buf, sizeof(buf), &c4, &d4);
+	ck_assert_int_eq(ps_dgram_judge(&cfg, m, AF_INET, &px, buf, n, 0, true, &d),
+			 PS_DGRAM_ABSORB);
+	n = pp_build_v2_dgram(buf, sizeof(buf), &c6, &d6);
+	ck_assert_int_eq(ps_dgram_judge(&cfg, m, AF_INET, &px, buf, n, 1, true, &d),
+			 PS_DGRAM_DROP);
+	memcpy(buf, "query", 5);
+	ck_assert_int_eq(ps_dgram_judge(&cfg, m, AF_INET, &px, buf, 5, 2, true, &d),
+			 PS_DGRAM_DELIVER);
+	ck_assert(same_addr(&d.from, &c4));
 	free(m);
 }
 END_TEST
@@ -300,7 +325,7 @@ START_TEST(test_judge_evicts)
 	for (unsigned i = 0; i <= PS_UDPMAP_CAP; i++) {
 		struct ps_addr c = client(i);
 		size_t n = pp_build_v2_dgram(buf, sizeof(buf), &c, &dst);
-		ck_assert_int_eq(ps_dgram_judge(&cfg, m, &px, buf, n, 0, true, &d),
+		ck_assert_int_eq(ps_dgram_judge(&cfg, m, AF_INET6, &px, buf, n, 0, true, &d),
 				 PS_DGRAM_DELIVER);
 		ck_assert(d.evicted == (i == PS_UDPMAP_CAP));
 	}
@@ -344,6 +369,7 @@ int main(void)
 	add_loop(s, "judge", test_judge, N(judge_cases));
 	add_loop(s, "judge first flow", test_judge_first_flow, 1);
 	add_loop(s, "judge evicts", test_judge_evicts, 1);
+	add_loop(s, "judge v6 client on v4 socket", test_judge_v6_on_v4, 1);
 	add_loop(s, "build dgram", test_build_dgram, 3);
 	return run_suite(s);
 }
