@@ -173,6 +173,25 @@ PS_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 			     ts ? ms_of(ts->tv_sec, ts->tv_nsec) : -1);
 }
 
+/* _FORTIFY_SOURCE builds (Debian's packages) call these when the array's size is known:
+ * the same path, after the size check, whose failure stays libc's (it aborts). */
+PS_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
+{
+	if (fdslen / sizeof(*fds) < n)
+		return REAL_LAZY(__poll_chk)(fds, n, timeout, fdslen);
+	return poll_filtered(fds, n, call_poll, &(struct poll_args){.timeout = timeout},
+			     timeout);
+}
+
+PS_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+			  const sigset_t *mask, size_t fdslen)
+{
+	if (fdslen / sizeof(*fds) < n)
+		return REAL_LAZY(__ppoll_chk)(fds, n, ts, mask, fdslen);
+	return poll_filtered(fds, n, call_ppoll, &(struct poll_args){.ts = ts, .mask = mask},
+			     ts ? ms_of(ts->tv_sec, ts->tv_nsec) : -1);
+}
+
 PS_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
 {
 	return select_filtered(nfds, r, w, e, call_select, &(struct poll_args){.tv = tv},

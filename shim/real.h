@@ -37,6 +37,9 @@ struct ps_real {
 	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
 	int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
 		       const sigset_t *);
+	int (*__poll_chk)(struct pollfd *, nfds_t, int, size_t);
+	int (*__ppoll_chk)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *,
+			   size_t);
 	/* UDP, receiving side */
 	int (*bind)(int, const struct sockaddr *, socklen_t);
 	int (*epoll_wait)(int, struct epoll_event *, int, int);

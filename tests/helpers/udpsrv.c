@@ -185,7 +185,8 @@ static void usage(FILE *f)
 	      "  -q          quiet: no per-datagram lines; 'count=N' at exit\n"
 	      "  -r BYTES    SO_RCVBUF\n"
 	      "  -f          recvfrom/recv/read into a buffer of known size: with the default\n"
-	      "              optimised build, the fortified __recvfrom_chk/__recv_chk/__read_chk\n"
+	      "              optimised build, the fortified __recvfrom_chk/__recv_chk/__read_chk;\n"
+	      "              -w poll/ppoll through __poll_chk/__ppoll_chk\n"
 	      "  -n COUNT    exit 0 after COUNT datagrams (default 0: until SIGTERM or -t)\n"
 	      "  -t SEC      overall timeout: exit 3 after SEC seconds (default 30)\n"
 	      "  -h          this help\n", f);
@@ -527,6 +528,12 @@ static int receive(int extra, unsigned max)
 }
 
 /* Waits up to WAIT_SLICE_MS for the socket to be readable: 1 readable, 0 timeout. */
+/* glibc's fortified poll entries, called by name for -f (a _FORTIFY_SOURCE build calls
+ * them when it knows the array's size; which one a build picks varies). */
+extern int __poll_chk(struct pollfd *, nfds_t, int, size_t);
+extern int __ppoll_chk(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *,
+		       size_t);
+
 static int wait_readable(void)
 {
 	const struct timespec ts = { 0, WAIT_SLICE_MS * 1000000L };
@@ -538,8 +545,13 @@ static int wait_readable(void)
 	FD_ZERO(&rs);
 	FD_SET(fd, &rs);
 	switch (opt.wait) {
-	case W_POLL: r = poll(&pfd, 1, WAIT_SLICE_MS); break;
-	case W_PPOLL: r = ppoll(&pfd, 1, &ts, NULL); break;
+	case W_POLL:
+		r = opt.fortify ? __poll_chk(&pfd, 1, WAIT_SLICE_MS, sizeof pfd)
+				: poll(&pfd, 1, WAIT_SLICE_MS);
+		break;
+	case W_PPOLL:
+		r = opt.fortify ? __ppoll_chk(&pfd, 1, &ts, NULL, sizeof pfd) : ppoll(&pfd, 1, &ts, NULL);
+		break;
 	case W_SELECT: r = select(fd + 1, &rs, NULL, NULL, &tv); break;
 	case W_PSELECT: r = pselect(fd + 1, &rs, NULL, NULL, &ts, NULL); break;
 	case W_EPOLL: r = epoll_wait(epfd, &ev, 1, WAIT_SLICE_MS); break;

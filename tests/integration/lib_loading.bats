@@ -15,6 +15,7 @@ sorted() {
 
 @test "libproxyshim.so exports only the interposed symbols" {
 	want=$(sorted accept accept4 getpeername getsockname listen epoll_ctl poll ppoll select \
+		__poll_chk __ppoll_chk \
 		pselect $FD_HOOKS execl execle execlp \
 		execv execve execveat execvp execvpe fexecve posix_spawn posix_spawnp \
 		bind connect recv recvfrom recvmsg recvmmsg read readv __read_chk __recv_chk \

@@ -361,7 +361,7 @@ refused() {
 # queued the wait must time out ("idle", never "spurious": readable, then EAGAIN); a good
 # datagram sent then is delivered.
 no_readiness() {
-	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 1 -N -w "$1" -G "$T/go"
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 1 -N -w "$@" -G "$T/go"
 	usend $PROXY -- 'no header'
 	usend $PROXY --v1 -H "$(hdst $C11)" -- v1
 	go
@@ -377,6 +377,15 @@ no_readiness() {
 
 @test "ppoll never reports a socket readable for refused datagrams only" {
 	no_readiness ppoll
+}
+
+@test "fortified poll and ppoll (__poll_chk, __ppoll_chk: _FORTIFY_SOURCE builds) never report refused datagrams either" {
+	no_readiness poll -f
+	kill "$SRV_PID" 2>/dev/null || true
+	UPORT=
+	: >"$T/srv.out"
+	rm -f "$T/go"
+	no_readiness ppoll -f
 }
 
 @test "select never reports a socket readable for refused datagrams only" {
