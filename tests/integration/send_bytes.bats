@@ -189,6 +189,21 @@ other_port() { echo $(($1 == 65535 ? 1 : $1 + 1)); }
 	done
 }
 
+@test "non-blocking connect then sendmmsg, with and without PROXYSHIM_SEND_UDP=every: the pending header goes first" {
+	local udp ver=2
+	printf 'hello\n' >"$T/data"
+	for udp in off every; do
+		recorder_start mmsg.$udp
+		run_client mmsg.$udp PROXYSHIM_SEND_TO="127.0.0.1:$REC_PORT" PROXYSHIM_SEND_VERSION=$ver \
+			PROXYSHIM_SEND_SOURCE=$FIXED PROXYSHIM_SEND_UDP=$udp -- \
+			/usr/bin/python3 "$BATS_TEST_DIRNAME/../helpers/mmsgclient.py" 127.0.0.1 "$REC_PORT"
+		expect_ok mmsg.$udp
+		recorder_done
+		expected "$(v$ver TCP4 127.0.0.55 127.0.0.1 4321 "$REC_PORT")"
+		expect_same_bytes "$T/expected" "$T/mmsg.$udp.bin" || fail "SEND_UDP=$udp"
+	done
+}
+
 @test "fork after a non-blocking connect, child and parent both write: still one header" {
 	# The pending header lives in the fd table, which fork copies; the first writer
 	# sends it, the other sees the socket has sent bytes already (regression test).
