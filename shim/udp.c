@@ -418,14 +418,16 @@ int ps_udp_connect(int fd, const struct ps_fdinfo *e, const struct sockaddr *dst
 /* ---- readiness ---- */
 
 /* Is a datagram for the application at the head of fd's queue? Refused ones in front
- * of it are taken away. Errors count as readable: the application will see them. */
-static bool readable(int fd, const struct ps_fdinfo *e)
+ * of it are taken away; *dropped tells whether there were any. Errors count as
+ * readable: the application will see them. */
+static bool readable(int fd, const struct ps_fdinfo *e, bool *dropped)
 {
 	uint8_t *buf = buffer();
 	struct sockaddr_storage from;
 	socklen_t fromlen;
 	struct msghdr m;
 	struct ps_dgram d;
+	*dropped = false;
 	if (!buf)
 		return true;
 	for (int i = 0; i < 1024; i++) {
@@ -435,6 +437,7 @@ static bool readable(int fd, const struct ps_fdinfo *e)
 		if (judge(fd, e, buf, (size_t)n, &from, fromlen, false, &d) == PS_DGRAM_DELIVER)
 			return true;
 		n = raw_recv(fd, buf, &from, &fromlen, NULL, &m, MSG_DONTWAIT);
+		*dropped = true;
 		if (n >= 0 && judge(fd, e, buf, (size_t)n, &from, fromlen, true, &d) ==
 				      PS_DGRAM_DELIVER)
 			ps_log_limited("udp fd %d: a datagram was lost to a concurrent reader", fd);
@@ -442,12 +445,18 @@ static bool readable(int fd, const struct ps_fdinfo *e)
 	return true;
 }
 
-int ps_udp_filter_poll(struct pollfd *fds, nfds_t n, int r)
+/* poll and select name the descriptor: readiness with nothing left to read goes. */
+static bool withdraw(int fd)
 {
 	struct ps_fdinfo e;
+	bool dropped;
+	return ps_udp_get(fd, &e) && !readable(fd, &e, &dropped);
+}
+
+int ps_udp_filter_poll(struct pollfd *fds, nfds_t n, int r)
+{
 	for (nfds_t i = 0; i < n && r > 0; i++) {
-		if (!(fds[i].revents & (POLLIN | POLLRDNORM)) || !ps_udp_get(fds[i].fd, &e) ||
-		    readable(fds[i].fd, &e))
+		if (!(fds[i].revents & (POLLIN | POLLRDNORM)) || !withdraw(fds[i].fd))
 			continue;
 		fds[i].revents &= (short)~(POLLIN | POLLRDNORM);
 		if (!fds[i].revents)
@@ -458,9 +467,8 @@ int ps_udp_filter_poll(struct pollfd *fds, nfds_t n, int r)
 
 int ps_udp_filter_select(int nfds, fd_set *rd, int r)
 {
-	struct ps_fdinfo e;
 	for (int fd = 0; fd < nfds && r > 0; fd++)
-		if (FD_ISSET(fd, rd) && ps_udp_get(fd, &e) && !readable(fd, &e)) {
+		if (FD_ISSET(fd, rd) && withdraw(fd)) {
 			FD_CLR(fd, rd);
 			r--;
 		}
@@ -544,9 +552,14 @@ int ps_udp_filter_epoll(int epfd, struct epoll_event *ev, int r)
 	struct ps_fdinfo e;
 	struct reg rg = {.fd = -1};
 	int out = 0;
+	bool dropped;
+	/* An event only names its data: it is withdrawn only if refused datagrams were
+	 * really taken from the socket behind it and nothing is left. A socket found empty
+	 * at once did not cause the event (another descriptor with the same data did). */
 	for (int i = 0; i < r; i++) {
 		if (ev[i].events & (EPOLLIN | EPOLLRDNORM) && event_reg(epfd, ev[i].data.u64, &rg) &&
-		    ps_udp_get(rg.fd, &e) && e.cookie == rg.cookie && !readable(rg.fd, &e)) {
+		    ps_udp_get(rg.fd, &e) && e.cookie == rg.cookie &&
+		    !readable(rg.fd, &e, &dropped) && dropped) {
 			ev[i].events &= ~(uint32_t)(EPOLLIN | EPOLLRDNORM);
 			if (!ev[i].events) {
 				/* A one-shot registration fired for nothing: arm it again. */

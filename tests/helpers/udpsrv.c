@@ -71,6 +71,7 @@ static struct {
 	unsigned batch;
 	bool waitforone;
 	bool raw_mmsg;            /* -S: recvmmsg/sendmmsg through syscall(), as libuv does */
+	bool shared_data;         /* -D: a readable pipe in the epoll set, same event data */
 	long mmsg_timeout_ms;   /* < 0: no timeout argument */
 	bool pktinfo;
 	const char *connect_to; /* -c */
@@ -87,7 +88,8 @@ static struct {
 	unsigned timeout_s;
 	int rcvbuf;
 	bool fortify;           /* -f: recvfrom/recv/read into FORT (the _chk variants) */
-} opt = { NULL, 0, false, false, R_RECVFROM, 8, false, false, -1, false, NULL, false, false,
+} opt = { NULL, 0, false, false, R_RECVFROM, 8, false, false, false, -1, false, NULL, false,
+	  false,
 	  W_NONE, false, 65536, false, E_NONE, NULL, false, 0, 30, 0, false };
 
 /* -f: a buffer of a size the compiler knows, so that a fortified build calls
@@ -169,6 +171,8 @@ static void usage(FILE *f)
 	      "  -b N        recvmmsg: batch of N datagrams (default 8, at most 256)\n"
 	      "  -W          recvmmsg: MSG_WAITFORONE\n"
 	      "  -S          recvmmsg and sendmmsg through syscall(SYS_...), as libuv does\n"
+	      "  -D          -w epoll: also a readable pipe in the set, with the socket's event\n"
+	      "              data (its events must still be reported: 'spurious' lines)\n"
 	      "  -M MS       recvmmsg: timeout argument\n"
 	      "  -i          IP_PKTINFO / IPV6_RECVPKTINFO on; recvmsg/recvmmsg print dst=, and\n"
 	      "              sendmsg replies carry the destination back as their source\n"
@@ -221,7 +225,7 @@ static void parse_args(int argc, char **argv)
 	static const char *const enames[] = { "none", "sendto", "sendmsg", "sendmmsg", "send",
 					      "write", NULL };
 	int c;
-	while ((c = getopt(argc, argv, "6l:p:Fm:b:WSM:ic:CNw:ks:xe:G:qr:fn:t:h")) != -1) {
+	while ((c = getopt(argc, argv, "6l:p:Fm:b:WSDM:ic:CNw:ks:xe:G:qr:fn:t:h")) != -1) {
 		switch (c) {
 		case '6': opt.v6 = true; break;
 		case 'l': opt.laddr = optarg; break;
@@ -231,6 +235,7 @@ static void parse_args(int argc, char **argv)
 		case 'b': opt.batch = (unsigned)num(optarg, 1, BATCH_MAX, "batch"); break;
 		case 'W': opt.waitforone = true; break;
 		case 'S': opt.raw_mmsg = true; break;
+		case 'D': opt.shared_data = true; break;
 		case 'M': opt.mmsg_timeout_ms = num(optarg, 0, 600000, "recvmmsg timeout"); break;
 		case 'i': opt.pktinfo = true; break;
 		case 'c': opt.connect_to = optarg; break;
@@ -385,6 +390,10 @@ static void open_socket(void)
 		struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
 		if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
 			die("epoll: %s", strerror(errno));
+		int p[2];
+		if (opt.shared_data && (pipe(p) < 0 || write(p[1], "x", 1) != 1 ||
+					epoll_ctl(epfd, EPOLL_CTL_ADD, p[0], &ev) < 0))
+			die("epoll pipe: %s", strerror(errno));
 	}
 	for (unsigned i = 0; i < BATCH_MAX; i++) {
 		dg[i].buf = malloc(opt.bufsize ? opt.bufsize : 1);

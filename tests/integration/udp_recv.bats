@@ -388,6 +388,15 @@ no_readiness() {
 	no_readiness ppoll -f
 }
 
+@test "epoll: another descriptor registered with the same event data keeps its events (an ambiguous event is not filtered)" {
+	# a readable pipe shares the socket's data.fd: epoll_wait must report it at once, so
+	# udpsrv (which cannot tell the two apart) sees readiness and then EAGAIN
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -N -w epoll -D -t 5
+	wait_until 3 grep -qx spurious "$T/srv.out" ||
+		fail "the pipe's event was withheld:" "$(cat "$T/srv.out")"
+	! grep -qx idle "$T/srv.out" || fail "epoll_wait timed out instead:" "$(cat "$T/srv.out")"
+}
+
 @test "select never reports a socket readable for refused datagrams only" {
 	no_readiness select
 }
