@@ -111,13 +111,18 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(PURE_SRC) $(HDRS)
 	clang $(FUZZ_FLAGS) -o $@ $< $(PURE_SRC)
 
 fuzz: deps $(addprefix $(BUILD)/fuzz/,$(FUZZ_TARGETS))
-	@set -e; for t in $(FUZZ_TARGETS); do \
+	@rc=0; for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(BUILD)/fuzz/corpus-$$t; \
 	  echo "== $$t ($(FUZZ_SECONDS) s)"; \
-	  $(BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    -max_len=70000 $(BUILD)/fuzz/corpus-$$t tests/fuzz/seeds/$$t 2>&1 | \
-	    grep -E '^(stat::number_of_executed_units|==|SUMMARY|Done)' ; \
-	done
+	  st=0; $(BUILD)/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -max_len=70000 -artifact_prefix=$(BUILD)/fuzz/ $(BUILD)/fuzz/corpus-$$t \
+	    tests/fuzz/seeds/$$t >$(BUILD)/fuzz/$$t.log 2>&1 || st=$$?; \
+	  grep -E '^(stat::number_of_executed_units|==|SUMMARY|Done)' $(BUILD)/fuzz/$$t.log; \
+	  if [ $$st -ne 0 ]; then \
+	    echo "fuzz: $$t failed (status $$st): $(BUILD)/fuzz/$$t.log"; \
+	    grep -E -A12 '^==[0-9]+== ?ERROR' $(BUILD)/fuzz/$$t.log; rc=1; \
+	  fi; \
+	done; exit $$rc
 
 VERSION = 0.1.0
 LIBDIR  = $(PREFIX)/lib/proxyshim

@@ -54,7 +54,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	bool commit = !(ctl & 32);
 	const uint8_t *buf = data + 3;
 	size_t len = size - 3;
-	int family = ctl & 64 ? AF_INET : AF_INET6;
+	/* The socket's family: an IPv6 sender only ever reaches an IPv6 socket. */
+	int family = real.family == AF_INET && (ctl & 64) ? AF_INET : AF_INET6;
 	enum ps_dgram_verdict v =
 		ps_dgram_judge(&c, &map, family, &real, buf, len, now, commit, &d);
 	switch (v) {
