@@ -1,6 +1,7 @@
-/* libFuzzer: the datagram decision (shim/dgram.h) on arbitrary datagrams, with one flow
- * table kept across inputs so that its states are explored too. The first bytes choose
- * the configuration, the real sender and the clock; the rest is the datagram. */
+/* libFuzzer: the datagram decision (shim/dgram.h) on arbitrary datagrams, with the flow
+ * tables of an IPv4 and an IPv6 socket kept across inputs so that their states are
+ * explored too. The first bytes choose the configuration, the real sender, the socket's
+ * family and the clock; the rest is the datagram. */
 #include "dgram.h"
 #include "pp.h"
 
@@ -28,7 +29,7 @@ static const char *get(const char *name)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct ps_udpmap map;
+	static struct ps_udpmap map4, map6;  /* one per socket: an IPv4 one, an IPv6 one */
 	static struct ps_config c;
 	static uint64_t now;
 	struct ps_dgram d;
@@ -56,8 +57,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t len = size - 3;
 	/* The socket's family: an IPv6 sender only ever reaches an IPv6 socket. */
 	int family = real.family == AF_INET && (ctl & 64) ? AF_INET : AF_INET6;
+	struct ps_udpmap *m = family == AF_INET ? &map4 : &map6;
 	enum ps_dgram_verdict v =
-		ps_dgram_judge(&c, &map, family, &real, buf, len, now, commit, &d);
+		ps_dgram_judge(&c, m, family, &real, buf, len, now, commit, &d);
 	switch (v) {
 	case PS_DGRAM_DELIVER:
 		if (d.off > len || (!trusted && (d.off || memcmp(&d.from, &real, sizeof(real)))))
@@ -79,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();  /* only `first` mode absorbs, only a trusted header */
 		break;
 	}
-	if (map.count > PS_UDPMAP_CAP || map.used > PS_UDPMAP_CAP)
+	if (m->count > PS_UDPMAP_CAP || m->used > PS_UDPMAP_CAP)
 		abort();
 	return 0;
 }
