@@ -35,30 +35,54 @@ static ssize_t udp_recv(int fd, const struct ps_fdinfo *e, void *buf, size_t n, 
 	return r;
 }
 
-PS_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+/* Each data-path interposer starts with one load: with UDP off (every TCP-only daemon)
+ * it is a tail call to libc, a few instructions on read(). The rest (a table lookup
+ * first) lives out of line in the slow_* functions. */
+#define UDP_OFF __builtin_expect(!ps_udp_on, 1)
+#define SLOW static __attribute__((noinline))
+
+SLOW ssize_t slow_recv(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+		       socklen_t *alen)
 {
 	struct ps_fdinfo e;
-	return ps_udp_get(fd, &e) ? udp_recv(fd, &e, buf, n, flags, NULL, NULL)
-				  : real_recv(fd, buf, n, flags);
+	if (ps_udp_get(fd, &e))
+		return udp_recv(fd, &e, buf, n, flags, addr, alen);
+	return addr || alen ? REAL(recvfrom, SYS_recvfrom, fd, buf, n, flags, addr, alen)
+			    : real_recv(fd, buf, n, flags);
+}
+
+PS_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+	if (UDP_OFF)
+		return real_recv(fd, buf, n, flags);
+	return slow_recv(fd, buf, n, flags, NULL, NULL);
 }
 
 PS_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
 			   socklen_t *alen)
 {
-	struct ps_fdinfo e;
-	return ps_udp_get(fd, &e) ? udp_recv(fd, &e, buf, n, flags, addr, alen)
-				  : REAL(recvfrom, SYS_recvfrom, fd, buf, n, flags, addr, alen);
+	if (UDP_OFF)
+		return REAL(recvfrom, SYS_recvfrom, fd, buf, n, flags, addr, alen);
+	return slow_recv(fd, buf, n, flags, addr, alen);
 }
 
 /* read() of 0 bytes returns at once without taking a datagram: left to the kernel. */
-PS_EXPORT ssize_t read(int fd, void *buf, size_t n)
+SLOW ssize_t slow_read(int fd, void *buf, size_t n)
 {
 	struct ps_fdinfo e;
-	return n && ps_udp_get(fd, &e) ? udp_recv(fd, &e, buf, n, 0, NULL, NULL)
-				       : REAL(read, SYS_read, fd, buf, n);
+	if (n && ps_udp_get(fd, &e))
+		return udp_recv(fd, &e, buf, n, 0, NULL, NULL);
+	return REAL(read, SYS_read, fd, buf, n);
 }
 
-PS_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
+PS_EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+	if (UDP_OFF)
+		return REAL(read, SYS_read, fd, buf, n);
+	return slow_read(fd, buf, n);
+}
+
+SLOW ssize_t slow_readv(int fd, const struct iovec *iov, int cnt)
 {
 	struct ps_fdinfo e;
 	if (!ps_udp_get(fd, &e) || cnt < 0)
@@ -67,25 +91,46 @@ PS_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
 	return ps_udp_recvmsg(fd, &e, &m, 0);
 }
 
-PS_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+PS_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
+{
+	if (UDP_OFF)
+		return REAL(readv, SYS_readv, fd, iov, cnt);
+	return slow_readv(fd, iov, cnt);
+}
+
+SLOW ssize_t slow_recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	struct ps_fdinfo e;
 	return ps_udp_get(fd, &e) && msg ? ps_udp_recvmsg(fd, &e, msg, flags)
 					 : REAL(recvmsg, SYS_recvmsg, fd, msg, flags);
 }
 
-PS_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t)
+PS_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	if (UDP_OFF)
+		return REAL(recvmsg, SYS_recvmsg, fd, msg, flags);
+	return slow_recvmsg(fd, msg, flags);
+}
+
+SLOW int slow_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t)
 {
 	struct ps_fdinfo e;
 	return ps_udp_get(fd, &e) && v ? ps_udp_recvmmsg(fd, &e, v, n, flags, t)
 				       : (int)REAL(recvmmsg, SYS_recvmmsg, fd, v, n, flags, t);
 }
 
+PS_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t)
+{
+	if (UDP_OFF)
+		return (int)REAL(recvmmsg, SYS_recvmmsg, fd, v, n, flags, t);
+	return slow_recvmmsg(fd, v, n, flags, t);
+}
+
 /* FORTIFY variants: an overflowing length still goes to libc, which aborts. */
 PS_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 {
 	struct ps_fdinfo e;
-	if (n <= buflen && ps_udp_get(fd, &e))
+	if (!UDP_OFF && n && n <= buflen && ps_udp_get(fd, &e))
 		return udp_recv(fd, &e, buf, n, 0, NULL, NULL);
 	return REAL_LAZY(__read_chk)(fd, buf, n, buflen);
 }
@@ -93,7 +138,7 @@ PS_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 PS_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
 {
 	struct ps_fdinfo e;
-	if (n <= buflen && ps_udp_get(fd, &e))
+	if (!UDP_OFF && n <= buflen && ps_udp_get(fd, &e))
 		return udp_recv(fd, &e, buf, n, flags, NULL, NULL);
 	return REAL_LAZY(__recv_chk)(fd, buf, n, buflen, flags);
 }
@@ -102,14 +147,14 @@ PS_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int
 				 struct sockaddr *addr, socklen_t *alen)
 {
 	struct ps_fdinfo e;
-	if (n <= buflen && ps_udp_get(fd, &e))
+	if (!UDP_OFF && n <= buflen && ps_udp_get(fd, &e))
 		return udp_recv(fd, &e, buf, n, flags, addr, alen);
 	return REAL_LAZY(__recvfrom_chk)(fd, buf, n, buflen, flags, addr, alen);
 }
 
 /* ---- replies ---- */
 
-PS_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
+SLOW ssize_t slow_sendto(int fd, const void *buf, size_t n, int flags,
 			 const struct sockaddr *addr, socklen_t alen)
 {
 	struct ps_fdinfo e;
@@ -119,11 +164,19 @@ PS_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 		 : REAL(sendto, SYS_sendto, fd, buf, n, flags, addr, alen);
 }
 
-PS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+PS_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
+			 const struct sockaddr *addr, socklen_t alen)
+{
+	if (UDP_OFF || !addr)
+		return REAL(sendto, SYS_sendto, fd, buf, n, flags, addr, alen);
+	return slow_sendto(fd, buf, n, flags, addr, alen);
+}
+
+SLOW ssize_t slow_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	struct ps_fdinfo e;
 	struct sockaddr_storage to;
-	socklen_t l = msg && ps_udp_get(fd, &e)
+	socklen_t l = ps_udp_get(fd, &e)
 			      ? ps_udp_reroute(&e, msg->msg_name, msg->msg_namelen, &to) : 0;
 	if (!l)
 		return REAL(sendmsg, SYS_sendmsg, fd, msg, flags);
@@ -133,18 +186,39 @@ PS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	return REAL(sendmsg, SYS_sendmsg, fd, &m, flags);
 }
 
-PS_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
+PS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	struct ps_fdinfo e;
-	return ps_udp_get(fd, &e) && v ? ps_udp_sendmmsg(fd, &e, v, n, flags)
-				       : (int)REAL(sendmmsg, SYS_sendmmsg, fd, v, n, flags);
+	if (UDP_OFF || !msg || !msg->msg_name)
+		return REAL(sendmsg, SYS_sendmsg, fd, msg, flags);
+	return slow_sendmsg(fd, msg, flags);
 }
 
-PS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+SLOW int slow_sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
+{
+	struct ps_fdinfo e;
+	return ps_udp_get(fd, &e) ? ps_udp_sendmmsg(fd, &e, v, n, flags)
+				  : (int)REAL(sendmmsg, SYS_sendmmsg, fd, v, n, flags);
+}
+
+PS_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
+{
+	if (UDP_OFF || !v)
+		return (int)REAL(sendmmsg, SYS_sendmmsg, fd, v, n, flags);
+	return slow_sendmmsg(fd, v, n, flags);
+}
+
+SLOW int slow_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	struct ps_fdinfo e;
 	return ps_udp_get(fd, &e) ? ps_udp_connect(fd, &e, addr, len)
 				  : real_connect(fd, addr, len);
+}
+
+PS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	if (UDP_OFF)
+		return real_connect(fd, addr, len);
+	return slow_connect(fd, addr, len);
 }
 
 /* ---- readiness: epoll (poll and select are in hooks_recv.c) ---- */
@@ -167,17 +241,28 @@ PS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 		}                                                                        \
 	} while (0)
 
+SLOW int slow_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+	EPOLL_FILTERED((int)REAL(epoll_wait, SYS_epoll_wait, epfd, ev, max, tmo), timeout);
+}
+
 PS_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
-	if (!ps_udp_epoll_watched())
+	if (__builtin_expect(!ps_udp_epoll_watched(), 1))
 		return (int)REAL(epoll_wait, SYS_epoll_wait, epfd, ev, max, timeout);
-	EPOLL_FILTERED((int)REAL(epoll_wait, SYS_epoll_wait, epfd, ev, max, tmo), timeout);
+	return slow_epoll_wait(epfd, ev, max, timeout);
+}
+
+SLOW int slow_epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
+			  const sigset_t *mask)
+{
+	EPOLL_FILTERED(REAL_LAZY(epoll_pwait)(epfd, ev, max, tmo, mask), timeout);
 }
 
 PS_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
 			  const sigset_t *mask)
 {
-	if (!ps_udp_epoll_watched())
+	if (__builtin_expect(!ps_udp_epoll_watched(), 1))
 		return REAL_LAZY(epoll_pwait)(epfd, ev, max, timeout, mask);
-	EPOLL_FILTERED(REAL_LAZY(epoll_pwait)(epfd, ev, max, tmo, mask), timeout);
+	return slow_epoll_pwait(epfd, ev, max, timeout, mask);
 }

@@ -484,23 +484,19 @@ struct reg {
 };
 #define REGS 64
 static struct reg regs[REGS];
-static unsigned nregs;
+unsigned ps_udp_nregs;
 
-bool ps_udp_epoll_watched(void)
-{
-	return __atomic_load_n(&nregs, __ATOMIC_RELAXED) != 0;
-}
 
 /* Registrations whose descriptor is no longer that selected socket go (the table is
  * small: it is swept when full). Called with regs_lock held. */
 static void sweep(void)
 {
 	struct ps_fdinfo e;
-	for (unsigned i = 0; i < nregs;)
+	for (unsigned i = 0; i < ps_udp_nregs;)
 		if (ps_udp_get(regs[i].fd, &e) && e.cookie == regs[i].cookie)
 			i++;
 		else
-			regs[i] = regs[--nregs];
+			regs[i] = regs[--ps_udp_nregs];
 }
 
 void ps_udp_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
@@ -510,17 +506,17 @@ void ps_udp_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 	if ((!sel && !ps_udp_epoll_watched()) || !lock(&regs_lock))
 		return;
 	unsigned i = 0;
-	while (i < nregs && !(regs[i].epfd == epfd && regs[i].fd == fd))
+	while (i < ps_udp_nregs && !(regs[i].epfd == epfd && regs[i].fd == fd))
 		i++;
 	if (op == EPOLL_CTL_DEL || !sel) {
-		if (i < nregs)
-			regs[i] = regs[--nregs];
+		if (i < ps_udp_nregs)
+			regs[i] = regs[--ps_udp_nregs];
 	} else {
-		if (i == nregs && nregs == REGS)
+		if (i == ps_udp_nregs && ps_udp_nregs == REGS)
 			sweep();
-		if (i == nregs && nregs < REGS)
-			nregs++;
-		if (i < nregs)
+		if (i == ps_udp_nregs && ps_udp_nregs < REGS)
+			ps_udp_nregs++;
+		if (i < ps_udp_nregs)
 			regs[i] = (struct reg){.epfd = epfd, .fd = fd, .cookie = e.cookie,
 					       .data = ev ? ev->data.u64 : 0,
 					       .events = ev ? ev->events : 0};
@@ -538,7 +534,7 @@ static bool event_reg(int epfd, uint64_t data, struct reg *out)
 	int found = 0;
 	if (!lock(&regs_lock))
 		return false;
-	for (unsigned k = 0; k < nregs; k++)
+	for (unsigned k = 0; k < ps_udp_nregs; k++)
 		if (regs[k].epfd == epfd && regs[k].data == data) {
 			*out = regs[k];
 			found++;

@@ -59,7 +59,11 @@ int ps_udp_connect(int fd, const struct ps_fdinfo *e, const struct sockaddr *dst
 void ps_udp_epoll(int epfd, int op, int fd, const struct epoll_event *ev);
 
 /* Some selected socket is registered in an epoll set. One load. */
-bool ps_udp_epoll_watched(void);
+extern unsigned ps_udp_nregs;
+static inline bool ps_udp_epoll_watched(void)
+{
+	return __atomic_load_n(&ps_udp_nregs, __ATOMIC_RELAXED) != 0;
+}
 
 /* Drops refused datagrams at the head of selected sockets the call reported readable,
  * and withdraws readiness left with nothing to read. Returns the new count. */
