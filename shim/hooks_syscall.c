@@ -16,12 +16,8 @@ bool (*ps_syscall_takes)(long n);
  * no ASan on these reads). */
 PS_EXPORT __attribute__((no_sanitize("address"))) long syscall(long n, ...)
 {
-	va_list ap;
 	long a[6];
-	va_start(ap, n);
-	for (int i = 0; i < 6; i++)
-		a[i] = va_arg(ap, long);
-	va_end(ap);
+	PS_SYSCALL_ARGS(a, n);
 	if (ps_syscall_takes && ps_syscall_takes(n)) {
 		if (n == SYS_sendmmsg)
 			return sendmmsg((int)a[0], (struct mmsghdr *)a[1], (unsigned)a[2], (int)a[3]);

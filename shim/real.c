@@ -47,12 +47,8 @@ static long raw6(long n, long a, long b, long c, long d, long e, long f)
  * ones are never used by the kernel, but ASan would flag the reads. */
 __attribute__((no_sanitize("address"))) long ps_syscall(long n, ...)
 {
-	va_list ap;
 	long a[6];
-	va_start(ap, n);
-	for (int i = 0; i < 6; i++)
-		a[i] = va_arg(ap, long);
-	va_end(ap);
+	PS_SYSCALL_ARGS(a, n);
 	return raw6(n, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 

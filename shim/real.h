@@ -5,6 +5,7 @@
 #define PS_REAL_H
 
 #include <spawn.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -84,6 +85,17 @@ extern struct ps_real ps_real;
  * before libc is resolved, and of the shim's own raw calls. Sets errno like syscall(). */
 long ps_syscall(long n, ...);
 #define syscall ps_syscall
+
+/* The six arguments of a syscall()-style call into a[]: all six, whatever the caller
+ * passed, as libc's syscall() reads them (the kernel ignores the extra ones). */
+#define PS_SYSCALL_ARGS(a, last)                        \
+	do {                                            \
+		va_list ap_;                            \
+		va_start(ap_, last);                    \
+		for (int i_ = 0; i_ < 6; i_++)          \
+			(a)[i_] = va_arg(ap_, long);    \
+		va_end(ap_);                            \
+	} while (0)
 
 /* Resolves every pointer; a hook resolving to itself (library loaded twice) is fatal. */
 void ps_real_resolve(void);
