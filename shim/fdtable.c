@@ -13,11 +13,16 @@
 
 _Static_assert(sizeof(struct ps_fdinfo) % sizeof(uint64_t) == 0, "entry is whole words");
 
+/* state: the low 32 bits a sequence, odd while a writer is inside; the high 32 bits
+ * that writer's thread tag (see me()). One word, so that a writer is never seen inside
+ * without its tag (a signal handler on its thread must know it at once). */
 struct slot {
-	_Atomic uint32_t seq;    /* odd while a writer is inside */
-	_Atomic uint32_t owner;  /* that writer's thread tag (see me()) */
+	_Atomic uint64_t state;
 	_Atomic uint64_t w[WORDS];
 };
+
+#define ODD(st) ((st) & 1)
+#define OWNER(st) ((uint32_t)((st) >> 32))
 
 _Static_assert(sizeof(struct slot) <= 64, "a slot fits a cache line");
 
@@ -62,9 +67,9 @@ static uint32_t me(void)
 
 /* Whether to wait on for a slot's writer. Never for ourselves: a signal handler that
  * interrupted this thread's own write would wait for nothing. */
-static bool wait_turn(struct slot *s, unsigned *tries)
+static bool wait_turn(uint64_t st, unsigned *tries)
 {
-	if (atomic_load_explicit(&s->owner, memory_order_relaxed) == me())
+	if (OWNER(st) == me())
 		return false;
 	if (++*tries <= SPINS)
 		return true;
@@ -80,23 +85,21 @@ static bool write_slot(struct slot *s, const struct ps_fdinfo *info)
 {
 	uint64_t w[WORDS];
 	unsigned tries = 0;
-	uint32_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+	uint64_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
 	do {
-		while (seq & 1) {
-			if (!wait_turn(s, &tries))
+		while (ODD(st)) {
+			if (!wait_turn(st, &tries))
 				return false;
-			seq = atomic_load_explicit(&s->seq, memory_order_relaxed);
+			st = atomic_load_explicit(&s->state, memory_order_relaxed);
 		}
-	} while (!atomic_compare_exchange_weak_explicit(&s->seq, &seq, seq + 1,
-							memory_order_acquire,
-							memory_order_relaxed));
-	atomic_store_explicit(&s->owner, me(), memory_order_relaxed);
+	} while (!atomic_compare_exchange_weak_explicit(
+		&s->state, &st, (uint64_t)me() << 32 | (uint32_t)(st + 1), memory_order_acquire,
+		memory_order_relaxed));
 	atomic_thread_fence(memory_order_release);
 	memcpy(w, info, sizeof(w));
 	for (size_t i = 0; i < WORDS; i++)
 		atomic_store_explicit(&s->w[i], w[i], memory_order_relaxed);
-	atomic_store_explicit(&s->owner, 0, memory_order_relaxed);
-	atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
+	atomic_store_explicit(&s->state, (uint32_t)(st + 2), memory_order_release);
 	return true;
 }
 
@@ -104,17 +107,17 @@ static bool write_slot(struct slot *s, const struct ps_fdinfo *info)
 static bool read_slot(struct slot *s, struct ps_fdinfo *out)
 {
 	uint64_t w[WORDS];
-	uint32_t before, after;
+	uint64_t before, after;
 	unsigned tries = 0;
 	do {
-		before = atomic_load_explicit(&s->seq, memory_order_acquire);
+		before = atomic_load_explicit(&s->state, memory_order_acquire);
 		for (size_t i = 0; i < WORDS; i++)
 			w[i] = atomic_load_explicit(&s->w[i], memory_order_relaxed);
 		atomic_thread_fence(memory_order_acquire);
-		after = atomic_load_explicit(&s->seq, memory_order_relaxed);
-		if (((before & 1) || before != after) && !wait_turn(s, &tries))
+		after = atomic_load_explicit(&s->state, memory_order_relaxed);
+		if ((ODD(before) || before != after) && !wait_turn(after, &tries))
 			return false;
-	} while ((before & 1) || before != after);
+	} while (ODD(before) || before != after);
 	memcpy(out, w, sizeof(w));
 	return true;
 }
@@ -164,9 +167,9 @@ void ps_fd_fork_child(void)
 	for (unsigned li = 0; li < end; li++) {
 		struct slot *leaf = atomic_load(&top[li]);
 		for (unsigned i = 0; leaf && i < LEAF_SIZE; i++) {
-			uint32_t seq = atomic_load(&leaf[i].seq);
-			if (seq & 1) {  /* a write another thread had begun: drop the torn entry */
-				atomic_store(&leaf[i].seq, seq + 1);
+			uint64_t st = atomic_load(&leaf[i].state);
+			if (ODD(st)) {  /* a write another thread had begun: drop the torn entry */
+				atomic_store(&leaf[i].state, (uint32_t)(st + 1));
 				write_slot(&leaf[i], &none);
 			}
 		}
