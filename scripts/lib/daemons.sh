@@ -33,34 +33,46 @@ ds_wait() {
 ds_alive() { kill -0 "$1" 2>/dev/null; }
 ds_dead() { ! kill -0 "$1" 2>/dev/null; }
 
+# ds_clean_env: DS_ENV = env(1) options that drop LD_PRELOAD and every PROXYSHIM_*
+# variable of the caller's (the environment described above starts from that).
+ds_clean_env() {
+	local v
+	DS_ENV=(-u LD_PRELOAD)
+	for v in $(compgen -e); do
+		if [[ $v == PROXYSHIM_* ]]; then DS_ENV+=(-u "$v"); fi
+	done
+}
+
 # ds_bg DIR NAME [VAR=VALUE...] -- COMMAND ARGS...: COMMAND in the background with the
 # environment described above, stdin from /dev/null, stdout and stderr to
 # DIR/NAME.out and DIR/NAME.err (fd 3, bats' channel, closed). Sets DS_PID.
 ds_bg() {
-	local dir=$1 name=$2 vars=() unset=(-u LD_PRELOAD) v
+	local dir=$1 name=$2 vars=()
 	shift 2
 	while (($#)) && [[ $1 != -- ]]; do
 		vars+=("$1")
 		shift
 	done
 	shift
-	for v in $(compgen -e); do
-		[[ $v == PROXYSHIM_* ]] && unset+=(-u "$v")
-	done
-	env "${unset[@]}" "${vars[@]}" "$@" </dev/null >"$dir/$name.out" 2>"$dir/$name.err" 3>&- &
+	ds_clean_env
+	env "${DS_ENV[@]}" "${vars[@]}" "$@" </dev/null >"$dir/$name.out" 2>"$dir/$name.err" 3>&- &
 	DS_PID=$!
 	DS_PIDS+=("$DS_PID")
 }
 
 # ds_stop PID...: SIGTERM, up to 15 s for each to end (MariaDB shuts down cleanly), then
 # SIGKILL. Only the given PIDs, which must be children of this shell.
-ds_stop() {
-	local pid
+ds_stop() { ds_stop_within 15 "$@"; }
+
+# ds_stop_within SECONDS PID...: the same with SECONDS of grace for each.
+ds_stop_within() {
+	local grace=$1 pid
+	shift
 	for pid in "$@"; do
 		kill -TERM "$pid" 2>/dev/null || true
 	done
 	for pid in "$@"; do
-		ds_wait 15 ds_dead "$pid" || kill -KILL "$pid" 2>/dev/null || true
+		ds_wait "$grace" ds_dead "$pid" || kill -KILL "$pid" 2>/dev/null || true
 		wait "$pid" 2>/dev/null || true
 	done
 }

@@ -1,12 +1,10 @@
 # Helpers for the real-daemon tests (daemon_*.bats), loaded after helpers.bash.
 # The daemons' configurations and start functions are scripts/lib/daemons.sh, shared
-# with scripts/demo.
+# with scripts/demo (helpers.bash sources it).
 #
 # A daemon shared by a whole file is started in setup_file under $FT (file_dir) and
 # recorded with file_track; teardown_file calls file_cleanup. Per-test processes go to
 # PIDS (helpers.bash stops them in teardown).
-
-source "$BATS_TEST_DIRNAME/../../scripts/lib/daemons.sh"
 
 SHIM_ENV=(LD_PRELOAD="$PS_PRELOAD")
 

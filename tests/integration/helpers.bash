@@ -59,18 +59,15 @@ dump_files() {
 	done
 }
 
-# wait_until SECONDS COMMAND...: polls COMMAND every 50 ms; fails after SECONDS.
-wait_until() {
-	local deadline=$((${EPOCHREALTIME/./} + $1 * 1000000))
-	shift
-	until "$@"; do
-		((${EPOCHREALTIME/./} < deadline)) || return 1
-		sleep 0.05
-	done
-}
+# The process and environment helpers of scripts/lib/daemons.sh (ds_wait, ds_clean_env,
+# ds_bg, ...), under the names the tests use.
+# shellcheck source=../../scripts/lib/daemons.sh
+source "$BATS_TEST_DIRNAME/../../scripts/lib/daemons.sh"
 
-alive() { kill -0 "$1" 2>/dev/null; }
-not_alive() { ! alive "$1"; }
+# wait_until SECONDS COMMAND...: polls COMMAND every 50 ms; fails after SECONDS.
+wait_until() { ds_wait "$@"; }
+alive() { ds_alive "$1"; }
+not_alive() { ds_dead "$1"; }
 
 # wait_exit PID SECONDS: waits for a background PID to end; returns its exit status,
 # 124 if it is still running after SECONDS.
@@ -81,54 +78,62 @@ wait_exit() {
 	return "$st"
 }
 
+# stop_all: stops every PID in PIDS (2 s of grace each, then SIGKILL).
 stop_all() {
-	local pid
-	for pid in "${PIDS[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for pid in "${PIDS[@]}"; do
-		wait_until 2 not_alive "$pid" || kill -KILL "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-	done
+	ds_stop_within 2 "${PIDS[@]}"
 	PIDS=()
 }
 
-# under_shim [--exec] [VAR=VALUE...] -- COMMAND ARGS...: runs COMMAND preloaded with the
-# shim, with the given PROXYSHIM_* variables and none inherited from the caller. With
-# --exec (for `under_shim --exec ... &`) the background subshell becomes COMMAND, so $!
-# is COMMAND's own PID and stopping it stops the program, not just a subshell.
-under_shim() {
-	local vars=() unset=() v run=()
-	[[ $1 == --exec ]] && run=(exec) && shift
-	while (($#)) && [[ $1 != -- ]]; do
-		vars+=("$1")
-		shift
-	done
-	shift
-	for v in $(compgen -e); do
-		[[ $v == PROXYSHIM_* ]] && unset+=(-u "$v")
-	done
-	"${run[@]}" env "${unset[@]}" LD_PRELOAD="$PS_PRELOAD" "${vars[@]}" "$@"
-}
-
-# start_server [VAR=VALUE...] [-- TESTSERVER-ARGS...]: testserver under the shim in the
-# background; sets SERVER_PID, SERVER_PORT. Output in $T/server.out, stderr in server.err.
-start_server() {
+# shim_argv [VAR=VALUE...] -- COMMAND...: sets ARGV to env running COMMAND preloaded
+# with the shim (LD_PRELOAD="$PS_PRELOAD"), the given variables and none of the caller's
+# PROXYSHIM_*. Started as "${ARGV[@]}" & (a simple command), $! is the program itself.
+shim_argv() {
 	local vars=()
 	while (($#)) && [[ $1 != -- ]]; do
 		vars+=("$1")
 		shift
 	done
+	shift
+	ds_clean_env
+	ARGV=(env "${DS_ENV[@]}" LD_PRELOAD="$PS_PRELOAD" "${vars[@]}" "$@")
+}
+
+# under_shim [--exec] [VAR=VALUE...] -- COMMAND ARGS...: runs shim_argv's command. With
+# --exec (for `under_shim --exec ... &`) the background subshell becomes COMMAND, so $!
+# is COMMAND's own PID and stopping it stops the program, not just a subshell.
+under_shim() {
+	local run=() ARGV
+	[[ $1 == --exec ]] && run=(exec) && shift
+	shim_argv "$@"
+	"${run[@]}" "${ARGV[@]}"
+}
+
+# run_server PROGRAM SECONDS [VAR=VALUE...] [-- ARGS...]: testserver or hsrv (-P port
+# file, -T hard timeout SECONDS) in the background with exactly these variables and none
+# of the caller's LD_PRELOAD or PROXYSHIM_*. Its own PID in SERVER_PID (and PIDS);
+# SERVER_PORT, TARGET_PORT; output in $T/server.out, stderr in $T/server.err.
+run_server() {
+	local prog=$1 secs=$2 vars=()
+	shift 2
+	while (($#)) && [[ $1 != -- ]]; do
+		vars+=("$1")
+		shift
+	done
 	(($#)) && shift
-	under_shim --exec "${vars[@]}" -- "$TESTSERVER" -P "$T/server.port" -T 30 "$@" \
-		>"$T/server.out" 2>"$T/server.err" &
+	rm -f "$T/server.port"
+	ds_clean_env
+	env "${DS_ENV[@]}" "${vars[@]}" "$prog" -P "$T/server.port" -T "$secs" "$@" \
+		</dev/null >"$T/server.out" 2>"$T/server.err" 3>&- &
 	SERVER_PID=$!
 	PIDS+=("$SERVER_PID")
 	wait_until 5 test -s "$T/server.port" ||
-		fail "testserver did not start: $(cat "$T/server.err")"
+		fail "${prog##*/} did not start: $(cat "$T/server.err")"
 	SERVER_PORT=$(<"$T/server.port")
 	TARGET_PORT=$SERVER_PORT
 }
+
+# start_server [VAR=VALUE...] [-- TESTSERVER-ARGS...]: testserver under the shim.
+start_server() { run_server "$TESTSERVER" 30 LD_PRELOAD="$PS_PRELOAD" "$@"; }
 
 # server_done [SECONDS]: waits (default 10 s) for the server to exit after its -n
 # connections; its status must be 0.

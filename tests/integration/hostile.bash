@@ -46,24 +46,8 @@ stop_server() {
 }
 
 # start_hsrv [VAR=VALUE...] [-- HSRV-ARGS...]: build/hsrv under the shim, as
-# helpers.bash's start_server runs testserver: SERVER_PID (hsrv's own), SERVER_PORT,
-# TARGET_PORT; $T/server.out, $T/server.err.
-start_hsrv() {
-	local vars=()
-	while (($#)) && [[ $1 != -- ]]; do
-		vars+=("$1")
-		shift
-	done
-	(($#)) && shift
-	under_shim --exec "${vars[@]}" -- "$HSRV" -P "$T/server.port" -T 60 "$@" \
-		>"$T/server.out" 2>"$T/server.err" &
-	SERVER_PID=$!
-	PIDS+=("$SERVER_PID")
-	wait_until 5 test -s "$T/server.port" ||
-		fail "hsrv did not start: $(cat "$T/server.err")"
-	SERVER_PORT=$(<"$T/server.port")
-	TARGET_PORT=$SERVER_PORT
-}
+# start_server runs testserver.
+start_hsrv() { run_server "$HSRV" 60 LD_PRELOAD="$PS_PRELOAD" "$@"; }
 
 # hit NAME SOURCE PAYLOAD [HAMMER-OPTS...]: build/hammer from SOURCE to
 # $TARGET_HOST:$TARGET_PORT with PAYLOAD (escaped form), in the foreground, per-

@@ -21,31 +21,11 @@ inherit_setup() {
 	done
 }
 
-# shim_argv [VAR=VALUE...] -- COMMAND...: sets ARGV to what under_shim runs (env with
-# LD_PRELOAD="$PS_PRELOAD", the given variables and no PROXYSHIM_* of the caller's).
-# Started as "${ARGV[@]}" & (a simple command, not a function), $! is the program
-# itself, since env execs it: the PID that stop_all then stops.
-shim_argv() {
-	local vars=() unset=() v
-	while (($#)) && [[ $1 != -- ]]; do
-		vars+=("$1")
-		shift
-	done
-	shift
-	for v in $(compgen -e); do
-		[[ $v == PROXYSHIM_* ]] && unset+=(-u "$v")
-	done
-	ARGV=(env "${unset[@]}" LD_PRELOAD="$PS_PRELOAD" "${vars[@]}" "$@")
-}
-
 # plain_argv COMMAND...: sets ARGV to COMMAND without the shim and without any
-# PROXYSHIM_* variable of the caller's.
+# PROXYSHIM_* variable of the caller's (shim_argv, in helpers.bash, is the shim's).
 plain_argv() {
-	local unset=(-u LD_PRELOAD) v
-	for v in $(compgen -e); do
-		[[ $v == PROXYSHIM_* ]] && unset+=(-u "$v")
-	done
-	ARGV=(env "${unset[@]}" "$@")
+	ds_clean_env
+	ARGV=(env "${DS_ENV[@]}" "$@")
 }
 
 # socat_quote WORD: WORD for a socat EXEC command line, where ':' ',' and '\' are

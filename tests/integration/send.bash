@@ -1,5 +1,5 @@
 # Helpers for the sending-side tests (send_*.bats), loaded after helpers.bash and
-# daemons.bash (which sources scripts/lib/daemons.sh: ds_bg, ds_wait, ds_stop, ...).
+# daemons.bash (and scripts/lib/daemons.sh, which helpers.bash sources: ds_bg, ds_wait, ds_stop).
 #
 # Clients run under libproxyshim-client.so with only the PROXYSHIM_* variables a test
 # gives (under_client). Every daemon a test starts runs in its own temp dir $T with its
@@ -259,26 +259,8 @@ mariadb_pp_start() {
 }
 
 # bg_server [VAR=VALUE...] -- TESTSERVER-ARGS...: testserver in the background with
-# exactly these variables (LD_PRELOAD=... for the receiving shim), started directly so
-# that its own PID is recorded (helpers.bash's start_server records the PID of a
-# subshell: a server that never finishes would outlive the test). Sets SERVER_PID,
-# SERVER_PORT; output in $T/server.out like start_server.
-bg_server() {
-	local vars=()
-	while (($#)) && [[ $1 != -- ]]; do
-		vars+=("$1")
-		shift
-	done
-	(($#)) && shift
-	rm -f "$T/server.port"
-	ds_bg "$T" server "${vars[@]}" -- "$TESTSERVER" -P "$T/server.port" -T 30 "$@"
-	SERVER_PID=$DS_PID
-	track "$SERVER_PID"
-	wait_until 5 test -s "$T/server.port" ||
-		fail "testserver did not start: $(cat "$T/server.err")"
-	SERVER_PORT=$(<"$T/server.port")
-	TARGET_PORT=$SERVER_PORT
-}
+# exactly these variables (LD_PRELOAD=... for the receiving shim); see run_server.
+bg_server() { run_server "$TESTSERVER" 30 "$@"; }
 
 # plain_server TESTSERVER-ARGS...: without any preload (a backend behind HAProxy).
 plain_server() { bg_server -- "$@"; }
