@@ -21,6 +21,7 @@ bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 		return false;  /* not a socket: the real accept reports it */
 	memset(li, 0, sizeof(*li));
 	li->kind = PS_FD_LISTENER;
+	li->cookie = ps_fd_cookie(lfd);  /* kept connections belong to this socket only */
 	if (ps_addr_from_sockaddr(&local, (struct sockaddr *)&ss, sl) == 0 &&
 	    real_getsockopt(lfd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) == 0 &&
 	    proto == IPPROTO_TCP) {
@@ -49,10 +50,10 @@ static int drop(int fd)
 
 /* Remembers that a trusted connection needs no header any more, so that a program it
  * is handed to across exec does not look for one. */
-static int mark_handled(int fd, int family, const struct ps_addr *peer)
+static int mark_handled(int fd, int family)
 {
 	struct ps_fdinfo hi = {.kind = PS_FD_HANDLED, .family = (uint16_t)family,
-			       .cookie = ps_peer_ident(peer)};
+			       .cookie = ps_fd_cookie(fd)};
 	ps_fd_set(fd, &hi);
 	return 0;
 }
@@ -73,7 +74,7 @@ int ps_settle(int fd, int family, const struct ps_addr *peer, socklen_t room, en
 			ps_log(PS_LOG_DEBUG, "proxy %s: %s, real addresses kept", pa,
 			       r == PS_TAKE_NONE ? "no header" : "header without addresses");
 		}
-		return mark_handled(fd, family, peer);
+		return mark_handled(fd, family);
 	}
 	if (family == AF_INET && h->src.family == AF_INET6 && !ps_ip_is_v4mapped(h->src.ip) &&
 	    room && room < sizeof(struct sockaddr_in6)) {
@@ -84,7 +85,7 @@ int ps_settle(int fd, int family, const struct ps_addr *peer, socklen_t room, en
 		return -1;
 	}
 	struct ps_fdinfo ci = {.kind = PS_FD_CONN, .family = (uint16_t)family,
-			       .cookie = ps_peer_ident(peer), .src = h->src, .dst = h->dst};
+			       .cookie = ps_fd_cookie(fd), .src = h->src, .dst = h->dst};
 	if (!ps_fd_set(fd, &ci)) {
 		ps_log_limited("cannot record a client for fd %d (beyond the fd table); "
 			       "connection closed", fd);
@@ -137,9 +138,13 @@ static int admit(int lfd, int fd, const struct ps_config *c, struct ps_fdinfo *l
 		return drop(fd);
 	}
 	enum ps_take t = ps_try_header(fd, c, &h, &why, 0);
-	if (t == PS_TAKE_MORE) {
-		if (nonblocking(lfd) && ps_keep_add(lfd, li, fd, &peer) == 0)
+	if (t == PS_TAKE_MORE && nonblocking(lfd)) {
+		if (ps_keep_add(lfd, li, fd, &peer) == 0)
 			return 1;
+		/* A non-blocking listener never waits: refused, and said so. */
+		why = "header incomplete and no room to keep the connection aside";
+		t = PS_TAKE_BAD;
+	} else if (t == PS_TAKE_MORE) {
 		t = ps_take_header(fd, c, &h, &why);
 	}
 	int r = ps_settle(fd, li->family, &peer, room, t, &h, why, &client);
@@ -213,7 +218,7 @@ bool ps_conn(int fd, struct ps_fdinfo *ci)
 {
 	if (!ps_fd_get(fd, ci) || ci->kind != PS_FD_CONN)
 		return false;
-	if (ps_fd_ident(fd) == ci->cookie)
+	if (ps_fd_cookie(fd) == ci->cookie)
 		return true;
 	ps_fd_clear((unsigned)fd, (unsigned)fd);  /* fd number reused behind our back */
 	return false;

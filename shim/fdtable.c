@@ -198,26 +198,3 @@ uint64_t ps_fd_cookie(int fd)
 		return 0;
 	return cookie;
 }
-
-uint64_t ps_peer_ident(const struct ps_addr *peer)
-{
-	uint8_t ip[16];
-	uint64_t h = 0xcbf29ce484222325ull;  /* FNV-1a */
-	ps_addr_to_v6(peer, ip);
-	for (int i = 0; i < 16; i++)
-		h = (h ^ ip[i]) * 0x100000001b3ull;
-	h = (h ^ (peer->port >> 8)) * 0x100000001b3ull;
-	h = (h ^ (peer->port & 0xff)) * 0x100000001b3ull;
-	return h | 1;
-}
-
-uint64_t ps_fd_ident(int fd)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	struct ps_addr peer;
-	if (real_getpeername(fd, (struct sockaddr *)&ss, &sl) < 0 ||
-	    ps_addr_from_sockaddr(&peer, (struct sockaddr *)&ss, sl) < 0)
-		return 0;
-	return ps_peer_ident(&peer);
-}

@@ -19,6 +19,7 @@ enum ps_fd_kind {
 	PS_FD_SEND_UDP,  /* client side: a UDP socket that sent to a listed destination */
 	PS_FD_UDP,       /* a selected UDP socket: 'sent' is its slot (shim/udp.c), 'src'
 			  * the original client it is connected to, if any */
+	PS_FD_KEPT,      /* a trusted connection kept aside: the shim's, not yet handed over */
 };
 
 struct ps_fdinfo {
@@ -26,9 +27,9 @@ struct ps_fdinfo {
 	uint8_t selected;    /* LISTENER: the shim applies; SEND: header version */
 	uint16_t family;     /* the socket's own family (AF_INET/AF_INET6) */
 	uint32_t sent;       /* SEND: header bytes already written */
-	uint64_t cookie;     /* identity. CONN, HANDLED: ps_peer_ident of the real peer (the
-			      * proxy), checked against getpeername; across exec, SO_COOKIE.
-			      * SEND: SO_COOKIE. */
+	uint64_t cookie;     /* identity: the socket's SO_COOKIE, unique for the kernel's
+			      * lifetime, checked before an entry is believed (a number
+			      * reused behind the shim's back has another cookie) */
 	struct ps_addr src;  /* CONN, SEND: the header's source, the original client */
 	struct ps_addr dst;  /* CONN, SEND: the header's destination */
 };
@@ -61,13 +62,5 @@ void ps_fd_each(void (*fn)(int fd, const struct ps_fdinfo *info, void *ctx), voi
 
 /* SO_COOKIE of a socket, 0 if it has none. */
 uint64_t ps_fd_cookie(int fd);
-
-/* A connection's identity without a system call at accept: a hash of its real peer
- * (the proxy's address and port) — with the listener's own address, the 4-tuple the
- * kernel keeps unique. Never 0. */
-uint64_t ps_peer_ident(const struct ps_addr *peer);
-
-/* The identity of fd's connection now (one getpeername), 0 if it has none. */
-uint64_t ps_fd_ident(int fd);
 
 #endif

@@ -17,18 +17,20 @@ static void forget(unsigned first, unsigned last)
 	 * common close of a connection the search. */
 	bool tell = ps_on_forget &&
 		    (first != last || (ps_fd_get((int)first, &e) &&
-				       (e.kind == PS_FD_LISTENER || e.kind == PS_FD_OWN)));
+				       (e.kind == PS_FD_LISTENER || e.kind == PS_FD_OWN ||
+					e.kind == PS_FD_KEPT)));
 	ps_fd_clear(first, last);
 	ps_log_fd_closed(first, last);
 	if (tell)
 		ps_on_forget(first, last);
 }
 
-/* After a dup-family call returned to (or failed): to now mirrors from. */
+/* After a dup-family call returned to (or failed): to now mirrors from. What 'to'
+ * was before (a listener, a kept connection) was closed by the call. */
 static int copied(int from, int to)
 {
 	if (to >= 0 && to != from) {
-		ps_log_fd_closed((unsigned)to, (unsigned)to);
+		forget((unsigned)to, (unsigned)to);
 		ps_fd_copy(from, to);
 	}
 	return to;

@@ -34,7 +34,7 @@ static void carry_one(int fd, const struct ps_fdinfo *info, void *ctx)
 		return;  /* the child will not have it */
 	/* Still that connection? Then name it by SO_COOKIE, which the child can check. */
 	struct ps_fdinfo e = *info;
-	if (ps_fd_ident(fd) != info->cookie || !(e.cookie = ps_fd_cookie(fd)))
+	if (!info->cookie || ps_fd_cookie(fd) != info->cookie)
 		return;
 	b = (const uint8_t *)&e;
 	for (unsigned i = 0; i < c->n; i++)
@@ -240,9 +240,7 @@ static void adopt_fd(int fd, const struct ps_config *c, const struct ps_fdinfo *
 		return;
 	for (unsigned i = 0; i < n; i++) {
 		if (carried[i].cookie == cookie && carried[i].family == local.family) {
-			struct ps_fdinfo e = carried[i];
-			e.cookie = ps_peer_ident(&peer);  /* from now on, as at accept */
-			ps_fd_set(fd, &e);
+			ps_fd_set(fd, &carried[i]);
 			return;
 		}
 	}

@@ -19,6 +19,9 @@
 struct kept {
 	int fd;
 	long long deadline;  /* CLOCK_MONOTONIC, ms */
+	uint64_t cookie;     /* fd's SO_COOKIE: checked before the shim touches fd again,
+			      * since a close the hooks miss (fclose, a raw syscall) frees the
+			      * number for the application's own files */
 	struct ps_addr peer;
 };
 
@@ -26,6 +29,8 @@ struct kept {
 
 struct set {
 	_Atomic int lfd1;    /* listener fd + 1; 0 when free; DOOMED */
+	uint64_t lcookie;    /* the listener's SO_COOKIE: a socket that later takes its
+			      * number never gets its connections */
 	_Atomic int doom_closes_own;  /* DOOMED: its own descriptors are still open */
 	atomic_flag lock;
 	int family;
@@ -63,18 +68,34 @@ static void unlock(atomic_flag *f)
 	atomic_flag_clear_explicit(f, memory_order_release);
 }
 
-static struct set *find(int lfd)
+static struct set *find(int lfd, uint64_t lcookie)
 {
 	for (int i = 0; i < SETS; i++)
-		if (atomic_load(&sets[i].lfd1) == lfd + 1)
+		if (atomic_load(&sets[i].lfd1) == lfd + 1 && sets[i].lcookie == lcookie)
 			return &sets[i];
 	return NULL;
+}
+
+/* Whether kept connection k is still the socket the shim kept under its number. */
+static bool still_ours(const struct kept *k)
+{
+	return ps_fd_cookie(k->fd) == k->cookie;
+}
+
+/* Closes a kept connection that is still the shim's; a number the application has
+ * reused is left alone. */
+static void close_kept(const struct kept *k)
+{
+	if (still_ours(k)) {
+		ps_fd_clear((unsigned)k->fd, (unsigned)k->fd);
+		real_close(k->fd);
+	}
 }
 
 static void destroy(struct set *s, int close_own)
 {
 	for (unsigned i = 0; i < s->n; i++)
-		real_close(s->k[i].fd);
+		close_kept(&s->k[i]);
 	atomic_fetch_sub(&kept_total, s->n);
 	if (close_own) {
 		ps_fd_clear((unsigned)s->epfd, (unsigned)s->epfd);
@@ -98,17 +119,34 @@ static void release(struct set *s)
 	}
 }
 
-static struct set *create(int lfd, int family)
+/* Sets whose listener is gone without the hooks seeing it close (a raw syscall, or a
+ * close racing a keep in another thread) are released: their connections can never
+ * be accepted. Called under create_lock. */
+static void sweep(void)
 {
-	struct set *s = find(lfd);
+	for (int i = 0; i < SETS; i++) {
+		struct set *s = &sets[i];
+		int v = atomic_load(&s->lfd1);
+		if (v > 0 && ps_fd_cookie(v - 1) != s->lcookie && lock(&s->lock)) {
+			if (atomic_load(&s->lfd1) == v)
+				destroy(s, 1);
+			unlock(&s->lock);
+		}
+	}
+}
+
+static struct set *create(int lfd, uint64_t lcookie, int family)
+{
+	struct set *s = find(lfd, lcookie);
 	if (s)
 		return s;
 	if (!lock(&create_lock))
 		return NULL;
-	if ((s = find(lfd))) {  /* another thread was first */
+	if ((s = find(lfd, lcookie))) {  /* another thread was first */
 		unlock(&create_lock);
 		return s;
 	}
+	sweep();
 	for (int i = 0; !s && i < SETS; i++)
 		if (atomic_load(&sets[i].lfd1) == 0)
 			s = &sets[i];
@@ -127,13 +165,14 @@ static struct set *create(int lfd, int family)
 		if (tfd >= 0)
 			real_close(tfd);
 		unlock(&create_lock);
-		return NULL;  /* no set: this listener's accepts wait, bounded */
+		return NULL;  /* no set: the caller refuses the connection (logged) */
 	}
 	s->k = k;
 	s->n = 0;
 	s->family = family;
 	s->epfd = epfd;
 	s->tfd = tfd;
+	s->lcookie = lcookie;
 	ps_fd_set(epfd, &(struct ps_fdinfo){.kind = PS_FD_OWN});
 	ps_fd_set(tfd, &(struct ps_fdinfo){.kind = PS_FD_OWN});
 	atomic_flag_clear(&s->lock);
@@ -155,39 +194,60 @@ static void rearm(struct set *s)
 	timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
-/* Also re-arms the timer: setting it clears a pending expiry, which would otherwise
- * keep the set (and so the application's listener) readable with nothing to accept. */
-static void remove_at(struct set *s, unsigned i)
+/* Drops entry i without touching its descriptor. Also re-arms the timer: setting it
+ * clears a pending expiry, which would otherwise keep the set (and so the
+ * application's listener) readable with nothing to accept. */
+static void forget_at(struct set *s, unsigned i)
 {
-	real_epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->k[i].fd, NULL);
 	s->k[i] = s->k[--s->n];
 	atomic_fetch_sub(&kept_total, 1);
 	rearm(s);
 }
 
+/* Takes entry i (still the shim's socket) out of the set. */
+static void remove_at(struct set *s, unsigned i)
+{
+	real_epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->k[i].fd, NULL);
+	forget_at(s, i);
+}
+
+/* Entry i's descriptor was closed behind the shim's back and its number may be the
+ * application's now: forgotten, never read, closed or unregistered by number. */
+static void lost_at(struct set *s, unsigned i)
+{
+	ps_log(PS_LOG_WARN, "fd %d: a connection kept for its header was closed by the "
+	       "application; forgotten", s->k[i].fd);
+	forget_at(s, i);
+}
+
 int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer)
 {
 	const struct ps_config *c = ps_active();
-	struct set *s = create(lfd, li->family);
+	struct set *s = create(lfd, li->cookie, li->family);
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
-	if (!s || (li->sent & PS_LISTENER_UNNESTED) || !lock(&s->lock))
+	struct kept k = {.fd = fd, .deadline = now_ms() + c->timeout_ms, .cookie = ps_fd_cookie(fd),
+			 .peer = *peer};
+	if (!s || (li->sent & PS_LISTENER_UNNESTED) || !k.cookie || !lock(&s->lock))
 		return -1;
+	if (atomic_load(&s->lfd1) != lfd + 1 || s->lcookie != li->cookie) {
+		release(s);  /* the listener was closed meanwhile */
+		return -1;
+	}
 	if (s->n == KEPT_MAX) {
 		char pa[PS_ADDR_STRLEN];
 		ps_addr_format(&s->k[0].peer, pa, sizeof(pa));
 		ps_log_limited("proxy %s: %d connections already wait for their header; the "
 			       "oldest is closed", pa, KEPT_MAX);
-		int old = s->k[0].fd;
+		struct kept old = s->k[0];
 		remove_at(s, 0);
-		ps_fd_clear((unsigned)old, (unsigned)old);
-		real_close(old);
+		close_kept(&old);
 	}
 	if (real_epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		release(s);
 		return -1;
 	}
-	s->k[s->n++] = (struct kept){.fd = fd, .deadline = now_ms() + c->timeout_ms,
-				     .peer = *peer};
+	ps_fd_set(fd, &(struct ps_fdinfo){.kind = PS_FD_KEPT, .cookie = k.cookie});
+	s->k[s->n++] = k;
 	atomic_fetch_add(&kept_total, 1);
 	rearm(s);
 	release(s);
@@ -212,6 +272,10 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 	for (unsigned i = 0; i < s->n; i++) {
 		if (s->k[i].deadline <= now) {
 			int fd = s->k[i].fd;
+			if (!still_ours(&s->k[i])) {
+				lost_at(s, i--);
+				continue;
+			}
 			*r = ps_try_header(fd, c, h, why, PS_TRY_KEPT | PS_TRY_EXPIRED);
 			*peer = s->k[i].peer;
 			remove_at(s, i);
@@ -228,6 +292,10 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 		}
 		if (i < 0)
 			continue;
+		if (!still_ours(&s->k[i])) {
+			lost_at(s, (unsigned)i);
+			continue;
+		}
 		int hup = ev[j].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? PS_TRY_HUP : 0;
 		*r = ps_try_header(fd, c, h, why, PS_TRY_KEPT | hup);
 		if (*r == PS_TAKE_MORE)
@@ -244,7 +312,8 @@ int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 		 socklen_t room, struct ps_addr *client, int *named)
 {
 	struct set *s;
-	if (!atomic_load_explicit(&kept_total, memory_order_relaxed) || !(s = find(lfd)))
+	if (!atomic_load_explicit(&kept_total, memory_order_relaxed) ||
+	    !(s = find(lfd, li->cookie)))
 		return -1;
 	for (;;) {
 		struct pp_header h;
@@ -253,6 +322,11 @@ int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 		struct ps_addr peer;
 		if (!lock(&s->lock))
 			return -1;
+		/* Released (and perhaps reused) since find: not this listener's any more. */
+		if (atomic_load(&s->lfd1) != lfd + 1 || s->lcookie != li->cookie) {
+			release(s);
+			return -1;
+		}
 		int fd = decide_one(s, c, &h, &why, &r, &peer);
 		release(s);
 		if (fd < 0)
@@ -276,7 +350,7 @@ void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 	if (!ps_fd_get(fd, &li) || li.kind != PS_FD_LISTENER || !li.selected)
 		return;
 	if (op == EPOLL_CTL_DEL) {
-		if ((s = find(fd)))
+		if ((s = find(fd, li.cookie)))
 			real_epoll_ctl(epfd, EPOLL_CTL_DEL, s->epfd, NULL);
 		return;
 	}
@@ -287,7 +361,7 @@ void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 	struct epoll_event nested = {
 		.events = ev->events & (EPOLLIN | EPOLLET | EPOLLONESHOT), .data = ev->data};
 	int first = op == EPOLL_CTL_ADD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-	if ((s = create(fd, li.family)) &&
+	if ((s = create(fd, li.cookie, li.family)) &&
 	    (real_epoll_ctl(epfd, first, s->epfd, &nested) == 0 ||
 	     real_epoll_ctl(epfd, first == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
 			    s->epfd, &nested) == 0))
@@ -296,6 +370,16 @@ void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 	 * connection, so this listener's accepts wait for late headers instead. */
 	li.sent |= PS_LISTENER_UNNESTED;
 	ps_fd_set(fd, &li);
+}
+
+/* Kept connections of s among fds first..last, which the application is closing:
+ * the close is its to make (and its numbers its to reuse). Called with s locked. */
+static void drop_closed(struct set *s, unsigned first, unsigned last)
+{
+	for (unsigned i = 0; i < s->n; i++) {
+		if ((unsigned)s->k[i].fd >= first && (unsigned)s->k[i].fd <= last)
+			forget_at(s, i--);
+	}
 }
 
 void ps_keep_forget(unsigned first, unsigned last)
@@ -310,22 +394,31 @@ void ps_keep_forget(unsigned first, unsigned last)
 		own |= (unsigned)s->tfd >= first && (unsigned)s->tfd <= last;
 		/* The listener closed, or the application closed our descriptors: either
 		 * way the set cannot work any more. */
-		if ((lfd1 - 1 >= first && lfd1 - 1 <= last) || own) {
-			if (lock(&s->lock)) {
+		bool dead = (lfd1 - 1 >= first && lfd1 - 1 <= last) || own;
+		if (lock(&s->lock)) {
+			if (atomic_load(&s->lfd1) != v)
+				;  /* released meanwhile */
+			else if (dead)
 				destroy(s, !own);
-				unlock(&s->lock);
-			} else {  /* held by the code this signal handler interrupted */
-				atomic_store(&s->doom_closes_own, !own);
-				atomic_store(&s->lfd1, DOOMED);
-			}
+			else
+				drop_closed(s, first, last);
+			unlock(&s->lock);
+		} else if (dead) {  /* held by the code this signal handler interrupted */
+			atomic_store(&s->doom_closes_own, !own);
+			atomic_store(&s->lfd1, DOOMED);
 		}
+		/* Not dead and locked by the interrupted code: its kept connections among
+		 * the closed numbers are caught by their identity when next looked at. */
 	}
 }
 
 /* The set of a watched listener that holds kept connections, or NULL. */
 static struct set *watched(int fd)
 {
-	struct set *s = fd >= 0 ? find(fd) : NULL;
+	struct ps_fdinfo li;
+	if (fd < 0 || !ps_fd_get(fd, &li) || li.kind != PS_FD_LISTENER)
+		return NULL;
+	struct set *s = find(fd, li.cookie);
 	return s && s->n ? s : NULL;
 }
 

@@ -1,0 +1,464 @@
+/* fdedge: one program per boundary where descriptor state can go stale, run under the
+ * receiving shim with PROXYSHIM_TRUSTED=127.0.0.10. It is both the server (its accepts
+ * go through the shim) and the proxy (its own connect()s from 127.0.0.10, which the
+ * receiving shim leaves alone), so each scenario is exact and needs no timing luck.
+ * Prints what it saw; exit 0: the shim behaved, 1: the defect was seen, 2: set-up
+ * failed. Run with -h. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROXY_IP "127.0.0.10"
+#define CLIENT_IP "127.0.0.77"   /* the client the proxy's headers name */
+#define FORGED_IP "127.0.0.66"   /* the address a client tries to give itself */
+
+static void usage(FILE *f)
+{
+	fputs("usage: fdedge SCENARIO [ARGS]\n"
+	      "  stale-fclose PORT, stale-rawclose PORT: a proxied connection on listener PORT\n"
+	      "      is closed by fclose(fdopen()) / syscall(SYS_close); its number is reused by\n"
+	      "      a connection from the same proxy address and port on an unselected\n"
+	      "      listener: getpeername must report the real peer\n"
+	      "  closerange-socket, closerange-file: close_range() over a kept connection (not\n"
+	      "      its listener); the number is reused by the app's own socket / file; after\n"
+	      "      the header timeout the shim must not read, return or close it\n"
+	      "  dup2-listener: dup2() of a new listener over one with a kept connection: the\n"
+	      "      new one never returns the old one's connection, which is closed\n"
+	      "  nofd-nonblocking: no descriptor left to keep a late header aside: a\n"
+	      "      non-blocking accept4 returns at once (never waits for the header)\n"
+	      "  spawn-system, spawn-popen, spawn-posix: a child started that way inherits a\n"
+	      "      proxied connection whose client sent a PROXY line as its first bytes: the\n"
+	      "      child sees the header's client, the parent gets its bytes intact\n"
+	      "  spawn-idle N: N idle proxied connections, then popen(): it takes no header wait\n"
+	      "  exec-many N: N proxied connections across execve: every one keeps its client\n"
+	      "  child FD...: (internal) prints each FD's peer as 'peer FD=ADDR:PORT'\n", f);
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "fdedge: %s: %s\n", what, strerror(errno));
+	exit(2);
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void pause_ms(int ms)
+{
+	nanosleep(&(struct timespec){ms / 1000, ms % 1000 * 1000000L}, NULL);
+}
+
+static struct sockaddr_in sin_of(const char *ip, int port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	inet_pton(AF_INET, ip, &a.sin_addr);
+	return a;
+}
+
+static int port_of(int fd, int peer)
+{
+	struct sockaddr_in a;
+	socklen_t l = sizeof(a);
+	if ((peer ? getpeername(fd, (void *)&a, &l) : getsockname(fd, (void *)&a, &l)) < 0)
+		return -1;
+	return ntohs(a.sin_port);
+}
+
+static const char *peer_str(int fd)
+{
+	static char out[64];
+	struct sockaddr_in a;
+	socklen_t l = sizeof(a);
+	char ip[INET_ADDRSTRLEN] = "?";
+	if (getpeername(fd, (void *)&a, &l) < 0)
+		return "error";
+	inet_ntop(AF_INET, &a.sin_addr, ip, sizeof(ip));
+	snprintf(out, sizeof(out), "%s:%u", ip, ntohs(a.sin_port));
+	return out;
+}
+
+static int listener(int port, int nonblocking)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | (nonblocking ? SOCK_NONBLOCK : 0), 0), on = 1;
+	struct sockaddr_in a = sin_of("127.0.0.1", port);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+	    bind(fd, (void *)&a, sizeof(a)) < 0 || listen(fd, 64) < 0)
+		die("listener");
+	return fd;
+}
+
+/* A connection from src_ip:src_port (0: any port) to 127.0.0.1:port. */
+static int dial(const char *src_ip, int src_port, int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
+	struct sockaddr_in s = sin_of(src_ip, src_port), d = sin_of("127.0.0.1", port);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+	    bind(fd, (void *)&s, sizeof(s)) < 0 || connect(fd, (void *)&d, sizeof(d)) < 0)
+		die("dial");
+	return fd;
+}
+
+static void put(int fd, const char *s)
+{
+	if (write(fd, s, strlen(s)) != (ssize_t)strlen(s))
+		die("write");
+}
+
+/* The v1 header naming CLIENT_IP:cport as the client of a connection to port. */
+static void header(int fd, int cport, int port)
+{
+	char h[128];
+	snprintf(h, sizeof(h), "PROXY TCP4 %s 127.0.0.1 %d %d\r\n", CLIENT_IP, cport, port);
+	put(fd, h);
+}
+
+static int verdict(int ok, const char *what)
+{
+	printf("%s: %s\n", ok ? "ok" : "DEFECT", what);
+	return ok ? 0 : 1;
+}
+
+/* ---- a stale address on a reused number ---- */
+
+static int stale(int rawclose, int port)
+{
+	int l1 = listener(port, 0), l2 = listener(0, 0);
+	int c1 = dial(PROXY_IP, 0, port), proxy_port = port_of(c1, 0);
+	header(c1, 5555, port);
+	int x = accept(l1, NULL, NULL);
+	if (x < 0)
+		die("accept");
+	printf("first: fd %d peer %s\n", x, peer_str(x));
+	if (rawclose) {
+		syscall(SYS_close, x);
+	} else {
+		FILE *f = fdopen(x, "r+");
+		if (!f)
+			die("fdopen");
+		fclose(f);
+	}
+	close(c1);
+	int c2 = dial(PROXY_IP, proxy_port, port_of(l2, 0));
+	int y = accept(l2, NULL, NULL);
+	if (y != x) {
+		fprintf(stderr, "fdedge: the second connection got fd %d, not %d\n", y, x);
+		return 2;
+	}
+	char want[64];
+	snprintf(want, sizeof(want), "%s:%d", PROXY_IP, proxy_port);
+	printf("second: fd %d peer %s (real %s)\n", y, peer_str(y), want);
+	close(c2);
+	return verdict(!strcmp(peer_str(y), want), "a reused number reports its real peer");
+}
+
+/* ---- close_range over a kept connection ---- */
+
+/* Accepts on non-blocking l: the fd, or -1 with errno. */
+static int try_accept(int l)
+{
+	return accept4(l, NULL, NULL, SOCK_NONBLOCK);
+}
+
+static int closerange(int use_file, int timeout_ms)
+{
+	int l = listener(0, 1), port = port_of(l, 0), other = use_file ? -1 : listener(0, 0);
+	int c1 = dial(PROXY_IP, 0, port);
+	int predicted = dup(0);  /* the number accept4 will give the connection */
+	close(predicted);
+	put(c1, "PROXY TCP4 ");  /* and never the rest */
+	pause_ms(50);
+	if (try_accept(l) >= 0 || errno != EAGAIN)
+		die("the partial header was not kept aside");
+	printf("kept connection: fd %d\n", predicted);
+	if (fcntl(predicted, F_GETFD) < 0) {
+		fprintf(stderr, "fdedge: the kept connection is not fd %d\n", predicted);
+		return 2;
+	}
+	close_range((unsigned)predicted, (unsigned)predicted, 0);
+	int mine, feeder = -1;
+	const char *forged = "PROXY TCP4 " FORGED_IP " 127.0.0.1 1111 2222\r\nhello";
+	if (use_file) {
+		mine = open("/dev/null", O_RDONLY);
+	} else {
+		mine = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in d = sin_of("127.0.0.1", port_of(other, 0));
+		if (mine < 0 || connect(mine, (void *)&d, sizeof(d)) < 0)
+			die("own connection");
+		feeder = accept(other, NULL, NULL);
+		put(feeder, forged);
+	}
+	if (mine != predicted) {
+		fprintf(stderr, "fdedge: the app's own descriptor is %d, not %d\n", mine,
+			predicted);
+		return 2;
+	}
+	pause_ms(timeout_ms + 200);
+	int got = try_accept(l), e = errno, bad = 0;
+	if (got >= 0)
+		printf("accept returned fd %d, peer %s\n", got, peer_str(got));
+	bad |= verdict(got < 0 && e == EAGAIN, "accept returns nothing after the timeout");
+	bad |= verdict(fcntl(mine, F_GETFD) >= 0, "the app's own descriptor is still open");
+	if (!use_file) {
+		char buf[256] = {0};
+		ssize_t n = recv(mine, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+		printf("own socket read %zd bytes\n", n);
+		bad |= verdict(n == (ssize_t)strlen(forged) && !memcmp(buf, forged, (size_t)n),
+			       "the app's own socket keeps every byte");
+	}
+	close(c1);
+	return bad;
+}
+
+/* ---- a new listener over the old one's number ---- */
+
+static int dup2_listener(void)
+{
+	int l = listener(0, 1), port = port_of(l, 0), bad = 0;
+	int c1 = dial(PROXY_IP, 0, port);
+	put(c1, "PROXY TCP4 " CLIENT_IP " ");
+	pause_ms(50);
+	if (try_accept(l) >= 0 || errno != EAGAIN)
+		die("the partial header was not kept aside");
+	int s = listener(0, 1), new_port = port_of(s, 0);
+	if (dup2(s, l) != l)
+		die("dup2");
+	close(s);
+	char rest[64];
+	snprintf(rest, sizeof(rest), "127.0.0.1 5555 %d\r\n", port);
+	if (send(c1, rest, strlen(rest), MSG_NOSIGNAL) < 0)
+		printf("the rest of the header could not be sent: %s\n", strerror(errno));
+	pause_ms(100);
+	int got = try_accept(l);
+	if (got >= 0)
+		printf("accept on the new listener (port %d) returned a connection to port %d\n",
+		       new_port, port_of(got, 0));
+	bad |= verdict(got < 0, "the new listener gets none of the old one's connections");
+	struct pollfd p = {.fd = c1, .events = POLLIN};
+	char b;
+	int ended = poll(&p, 1, 2000) == 1 && recv(c1, &b, 1, MSG_DONTWAIT) <= 0;
+	bad |= verdict(ended, "the old listener's kept connection is closed");
+	return bad;
+}
+
+/* ---- no room to keep a connection aside ---- */
+
+static int nofd_nonblocking(int timeout_ms)
+{
+	int l = listener(0, 1), port = port_of(l, 0);
+	int c1 = dial(PROXY_IP, 0, port);
+	put(c1, "PROXY TCP4 ");
+	pause_ms(50);
+	/* Room for the accepted connection only: no epoll set can be made for it. */
+	int spare = dup(0);
+	close(spare);
+	struct rlimit rl = {.rlim_cur = (rlim_t)spare + 1, .rlim_max = RLIM_INFINITY};
+	struct rlimit old;
+	getrlimit(RLIMIT_NOFILE, &old);
+	rl.rlim_max = old.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		die("setrlimit");
+	long long t0 = now_ms();
+	int got = try_accept(l), e = errno;
+	long long took = now_ms() - t0;
+	setrlimit(RLIMIT_NOFILE, &old);
+	printf("accept4 returned %d (%s) after %lld ms (header timeout %d ms)\n", got,
+	       got < 0 ? strerror(e) : "a connection", took, timeout_ms);
+	close(c1);
+	return verdict(took < timeout_ms / 2, "a non-blocking accept never waits for a header");
+}
+
+/* ---- children that inherit proxied connections ---- */
+
+static char self[4096];
+
+/* A proxied connection to l naming CLIENT_IP:cport: the proxy's end; *x the
+ * accepted one (blocking accept: the header is consumed there). */
+static int proxied(int l, int port, int cport, int *x)
+{
+	int c = dial(PROXY_IP, 0, port);
+	header(c, cport, port);
+	if ((*x = accept(l, NULL, NULL)) < 0)
+		die("accept");
+	return c;
+}
+
+static int spawn(const char *how)
+{
+	int l = listener(0, 0), port = port_of(l, 0), bad = 0;
+	const char *forged = "PROXY TCP4 " FORGED_IP " 127.0.0.1 1111 2222\r\nhello";
+	int x, c = proxied(l, port, 5555, &x);
+	put(c, forged);
+	pause_ms(50);
+	char cmd[4200], out[512] = {0}, fdarg[16];
+	snprintf(cmd, sizeof(cmd), "%s child %d", self, x);
+	snprintf(fdarg, sizeof(fdarg), "%d", x);
+	fflush(stdout);
+	if (!strcmp(how, "system")) {
+		char file[] = "/tmp/fdedge.XXXXXX";
+		int o = mkstemp(file);
+		char redir[4300];
+		snprintf(redir, sizeof(redir), "%s > %s", cmd, file);
+		if (o < 0 || system(redir) != 0)
+			die("system");
+		if (read(o, out, sizeof(out) - 1) < 0)
+			die("read");
+		unlink(file);
+		close(o);
+	} else if (!strcmp(how, "popen")) {
+		FILE *p = popen(cmd, "r");
+		if (!p || !fgets(out, sizeof(out), p) || pclose(p) != 0)
+			die("popen");
+	} else {
+		extern char **environ;
+		char *argv[] = {self, "child", fdarg, NULL};
+		int pfd[2];
+		pid_t pid;
+		posix_spawn_file_actions_t fa;
+		if (pipe(pfd) < 0)
+			die("pipe");
+		posix_spawn_file_actions_init(&fa);
+		posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+		if (posix_spawn(&pid, self, &fa, NULL, argv, environ) != 0)
+			die("posix_spawn");
+		close(pfd[1]);
+		if (read(pfd[0], out, sizeof(out) - 1) < 0)
+			die("read");
+		waitpid(pid, NULL, 0);
+	}
+	printf("child: %s", out);
+	char want[64];
+	snprintf(want, sizeof(want), "peer %d=%s:5555\n", x, CLIENT_IP);
+	bad |= verdict(!strstr(out, FORGED_IP), "the child never takes the client's bytes "
+		       "for a header");
+	bad |= verdict(!strcmp(out, want), "the child sees the header's client");
+	char buf[256] = {0};
+	ssize_t n = recv(x, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+	printf("parent read %zd bytes\n", n);
+	bad |= verdict(n == (ssize_t)strlen(forged) && !memcmp(buf, forged, (size_t)n),
+		       "the parent gets the client's bytes intact");
+	close(c);
+	return bad;
+}
+
+static int spawn_idle(int n, int timeout_ms)
+{
+	int l = listener(0, 0), port = port_of(l, 0);
+	for (int i = 0, x; i < n; i++)
+		proxied(l, port, 6000 + i, &x);
+	char cmd[4200];
+	snprintf(cmd, sizeof(cmd), "%s child", self);
+	long long t0 = now_ms();
+	FILE *p = popen(cmd, "r");
+	char out[64];
+	if (!p || (fgets(out, sizeof(out), p), pclose(p)) != 0)
+		die("popen");
+	long long took = now_ms() - t0;
+	printf("popen with %d idle proxied connections took %lld ms (header timeout %d ms)\n",
+	       n, took, timeout_ms);
+	return verdict(took < timeout_ms / 2, "a child never waits for headers at start");
+}
+
+static int exec_many(int n)
+{
+	int l = listener(0, 0), port = port_of(l, 0), k = 0;
+	static char *argv[4096];
+	static int cport_of[65536];
+	argv[k++] = self;
+	argv[k++] = "child";
+	for (int i = 0, x; i < n && k < 4000; i++) {
+		proxied(l, port, 7000 + i, &x);
+		if (x >= 65536)
+			die("descriptor too high");
+		cport_of[x] = 7000 + i;
+		char *a = malloc(16);
+		snprintf(a, 16, "%d", x);
+		argv[k++] = a;
+	}
+	argv[k] = NULL;
+	int pfd[2];
+	if (pipe(pfd) < 0)
+		die("pipe");
+	long long t0 = now_ms();
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		execv(self, argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	FILE *f = fdopen(pfd[0], "r");
+	char line[128];
+	int right = 0, lines = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		int fd, p;
+		char ip[32];
+		lines++;
+		if (sscanf(line, "peer %d=%31[0-9.]:%d", &fd, ip, &p) == 3 && fd >= 0 &&
+		    fd < 65536 && !strcmp(ip, CLIENT_IP) && p == cport_of[fd])
+			right++;
+		else if (lines - right <= 3)
+			printf("child: %s", line);
+	}
+	waitpid(pid, NULL, 0);
+	printf("%d of %d connections kept their client across execve (%lld ms)\n", right, n,
+	       now_ms() - t0);
+	return verdict(right == n, "every inherited connection keeps its client");
+}
+
+static int child(int argc, char **argv)
+{
+	for (int i = 2; i < argc; i++)
+		printf("peer %s=%s\n", argv[i], peer_str(atoi(argv[i])));
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *t = getenv("PROXYSHIM_TIMEOUT_MS");
+	int timeout_ms = t ? atoi(t) : 3000;
+	signal(SIGPIPE, SIG_IGN);
+	if (readlink("/proc/self/exe", self, sizeof(self) - 1) < 0)
+		die("readlink");
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc < 2 || !strcmp(argv[1], "-h")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2;
+	}
+	const char *s = argv[1];
+	int arg = argc > 2 ? atoi(argv[2]) : 0;
+	if (!strcmp(s, "stale-fclose") || !strcmp(s, "stale-rawclose"))
+		return stale(!strcmp(s, "stale-rawclose"), arg);
+	if (!strcmp(s, "closerange-socket") || !strcmp(s, "closerange-file"))
+		return closerange(!strcmp(s, "closerange-file"), timeout_ms);
+	if (!strcmp(s, "dup2-listener"))
+		return dup2_listener();
+	if (!strcmp(s, "nofd-nonblocking"))
+		return nofd_nonblocking(timeout_ms);
+	if (!strncmp(s, "spawn-", 6) && strcmp(s, "spawn-idle"))
+		return spawn(s + 6);
+	if (!strcmp(s, "spawn-idle"))
+		return spawn_idle(arg, timeout_ms);
+	if (!strcmp(s, "exec-many"))
+		return exec_many(arg);
+	if (!strcmp(s, "child"))
+		return child(argc, argv);
+	usage(stderr);
+	return 2;
+}

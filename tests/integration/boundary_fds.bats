@@ -1,0 +1,62 @@
+#!/usr/bin/env bats
+# Descriptor boundaries the hooks do not see, or see late: a close behind the shim's
+# back (fclose, a raw syscall), close_range over kept connections, a listener replaced
+# by dup2, no descriptor left to keep a connection aside. Each scenario is one run of
+# build/fdedge, which is both the server under the shim and the trusted proxy
+# (127.0.0.10); it exits 1 when it sees the defect, 2 when its set-up failed.
+
+load helpers
+
+FDEDGE=$PS_BUILD/fdedge
+
+# edge SCENARIO [ARGS...]: runs fdedge under the shim (trusting 127.0.0.10, header
+# timeout 500 ms, plus any VAR=VALUE in EDGE_VARS); its output in OUT, status in STATUS.
+edge() {
+	STATUS=0
+	OUT=$(under_shim PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=500 "${EDGE_VARS[@]}" \
+		-- timeout 30 "$FDEDGE" "$@" 2>&1) || STATUS=$?
+	printf '%s\n' "$OUT"
+	((STATUS == 0)) || fail "fdedge $* exit status $STATUS:" "$OUT"
+}
+
+@test "a number reused after fclose(fdopen(fd)) never reports the closed connection's client" {
+	local port
+	port=$(free_port)
+	EDGE_VARS=(PROXYSHIM_PORTS="$port")
+	edge stale-fclose "$port"
+	[[ $OUT == *"ok: a reused number reports its real peer"* ]]
+}
+
+@test "a number reused after syscall(SYS_close, fd) never reports the closed connection's client" {
+	local port
+	port=$(free_port)
+	EDGE_VARS=(PROXYSHIM_PORTS="$port")
+	edge stale-rawclose "$port"
+	[[ $OUT == *"ok: a reused number reports its real peer"* ]]
+}
+
+@test "close_range over a kept connection, number reused by the app's own socket: never read or returned" {
+	EDGE_VARS=()
+	edge closerange-socket
+	[[ $OUT == *"ok: the app's own socket keeps every byte"* ]]
+	[[ $OUT != *"accept returned"* ]]
+}
+
+@test "close_range over a kept connection, number reused by the app's own file: never closed" {
+	EDGE_VARS=()
+	edge closerange-file
+	[[ $OUT == *"ok: the app's own descriptor is still open"* ]]
+}
+
+@test "dup2 of a new listener over one with kept connections: none handed over, the old ones closed" {
+	EDGE_VARS=()
+	edge dup2-listener
+	[[ $OUT == *"ok: the new listener gets none"* ]]
+	[[ $OUT == *"ok: the old listener's kept connection is closed"* ]]
+}
+
+@test "no descriptor left to keep a late header aside: non-blocking accept4 returns at once, refusal logged" {
+	EDGE_VARS=()
+	edge nofd-nonblocking
+	[[ $OUT == *"no room to keep the connection aside"* ]]
+}
