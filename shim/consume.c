@@ -132,9 +132,8 @@ static int wait_bytes(struct peek *p, long long deadline, bool *hup)
 }
 
 static enum ps_take take(struct peek *p, const struct ps_config *c, struct pp_header *h,
-			 const char **why)
+			 const char **why, long long deadline)
 {
-	long long deadline = now_ms() + c->timeout_ms;
 	bool hup = false;
 	for (;;) {
 		enum ps_take r = attempt(p, c, h, why, hup);
@@ -154,12 +153,18 @@ static void release(struct peek *p)
 enum ps_take ps_take_header(int fd, const struct ps_config *c, struct pp_header *h,
 			    const char **why)
 {
+	return ps_take_header_within(fd, c, h, why, c->timeout_ms);
+}
+
+enum ps_take ps_take_header_within(int fd, const struct ps_config *c, struct pp_header *h,
+				   const char **why, long long ms)
+{
 	/* SO_RCVLOWAT unknown (0): a ps_try_header before may have raised it, and it must
 	 * be back at 1 when the application gets the socket. Slow path only. */
 	struct peek p = {.fd = fd, .cap = SMALL_PEEK, .lowat = 0};
 	p.buf = p.small;
 	int saved = errno;
-	enum ps_take r = take(&p, c, h, why);
+	enum ps_take r = take(&p, c, h, why, now_ms() + ms);
 	set_lowat(&p, 1);
 	release(&p);
 	errno = saved;

@@ -19,6 +19,10 @@ enum ps_take {
 enum ps_take ps_take_header(int fd, const struct ps_config *c, struct pp_header *h,
 			    const char **why);
 
+/* The same with ms milliseconds instead of c->timeout_ms (the rest of a deadline). */
+enum ps_take ps_take_header_within(int fd, const struct ps_config *c, struct pp_header *h,
+				   const char **why, long long ms);
+
 /* ps_try_header flags. */
 #define PS_TRY_KEPT 1     /* fd was kept aside before: its SO_RCVLOWAT may be raised */
 #define PS_TRY_HUP 2      /* the peer is known to have hung up */

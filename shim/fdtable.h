@@ -20,6 +20,8 @@ enum ps_fd_kind {
 	PS_FD_UDP,       /* a selected UDP socket: 'sent' is its slot (shim/udp.c), 'src'
 			  * the original client it is connected to, if any */
 	PS_FD_KEPT,      /* a trusted connection kept aside: the shim's, not yet handed over */
+	PS_FD_PENDING,   /* inherited, provably unread, its header not complete at load:
+			  * 'src' is the proxy, 'sent' the deadline (shim/inherit.c) */
 };
 
 struct ps_fdinfo {

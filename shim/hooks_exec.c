@@ -5,7 +5,9 @@
 #include "real.h"
 #include "shim.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <sys/mman.h>
 
 enum exec_kind { EX_VE, EX_VPE, EX_FD, EX_AT, EX_SPAWN, EX_SPAWNP };
 
@@ -41,15 +43,31 @@ static int run(const struct exec_call *x, char *const *env)
 	}
 }
 
-/* On the stack only: this may run in a vfork child, where malloc is off limits. */
+/* Up to this much state goes on the stack; more is mapped (and unmapped if the call
+ * returns: in a vfork child whose exec succeeds, the parent keeps that mapping). */
+#define STACK_ROOM 65536
+
+/* Never malloc: this may run in a vfork child. */
 static int ps_exec(const struct exec_call *x, char *const *envp)
 {
-	size_t n = ps_env_count(envp);
-	if (n > PS_ENV_MAX)
+	size_t n = ps_env_count(envp), room = ps_child_env_room();
+	if (n > PS_ENV_MAX || !room)
 		return run(x, envp);
-	char *out[n + 2];
-	char var[PS_INHERIT_LEN];
-	return run(x, ps_child_env(envp, out, n + 2, var));
+	size_t cap = n + ps_child_env_vars(room) + 1;
+	char *out[cap];
+	char small[room <= STACK_ROOM ? room : 1];
+	char *buf = small;
+	if (room > STACK_ROOM &&
+	    (buf = mmap(NULL, room, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+			0)) == MAP_FAILED)
+		return run(x, envp);  /* the child proves or leaves its sockets alone */
+	int r = run(x, ps_child_env(envp, out, cap, buf, room));
+	if (buf != small) {
+		int saved = errno;
+		munmap(buf, room);
+		errno = saved;
+	}
+	return r;
 }
 
 PS_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
@@ -85,12 +103,18 @@ PS_EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *co
 					   .argv = argv, .flags = flags}, envp);
 }
 
+int ps_posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+		   const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
+{
+	return ps_exec(&(struct exec_call){.kind = EX_SPAWN, .pid = pid, .path = path,
+					   .fa = fa, .attr = attr, .argv = argv}, envp);
+}
+
 PS_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
 			  const posix_spawnattr_t *attr, char *const argv[],
 			  char *const envp[])
 {
-	return ps_exec(&(struct exec_call){.kind = EX_SPAWN, .pid = pid, .path = path,
-					   .fa = fa, .attr = attr, .argv = argv}, envp);
+	return ps_posix_spawn(pid, path, fa, attr, argv, envp);
 }
 
 PS_EXPORT int posix_spawnp(pid_t *pid, const char *file,

@@ -1,5 +1,6 @@
 /* Receiving-side interposers: each forwards to one shared mechanism. Internal code
  * calls only real_* functions, never these public names. */
+#include "inherit.h"
 #include "keep.h"
 #include "log.h"
 #include "real.h"
@@ -19,9 +20,19 @@ PS_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags)
 	return ps_accept(fd, addr, alen, flags);
 }
 
+/* getpeername and getsockname name the header's endpoints: a header deferred at load
+ * is taken first, waiting up to its deadline whatever the socket's mode. */
+static void named_use(int fd)
+{
+	int saved = errno;
+	ps_inherit_first_use(fd, true);
+	errno = saved;
+}
+
 PS_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *alen)
 {
 	struct ps_fdinfo ci;
+	named_use(fd);
 	if (addr && alen && ps_conn(fd, &ci))
 		return ps_report(addr, alen, &ci.src, ci.family);
 	if (addr && alen && ps_udp_get(fd, &ci) && ci.selected & PS_UDP_CONNECTED_MAPPED)
@@ -33,6 +44,7 @@ PS_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *alen)
 {
 	struct ps_fdinfo ci;
 	const struct ps_config *c = ps_active();
+	named_use(fd);
 	if (c && c->local == PS_LOCAL_HEADER && addr && alen && ps_conn(fd, &ci))
 		return ps_report(addr, alen, &ci.dst, ci.family);
 	return real_getsockname(fd, addr, alen);

@@ -1,6 +1,7 @@
 /* UDP interposers of the receiving library. Each is a few lines around shim/udp.c;
  * a descriptor that is not a selected UDP socket costs one table lookup (one load
  * when UDP is off). */
+#include "inherit.h"
 #include "real.h"
 #include "shim.h"
 #include "udp.h"
@@ -41,9 +42,19 @@ static ssize_t udp_recv(int fd, const struct ps_fdinfo *e, void *buf, size_t n, 
 #define UDP_OFF __builtin_expect(!ps_udp_on, 1)
 #define SLOW static __attribute__((noinline))
 
+/* The receive calls also take the header of an inherited connection deferred at load
+ * (shim/inherit.h) before its first read: two loads while neither is in use. */
+#define RECV_PLAIN __builtin_expect(!(ps_udp_on | ps_inherit_pending), 1)
+#define FIRST_USE(fd) \
+	do { \
+		if (ps_inherit_first_use(fd, false) < 0) \
+			return -1; \
+	} while (0)
+
 SLOW ssize_t slow_recv(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
 		       socklen_t *alen)
 {
+	FIRST_USE(fd);
 	struct ps_fdinfo e;
 	if (ps_udp_get(fd, &e))
 		return udp_recv(fd, &e, buf, n, flags, addr, alen);
@@ -53,7 +64,7 @@ SLOW ssize_t slow_recv(int fd, void *buf, size_t n, int flags, struct sockaddr *
 
 PS_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
-	if (UDP_OFF)
+	if (RECV_PLAIN)
 		return real_recv(fd, buf, n, flags);
 	return slow_recv(fd, buf, n, flags, NULL, NULL);
 }
@@ -61,7 +72,7 @@ PS_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 PS_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
 			   socklen_t *alen)
 {
-	if (UDP_OFF)
+	if (RECV_PLAIN)
 		return REAL(recvfrom, SYS_recvfrom, fd, buf, n, flags, addr, alen);
 	return slow_recv(fd, buf, n, flags, addr, alen);
 }
@@ -69,6 +80,7 @@ PS_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockad
 /* read() of 0 bytes returns at once without taking a datagram: left to the kernel. */
 SLOW ssize_t slow_read(int fd, void *buf, size_t n)
 {
+	FIRST_USE(fd);
 	struct ps_fdinfo e;
 	if (n && ps_udp_get(fd, &e))
 		return udp_recv(fd, &e, buf, n, 0, NULL, NULL);
@@ -77,13 +89,14 @@ SLOW ssize_t slow_read(int fd, void *buf, size_t n)
 
 PS_EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
-	if (UDP_OFF)
+	if (RECV_PLAIN)
 		return REAL(read, SYS_read, fd, buf, n);
 	return slow_read(fd, buf, n);
 }
 
 SLOW ssize_t slow_readv(int fd, const struct iovec *iov, int cnt)
 {
+	FIRST_USE(fd);
 	struct ps_fdinfo e;
 	if (!ps_udp_get(fd, &e) || cnt < 0)
 		return REAL(readv, SYS_readv, fd, iov, cnt);
@@ -93,13 +106,14 @@ SLOW ssize_t slow_readv(int fd, const struct iovec *iov, int cnt)
 
 PS_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
 {
-	if (UDP_OFF)
+	if (RECV_PLAIN)
 		return REAL(readv, SYS_readv, fd, iov, cnt);
 	return slow_readv(fd, iov, cnt);
 }
 
 SLOW ssize_t slow_recvmsg(int fd, struct msghdr *msg, int flags)
 {
+	FIRST_USE(fd);
 	struct ps_fdinfo e;
 	return ps_udp_get(fd, &e) && msg ? ps_udp_recvmsg(fd, &e, msg, flags)
 					 : REAL(recvmsg, SYS_recvmsg, fd, msg, flags);
@@ -107,13 +121,14 @@ SLOW ssize_t slow_recvmsg(int fd, struct msghdr *msg, int flags)
 
 PS_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	if (UDP_OFF)
+	if (RECV_PLAIN)
 		return REAL(recvmsg, SYS_recvmsg, fd, msg, flags);
 	return slow_recvmsg(fd, msg, flags);
 }
 
 SLOW int slow_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t)
 {
+	FIRST_USE(fd);
 	struct ps_fdinfo e;
 	return ps_udp_get(fd, &e) && v ? ps_udp_recvmmsg(fd, &e, v, n, flags, t)
 				       : (int)REAL(recvmmsg, SYS_recvmmsg, fd, v, n, flags, t);
@@ -121,7 +136,7 @@ SLOW int slow_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct 
 
 PS_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t)
 {
-	if (UDP_OFF)
+	if (RECV_PLAIN)
 		return (int)REAL(recvmmsg, SYS_recvmmsg, fd, v, n, flags, t);
 	return slow_recvmmsg(fd, v, n, flags, t);
 }
@@ -130,6 +145,8 @@ PS_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct 
 PS_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 {
 	struct ps_fdinfo e;
+	if (!RECV_PLAIN && n <= buflen)
+		FIRST_USE(fd);
 	if (!UDP_OFF && n && n <= buflen && ps_udp_get(fd, &e))
 		return udp_recv(fd, &e, buf, n, 0, NULL, NULL);
 	return REAL_LAZY(__read_chk)(fd, buf, n, buflen);
@@ -138,6 +155,8 @@ PS_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 PS_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
 {
 	struct ps_fdinfo e;
+	if (!RECV_PLAIN && n <= buflen)
+		FIRST_USE(fd);
 	if (!UDP_OFF && n <= buflen && ps_udp_get(fd, &e))
 		return udp_recv(fd, &e, buf, n, flags, NULL, NULL);
 	return REAL_LAZY(__recv_chk)(fd, buf, n, buflen, flags);
@@ -147,6 +166,8 @@ PS_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int
 				 struct sockaddr *addr, socklen_t *alen)
 {
 	struct ps_fdinfo e;
+	if (!RECV_PLAIN && n <= buflen)
+		FIRST_USE(fd);
 	if (!UDP_OFF && n <= buflen && ps_udp_get(fd, &e))
 		return udp_recv(fd, &e, buf, n, flags, addr, alen);
 	return REAL_LAZY(__recvfrom_chk)(fd, buf, n, buflen, flags, addr, alen);

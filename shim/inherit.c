@@ -1,26 +1,57 @@
 #include "inherit.h"
+#include "consume.h"
 #include "log.h"
 #include "real.h"
 #include "shim.h"
 #include "udp.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
+#include <linux/tcp.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
 
 #define ENTRY_HEX (2 * sizeof(struct ps_fdinfo))
+/* Format version, first in every variable: a child of another build refuses what it
+ * cannot read instead of misreading it. Bump with any change to struct ps_fdinfo. */
+#define FORMAT "2:"
 
 /* ---- parent: encode ---------------------------------------------------------- */
 
+/* Fills one variable after another (PROXYSHIM_INHERIT, PROXYSHIM_INHERIT_1, ...) in the
+ * caller's buffer; entries beyond its room are left out (the child then proves or
+ * leaves those sockets alone, and says so). */
 struct carry {
-	char *var;
-	size_t len;
-	unsigned n;
-	uint64_t cookie[PS_INHERIT_MAX];
+	char *buf, *var;      /* the whole buffer; the variable being filled */
+	size_t cap, len;      /* buf's size; bytes used in it */
+	unsigned vars, in_var, n, dropped;
+	char **out;           /* where each variable's pointer goes */
+	size_t out_cap;
 };
+
+static bool start_var(struct carry *c)
+{
+	char name[sizeof(PS_INHERIT_VAR) + 12];
+	int nl = c->vars ? snprintf(name, sizeof(name), PS_INHERIT_VAR "_%u=" FORMAT, c->vars)
+			 : snprintf(name, sizeof(name), PS_INHERIT_VAR "=" FORMAT);
+	if (c->vars == c->out_cap || c->len + (size_t)nl + ENTRY_HEX + 2 > c->cap)
+		return false;
+	c->var = c->buf + c->len;
+	memcpy(c->var, name, (size_t)nl + 1);
+	c->len += (size_t)nl + 1;  /* the terminator moves as entries are added */
+	c->out[c->vars++] = c->var;
+	c->in_var = 0;
+	return true;
+}
 
 static void carry_one(int fd, const struct ps_fdinfo *info, void *ctx)
 {
@@ -30,23 +61,26 @@ static void carry_one(int fd, const struct ps_fdinfo *info, void *ctx)
 	if (info->kind != PS_FD_CONN && info->kind != PS_FD_HANDLED)
 		return;
 	int flags = (int)syscall(SYS_fcntl, fd, F_GETFD);
-	if (flags < 0 || (flags & FD_CLOEXEC) || c->n == PS_INHERIT_MAX)
+	if (flags < 0 || (flags & FD_CLOEXEC))
 		return;  /* the child will not have it */
-	/* Still that connection? Then name it by SO_COOKIE, which the child can check. */
-	struct ps_fdinfo e = *info;
+	/* Still that socket? A number reused behind the shim's back is not carried. */
 	if (!info->cookie || ps_fd_cookie(fd) != info->cookie)
 		return;
-	b = (const uint8_t *)&e;
-	for (unsigned i = 0; i < c->n; i++)
-		if (c->cookie[i] == e.cookie)
-			return;  /* a dup of a socket already carried */
-	c->cookie[c->n++] = e.cookie;
-	c->var[c->len++] = c->n > 1 ? ',' : '=';
-	for (size_t i = 0; i < sizeof(e); i++) {
-		c->var[c->len++] = hex[b[i] >> 4];
-		c->var[c->len++] = hex[b[i] & 15];
+	if ((!c->var || c->in_var == PS_INHERIT_PER_VAR) && !start_var(c)) {
+		c->dropped++;
+		return;
 	}
-	c->var[c->len] = 0;
+	char *p = c->buf + c->len - 1;  /* over the terminator */
+	if (c->in_var)
+		*p++ = ',';
+	for (size_t i = 0; i < sizeof(*info); i++) {
+		*p++ = hex[b[i] >> 4];
+		*p++ = hex[b[i] & 15];
+	}
+	*p++ = 0;
+	c->len = (size_t)(p - c->buf);
+	c->in_var++;
+	c->n++;
 }
 
 size_t ps_env_count(char *const *envp)
@@ -59,23 +93,55 @@ size_t ps_env_count(char *const *envp)
 
 static int is_ours(const char *entry)
 {
-	return !strncmp(entry, PS_INHERIT_VAR "=", sizeof(PS_INHERIT_VAR));
+	return !strncmp(entry, PS_INHERIT_VAR, sizeof(PS_INHERIT_VAR) - 1) &&
+	       (entry[sizeof(PS_INHERIT_VAR) - 1] == '=' ||
+		entry[sizeof(PS_INHERIT_VAR) - 1] == '_');
 }
 
-char *const *ps_child_env(char *const *envp, char **out, size_t cap, char *var)
+static void count_one(int fd, const struct ps_fdinfo *info, void *ctx)
 {
-	struct carry c = {.var = var, .len = sizeof(PS_INHERIT_VAR) - 1};
-	size_t n = ps_env_count(envp), k = 0;
-	if (!ps_active() || n + 2 > cap)
+	(void)fd;
+	if (info->kind == PS_FD_CONN || info->kind == PS_FD_HANDLED)
+		++*(size_t *)ctx;
+}
+
+size_t ps_child_env_room(void)
+{
+	size_t n = 0;
+	if (ps_active())
+		ps_fd_each(count_one, &n);
+	if (!n)
+		return 0;
+	if (n > PS_INHERIT_MAX)
+		n = PS_INHERIT_MAX;
+	size_t vars = n / PS_INHERIT_PER_VAR + 1;
+	return n * (ENTRY_HEX + 1) + vars * (sizeof(PS_INHERIT_VAR) + 16);
+}
+
+size_t ps_child_env_vars(size_t room)
+{
+	return room / (PS_INHERIT_PER_VAR * ENTRY_HEX) + 2;
+}
+
+char *const *ps_child_env(char *const *envp, char **out, size_t cap, char *buf,
+			  size_t room)
+{
+	size_t n = ps_env_count(envp), k = 0, vars = ps_child_env_vars(room);
+	char *vp[vars];
+	struct carry c = {.buf = buf, .cap = room, .out = vp, .out_cap = vars};
+	if (!ps_active() || !room || n + vars + 1 > cap)
 		return envp;
-	memcpy(var, PS_INHERIT_VAR, c.len);
 	ps_fd_each(carry_one, &c);
+	if (c.dropped)
+		ps_log(PS_LOG_WARN, "exec: the state of %u proxied connections did not fit the "
+		       "environment; the program started will leave them untouched", c.dropped);
 	if (!c.n)
 		return envp;
 	for (size_t i = 0; i < n; i++)
 		if (!is_ours(envp[i]))
 			out[k++] = envp[i];
-	out[k++] = var;
+	for (unsigned i = 0; i < c.vars; i++)
+		out[k++] = vp[i];
 	out[k] = NULL;
 	return out;
 }
@@ -87,11 +153,16 @@ static int unhex(char ch)
 	return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
 }
 
-/* Parses the variable's entries into out; stops at the first malformed one. */
-static unsigned decode(const char *s, struct ps_fdinfo *out)
+/* Parses one variable's entries into out[n..]; stops at the first malformed one. */
+static unsigned decode(const char *name, const char *s, struct ps_fdinfo *out, unsigned n)
 {
-	unsigned n = 0;
-	while (n < PS_INHERIT_MAX && strlen(s) >= ENTRY_HEX) {
+	if (strncmp(s, FORMAT, sizeof(FORMAT) - 1)) {
+		ps_log(PS_LOG_WARN, "%s: not in this build's format (another version of the "
+		       "library started this program?): ignored", name);
+		return n;
+	}
+	s += sizeof(FORMAT) - 1;
+	while (n < PS_INHERIT_MAX) {
 		uint8_t *b = (uint8_t *)&out[n];
 		for (size_t i = 0; i < sizeof(out[n]); i++) {
 			int hi = unhex(s[2 * i]), lo = unhex(s[2 * i + 1]);
@@ -106,6 +177,24 @@ static unsigned decode(const char *s, struct ps_fdinfo *out)
 			break;
 	}
 	return n;
+}
+
+/* Reads and removes PROXYSHIM_INHERIT, PROXYSHIM_INHERIT_1, ... */
+static unsigned take_carried(struct ps_fdinfo *out)
+{
+	unsigned n = 0;
+	for (unsigned i = 0;; i++) {
+		char name[sizeof(PS_INHERIT_VAR) + 12];
+		if (i)
+			snprintf(name, sizeof(name), PS_INHERIT_VAR "_%u", i);
+		else
+			snprintf(name, sizeof(name), PS_INHERIT_VAR);
+		const char *v = getenv(name);
+		if (!v)
+			return n;
+		n = decode(name, v, out, n);
+		unsetenv(name);
+	}
 }
 
 /* Lists this process's open descriptors (at most max). */
@@ -176,12 +265,57 @@ static int tcp_endpoints(int fd, struct ps_addr *peer, struct ps_addr *local)
 	return 0;
 }
 
+/* ---- proof that no process has read from a socket ---------------------------- */
+
+/* tcpi_state values (the kernel's TCP states, a stable interface; linux/tcp.h does
+ * not name them and netinet/tcp.h cannot be included beside it). */
+enum { ST_ESTABLISHED = 1, ST_FIN_WAIT1 = 4, ST_FIN_WAIT2 = 5, ST_CLOSE_WAIT = 8,
+       ST_LAST_ACK = 9, ST_CLOSING = 11 };
+
+/* Bytes the kernel has received on fd since the connection began (a FIN counts one),
+ * and whether a FIN is among them; -1 if the kernel does not say. */
+static long long received(int fd, int *fin)
+{
+	struct tcp_info ti = {0};
+	socklen_t len = sizeof(ti);
+	if (real_getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received))
+		return -1;
+	switch (ti.tcpi_state) {
+	case ST_ESTABLISHED: case ST_FIN_WAIT1: case ST_FIN_WAIT2:
+		*fin = 0;
+		break;
+	case ST_CLOSE_WAIT: case ST_LAST_ACK: case ST_CLOSING:
+		*fin = 1;
+		break;
+	default:  /* closed: whether a FIN or a reset ended it is not known */
+		return -1;
+	}
+	return (long long)ti.tcpi_bytes_received;
+}
+
+/* True only if no byte was ever taken from fd's receive queue, by any process: all
+ * the kernel received is still queued. What a process read is gone from the queue
+ * but still counted as received, so this holds even where no state says who held the
+ * socket before (spawn paths the hooks miss, a cleared environment, limits). */
+static bool never_read(int fd)
+{
+	int fin = 0, fin2 = 0, queued = 0;
+	long long before = received(fd, &fin);
+	if (before < 0 || ioctl(fd, SIOCINQ, &queued) < 0)
+		return false;
+	long long after = received(fd, &fin2);
+	return after == before && fin == fin2 && before - fin == queued;  /* else: moving */
+}
+
+/* ---- inherited connections without state -------------------------------------- */
+
 /* Sockets seen so far in the scan, so a dup (inetd's fds 0 and 1) shares one outcome. */
 struct seen {
 	unsigned n;
-	int fd[PS_INHERIT_MAX];
-	uint64_t cookie[PS_INHERIT_MAX];
-	bool severed[PS_INHERIT_MAX];
+	int fd[PS_SEEN_MAX];
+	uint64_t cookie[PS_SEEN_MAX];
+	bool severed[PS_SEEN_MAX];
 };
 
 static void sever(int fd);
@@ -197,7 +331,7 @@ static int seen_before(struct seen *s, int fd, uint64_t cookie)
 			return 1;
 		}
 	}
-	if (s->n < PS_INHERIT_MAX) {
+	if (s->n < PS_SEEN_MAX) {
 		s->fd[s->n] = fd;
 		s->severed[s->n] = false;
 		s->cookie[s->n++] = cookie;
@@ -222,10 +356,35 @@ static void sever(int fd)
 	ps_fd_clear((unsigned)fd, (unsigned)fd);
 }
 
+unsigned char ps_inherit_pending;
+
+static long long clock_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A header not complete at load: finished on first use (ps_inherit_finish), never
+ * waited for here. SO_RCVLOWAT stays at the bytes still missing, so that poll and
+ * epoll report the socket readable only once the header can be taken. */
+static void defer(int fd, int family, const struct ps_addr *peer, uint64_t cookie,
+		  const struct ps_config *c)
+{
+	struct ps_fdinfo e = {.kind = PS_FD_PENDING, .family = (uint16_t)family,
+			      .cookie = cookie, .src = *peer,
+			      .sent = (uint32_t)(clock_ms() + c->timeout_ms)};
+	if (ps_fd_set(fd, &e))
+		__atomic_store_n(&ps_inherit_pending, 1, __ATOMIC_RELEASE);
+}
+
 static void adopt_fd(int fd, const struct ps_config *c, const struct ps_fdinfo *carried,
 		     unsigned n, struct seen *seen)
 {
 	struct ps_addr peer, local, client;
+	struct pp_header h;
+	const char *why = NULL;
+	char pa[PS_ADDR_STRLEN];
 	uint64_t cookie = ps_fd_cookie(fd);
 	int listening = 0;
 	socklen_t ll = sizeof(listening);
@@ -235,8 +394,8 @@ static void adopt_fd(int fd, const struct ps_config *c, const struct ps_fdinfo *
 		ps_listener_note(fd, c, &li);
 		return;
 	}
-	if (!cookie || ps_udp_select(fd) || seen_before(seen, fd, cookie) || tcp_endpoints(fd, &peer, &local) < 0 ||
-	    !ps_netlist_match(&c->trusted, &peer))
+	if (!cookie || ps_udp_select(fd) || seen_before(seen, fd, cookie) ||
+	    tcp_endpoints(fd, &peer, &local) < 0 || !ps_netlist_match(&c->trusted, &peer))
 		return;
 	for (unsigned i = 0; i < n; i++) {
 		if (carried[i].cookie == cookie && carried[i].family == local.family) {
@@ -244,10 +403,24 @@ static void adopt_fd(int fd, const struct ps_config *c, const struct ps_fdinfo *
 			return;
 		}
 	}
-	/* No state from a parent shim: the header is still in the socket. */
+	/* No state from a parent shim. Only a connection handed over as it was accepted
+	 * (inetd, systemd Accept=yes) still holds its header: one on a port listened to
+	 * here, that no process has read from. */
 	if (!ps_portset_has(&c->ports, local.port) || !listening_on(local.port))
 		return;
-	if (ps_claim(fd, c, local.family, &peer, 0, &client) < 0) {
+	if (!never_read(fd)) {
+		ps_addr_format(&peer, pa, sizeof(pa));
+		ps_log(PS_LOG_WARN, "fd %d: inherited connection from proxy %s arrived without "
+		       "the shim's state and was read before: left untouched (its peer is the "
+		       "proxy)", fd, pa);
+		return;
+	}
+	enum ps_take r = ps_try_header(fd, c, &h, &why, 0);
+	if (r == PS_TAKE_MORE) {
+		defer(fd, local.family, &peer, cookie, c);
+		return;
+	}
+	if (ps_settle(fd, local.family, &peer, 0, r, &h, why, &client) < 0) {
 		sever(fd);
 		seen->severed[seen->n - 1] = seen->fd[seen->n - 1] == fd;
 	}
@@ -258,13 +431,101 @@ void ps_inherit_init(const struct ps_config *c)
 	static struct ps_fdinfo carried[PS_INHERIT_MAX];
 	static int fds[4096];
 	static struct seen seen;
-	const char *v = getenv(PS_INHERIT_VAR);
-	unsigned n = v ? decode(v, carried) : 0;
-	if (v)
-		unsetenv(PS_INHERIT_VAR);
+	unsigned n = take_carried(carried);
 	if (!c)
 		return;
 	int nfds = list_fds(fds, (int)(sizeof(fds) / sizeof(fds[0])));
 	for (int i = 0; i < nfds; i++)
 		adopt_fd(fds[i], c, carried, n, &seen);
+}
+
+/* ---- first use of a deferred connection ------------------------------------------ */
+
+static atomic_flag finishing;  /* one deferred header is taken at a time */
+
+/* Every descriptor of the process that names the socket 'cookie' (dups of it) gets
+ * the outcome: the new entry, or severed. */
+struct outcome {
+	uint64_t cookie;
+	const struct ps_fdinfo *e;  /* NULL: sever */
+};
+
+static void apply(int fd, const struct ps_fdinfo *info, void *ctx)
+{
+	const struct outcome *o = ctx;
+	if (info->kind != PS_FD_PENDING || info->cookie != o->cookie)
+		return;
+	if (o->e)
+		ps_fd_set(fd, o->e);
+	else
+		sever(fd);
+}
+
+/* Takes the header of deferred connection fd (entry e), waiting unless fd is
+ * non-blocking and !wait: 1 done, 0 not yet, -1 the connection was refused (severed). */
+static int finish(int fd, const struct ps_fdinfo *e, const struct ps_config *c, bool wait)
+{
+	struct pp_header h;
+	struct ps_addr client;
+	const char *why = NULL;
+	struct outcome o = {.cookie = e->cookie};
+	int fl = (int)syscall(SYS_fcntl, fd, F_GETFL);
+	long long left = (long long)(int32_t)(e->sent - (uint32_t)clock_ms());
+	enum ps_take r;
+	if (!never_read(fd)) {  /* someone took bytes meanwhile: no longer provable */
+		char pa[PS_ADDR_STRLEN];
+		ps_addr_format(&e->src, pa, sizeof(pa));
+		ps_log(PS_LOG_WARN, "fd %d: inherited connection from proxy %s was read before "
+		       "its header was taken: left untouched", fd, pa);
+		o.e = &(struct ps_fdinfo){.kind = PS_FD_NONE};
+		ps_fd_each(apply, &o);
+		return 1;
+	}
+	if (!wait && fl >= 0 && (fl & O_NONBLOCK))
+		r = ps_try_header(fd, c, &h, &why, PS_TRY_KEPT | (left <= 0 ? PS_TRY_EXPIRED : 0));
+	else
+		r = ps_take_header_within(fd, c, &h, &why, left > 0 ? left : 0);
+	if (r == PS_TAKE_MORE)
+		return 0;
+	int got = ps_settle(fd, e->family, &e->src, 0, r, &h, why, &client);
+	struct ps_fdinfo now;
+	o.e = got >= 0 && ps_fd_get(fd, &now) ? &now : NULL;
+	ps_fd_each(apply, &o);
+	if (!o.e)
+		sever(fd);
+	return o.e ? 1 : -1;
+}
+
+int ps_inherit_finish(int fd, bool always_wait)
+{
+	const struct ps_config *c = ps_active();
+	struct ps_fdinfo e;
+	if (!c || !ps_fd_get(fd, &e) || e.kind != PS_FD_PENDING)
+		return 0;
+	int saved = errno;
+	/* The holder may wait up to the header timeout; a signal handler of the holder's
+	 * own thread would wait for ever, so it gives up after that long. */
+	long long until = clock_ms() + c->timeout_ms + 1000;
+	while (atomic_flag_test_and_set_explicit(&finishing, memory_order_acquire)) {
+		if (clock_ms() > until) {
+			errno = EAGAIN;
+			return -1;
+		}
+		sched_yield();
+	}
+	int r = 1;
+	/* Looked at again under the flag: another thread may have finished it. */
+	if (ps_fd_get(fd, &e) && e.kind == PS_FD_PENDING) {
+		if (ps_fd_cookie(fd) == e.cookie)
+			r = finish(fd, &e, c, always_wait);
+		else  /* closed behind the shim's back; the number is someone else's */
+			ps_fd_clear((unsigned)fd, (unsigned)fd);
+	}
+	atomic_flag_clear_explicit(&finishing, memory_order_release);
+	if (r == 0) {
+		errno = EAGAIN;
+		return -1;
+	}
+	errno = saved;
+	return 0;  /* severed too: the application's call then reads EOF */
 }

@@ -136,4 +136,7 @@ void ps_real_resolve(void)
 	RESOLVE(execveat, 0);     /* glibc >= 2.34 */
 	RESOLVE(posix_spawn, 1);
 	RESOLVE(posix_spawnp, 1);
+	RESOLVE(system, 1);
+	RESOLVE(popen, 1);
+	RESOLVE(pclose, 1);
 }

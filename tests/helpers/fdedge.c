@@ -42,6 +42,8 @@ static void usage(FILE *f)
 	      "  spawn-system, spawn-popen, spawn-posix: a child started that way inherits a\n"
 	      "      proxied connection whose client sent a PROXY line as its first bytes: the\n"
 	      "      child sees the header's client, the parent gets its bytes intact\n"
+	      "  spawn-lost: the same through env -i (no state reaches the child): the child\n"
+	      "      leaves the connection untouched (its peer is the proxy)\n"
 	      "  spawn-idle N: N idle proxied connections, then popen(): it takes no header wait\n"
 	      "  exec-many N: N proxied connections across execve: every one keeps its client\n"
 	      "  child FD...: (internal) prints each FD's peer as 'peer FD=ADDR:PORT'\n", f);
@@ -321,6 +323,16 @@ static int spawn(const char *how)
 			die("read");
 		unlink(file);
 		close(o);
+	} else if (!strcmp(how, "lost")) {
+		/* A program without the shim that clears the environment on the way: the
+		 * child gets no state at all. */
+		char lost[4400];
+		snprintf(lost, sizeof(lost),
+			 "env -u LD_PRELOAD sh -c 'exec env -i LD_PRELOAD=\"%s\" "
+			 "PROXYSHIM_TRUSTED=%s %s'", getenv("LD_PRELOAD"), PROXY_IP, cmd);
+		FILE *p = popen(lost, "r");
+		if (!p || !fgets(out, sizeof(out), p) || pclose(p) != 0)
+			die("popen");
 	} else if (!strcmp(how, "popen")) {
 		FILE *p = popen(cmd, "r");
 		if (!p || !fgets(out, sizeof(out), p) || pclose(p) != 0)
@@ -344,10 +356,15 @@ static int spawn(const char *how)
 	}
 	printf("child: %s", out);
 	char want[64];
-	snprintf(want, sizeof(want), "peer %d=%s:5555\n", x, CLIENT_IP);
+	if (!strcmp(how, "lost"))  /* nothing proves the header is still unread */
+		snprintf(want, sizeof(want), "peer %d=%s:%d\n", x, PROXY_IP, port_of(c, 0));
+	else
+		snprintf(want, sizeof(want), "peer %d=%s:5555\n", x, CLIENT_IP);
 	bad |= verdict(!strstr(out, FORGED_IP), "the child never takes the client's bytes "
 		       "for a header");
-	bad |= verdict(!strcmp(out, want), "the child sees the header's client");
+	bad |= verdict(!strcmp(out, want), !strcmp(how, "lost")
+					   ? "the child leaves the connection untouched"
+					   : "the child sees the header's client");
 	char buf[256] = {0};
 	ssize_t n = recv(x, buf, sizeof(buf) - 1, MSG_DONTWAIT);
 	printf("parent read %zd bytes\n", n);

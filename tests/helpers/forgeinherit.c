@@ -126,14 +126,17 @@ int main(int argc, char **argv)
 		memcpy(info.local.ip, &in6->sin6_addr, 16);
 	}
 
-	static const char hex[] = "0123456789abcdef";
-	char var[2 * sizeof(info) + 1];
+	/* The library's format: a version, then the entry's bytes in hex. */
+	static const char hex[] = "0123456789abcdef", version[] = "2:";
+	char var[sizeof(version) + 2 * sizeof(info)];
 	const unsigned char *b = (const unsigned char *)&info;
+	memcpy(var, version, sizeof(version) - 1);
+	char *h = var + sizeof(version) - 1;
 	for (size_t i = 0; i < sizeof(info); i++) {
-		var[2 * i] = hex[b[i] >> 4];
-		var[2 * i + 1] = hex[b[i] & 15];
+		h[2 * i] = hex[b[i] >> 4];
+		h[2 * i + 1] = hex[b[i] & 15];
 	}
-	var[2 * sizeof(info)] = 0;
+	h[2 * sizeof(info)] = 0;
 	if (setenv("PROXYSHIM_INHERIT", var, 1)) {
 		perror("forgeinherit: setenv");
 		return 1;

@@ -17,7 +17,7 @@ sorted() {
 	want=$(sorted accept accept4 getpeername getsockname listen epoll_ctl poll ppoll select \
 		__poll_chk __ppoll_chk \
 		pselect $FD_HOOKS execl execle execlp \
-		execv execve execveat execvp execvpe fexecve posix_spawn posix_spawnp \
+		execv execve execveat execvp execvpe fexecve posix_spawn posix_spawnp system popen pclose \
 		bind connect recv recvfrom recvmsg recvmmsg read readv __read_chk __recv_chk \
 		__recvfrom_chk sendto sendmsg sendmmsg epoll_wait epoll_pwait syscall)
 	[ "$(exports "$LIB")" = "$want" ]

@@ -1,0 +1,59 @@
+#!/usr/bin/env bats
+# Proxied connections that a child inherits, on every way a child is started: the
+# child reports the header's client where the parent's state reaches it (system(),
+# popen(), posix_spawn, execve with many connections), and where it cannot (a program
+# without the shim clearing the environment on the way) it leaves the connection
+# untouched, because only the kernel's byte counts could prove its header unread.
+# Either way a client's own bytes are never taken for a header and the parent keeps
+# them, and no child waits for headers at start. build/fdedge is the server under the
+# shim and the trusted proxy (127.0.0.10); it exits 1 when it sees a defect.
+
+load helpers
+
+FDEDGE=$PS_BUILD/fdedge
+
+# edge SCENARIO [ARGS...]: fdedge under the shim (header timeout 1000 ms); its output
+# in OUT; fails unless it exits 0.
+edge() {
+	local st=0
+	OUT=$(under_shim PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=1000 \
+		-- timeout 30 "$FDEDGE" "$@" 2>&1) || st=$?
+	printf '%s\n' "$OUT"
+	((st == 0)) || fail "fdedge $* exit status $st:" "$OUT"
+}
+
+# The client behind the proxy sends "PROXY TCP4 127.0.0.66 ..." as its first bytes.
+@test "system(): the child sees the header's client; the client's own PROXY line stays the parent's" {
+	edge spawn-system
+	[[ $OUT == *"ok: the child sees the header's client"* ]]
+	[[ $OUT == *"ok: the parent gets the client's bytes intact"* ]]
+}
+
+@test "popen(): the child sees the header's client; the client's own PROXY line stays the parent's" {
+	edge spawn-popen
+	[[ $OUT == *"ok: the child sees the header's client"* ]]
+	[[ $OUT == *"ok: the parent gets the client's bytes intact"* ]]
+}
+
+@test "posix_spawn: the child sees the header's client; the client's own PROXY line stays the parent's" {
+	edge spawn-posix
+	[[ $OUT == *"ok: the child sees the header's client"* ]]
+}
+
+@test "state lost on the way (env -i in a program without the shim): untouched, logged, bytes intact" {
+	edge spawn-lost
+	[[ $OUT == *"ok: the child leaves the connection untouched"* ]]
+	[[ $OUT == *"ok: the parent gets the client's bytes intact"* ]]
+	[[ $OUT == *"arrived without the shim's state and was read before: left untouched"* ]]
+}
+
+@test "popen() with idle proxied connections open: the child starts without waiting for headers" {
+	edge spawn-idle 3
+	[[ $OUT == *"ok: a child never waits for headers at start"* ]]
+}
+
+@test "execve with 1,000 proxied connections: every one keeps its client in the new program" {
+	ulimit -n 4096
+	edge exec-many 1000
+	[[ $OUT == *"1000 of 1000 connections kept their client"* ]]
+}
