@@ -287,10 +287,6 @@ sigrow() { esc "${1}2111000c$B4"; }
 	battery "$(v2row 21 11 "$B4$(tlv_str 01 h2)0200090000")"
 }
 
-@test "v2 LOCAL with a TCP4 block and a truncated TLV" {
-	battery "$(v2row 20 11 "${B4}0400")"
-}
-
 @test "v2 UNIQUE_ID of 129 bytes" {
 	battery "$(v2row 21 11 "$B4$(tlv 05 "$(printf 'ab%.0s' {1..129})")")"
 }

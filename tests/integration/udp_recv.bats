@@ -58,6 +58,17 @@ load udp
 	expect_srv "$(dline $PROXY:$sp one)" "$(dline $PROXY:$sp two)"
 }
 
+@test "v2 LOCAL, family 00 with an IPv4 block (Netty's layout): the real source, payload stripped" {
+	local sp
+	sp=$(free_udp $PROXY)
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 2
+	usend $PROXY:$sp -X "$(v2_hex 20 00 "$(addr_block TCP4 127.0.0.11 127.0.0.1 10011 "$UPORT")")" \
+		-- one
+	usend $PROXY:$sp -H "$(hdst $C12)" -- two
+	srv_done
+	expect_srv "$(dline $PROXY:$sp one)" "$(dline $C12 two)"
+}
+
 # ---- every receive call ----
 
 # two_clients UDPSRV-ARGS...: C11 and C12 through $PROXY, received with these options.
@@ -298,6 +309,10 @@ refused() {
 	stop_all
 	refused -X "$(with_crc "$(v2_hex 21 12 \
 		"$(addr_block TCP4 127.0.0.11 127.0.0.1 10011 53)$(tlv 03 00000000)")" bad)" -- x
+}
+
+@test "v2 LOCAL with a wrong CRC32C: dropped" {
+	refused -X "$(with_crc "$(v2_hex 20 00 "$(tlv 03 00000000)")" bad)" -- x
 }
 
 @test "POLICY=optional: a headerless datagram is delivered with its real source" {

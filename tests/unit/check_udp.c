@@ -160,7 +160,7 @@ static void configure(const char *policy, const char *untrusted, const char *mod
 }
 
 enum kind { K_NONE, K_UDP4, K_UDP6, K_MAPPED, K_LOCAL, K_TCP4, K_V1, K_TRUNC, K_BADCRC,
-	    K_SIGPREFIX, K_UNSPEC };
+	    K_SIGPREFIX, K_UNSPEC, K_LOCAL_BLOCK, K_LOCAL_BADCRC };
 
 /* A datagram of the given kind followed by "payload" (kinds without a payload noted). */
 static size_t datagram(enum kind k, uint8_t *buf)
@@ -187,6 +187,15 @@ static size_t datagram(enum kind k, uint8_t *buf)
 		n = pp_build_v2_dgram(buf, 256, NULL, NULL);
 		buf[12] = 0x21;  /* PROXY with family UNSPEC: no addresses */
 		break;
+	case K_LOCAL_BLOCK:  /* as Netty: LOCAL, family 00, an IPv4 block that is no TLV list */
+		n = pp_build_v2_dgram(buf, 256, &s4, &d4);
+		buf[12] = 0x20;
+		buf[13] = 0x00;
+		break;
+	case K_LOCAL_BADCRC:
+		n = pp_build_v2(buf, 256, NULL, NULL, NULL, 0, true);
+		buf[n - 1] ^= 1;
+		break;
 	}
 	if (k == K_TRUNC)
 		return n;
@@ -207,6 +216,10 @@ static const struct {
 	{ NULL, NULL, NULL, true, K_LOCAL, PS_DGRAM_DELIVER, NULL },
 	{ NULL, NULL, NULL, true, K_TCP4, PS_DGRAM_DELIVER, NULL },
 	{ NULL, NULL, NULL, true, K_UNSPEC, PS_DGRAM_DELIVER, NULL },
+	/* LOCAL is accepted whatever its block holds; only a wrong CRC32C refuses it */
+	{ NULL, NULL, NULL, true, K_LOCAL_BLOCK, PS_DGRAM_DELIVER, NULL },
+	{ NULL, NULL, "first", true, K_LOCAL_BLOCK, PS_DGRAM_DELIVER, NULL },
+	{ NULL, NULL, NULL, true, K_LOCAL_BADCRC, PS_DGRAM_DROP, NULL },
 	{ NULL, NULL, NULL, true, K_NONE, PS_DGRAM_DROP, NULL },
 	{ NULL, NULL, NULL, true, K_SIGPREFIX, PS_DGRAM_DROP, NULL },
 	{ NULL, NULL, NULL, true, K_V1, PS_DGRAM_DROP, NULL },
