@@ -562,6 +562,60 @@ connected_to_client() {
 	connected_to_client write
 }
 
+# Mappings live by what arrives through the proxy, never by the daemon's own sends: a
+# daemon beating every 100 ms to its master, which one header named as a client, beats
+# to the proxy for PROXYSHIM_UDP_IDLE_MS (300) at most, then to the master again.
+@test "replies: sends never keep a flow alive: heartbeats to a master a header named go straight to it after the idle time" {
+	local mp master got last
+	mp=$(free_udp 127.0.0.21)
+	master=127.0.0.21:$mp
+	udp_run master -- -l 127.0.0.21 -p "$mp"
+	udp_start PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UDP_IDLE_MS=300 -- -B "$master" -P 100
+	wait_until 5 grep -q 'payload="beat' "$T/master.out" || fail "no beat reached the master"
+	usend_r 0 $PROXY -H "$(hdst "$master")" -t 2000 -- 'I am the master'
+	got=$(sed -n 's/^reply .*payload="beat \([0-9]*\)"$/\1/p' "$T/replies.out" | sort -n)
+	last=$(tail -n 1 <<<"$got")
+	# while mapped, beats went to the proxy (routing worked), for about 3 periods only
+	[[ -n $got ]] || fail "no beat was routed to the proxy:" "$REPLIES"
+	(($(wc -l <<<"$got") <= 6)) || fail "beats kept going to the proxy:" "$REPLIES"
+	wait_until 3 grep -q "payload=\"beat $((last + 1))\"" "$T/master.out" ||
+		fail "beat $((last + 1)) did not reach the master:" "$(tail -n 5 "$T/master.out")"
+}
+
+# sibling_replies ECHO [UDPSRV-ARGS...]: the server answers three clients from a second
+# socket bound to 127.0.0.2 and the same port; each reply reaches the proxy, from there.
+sibling_replies() {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 3 -A 127.0.0.2 -e "$@"
+	usend_r 3 $PROXY -H "$(hdst $C11)" -H "$(hdst $C12)" -H "$(hdst $C13)" -- one two three
+	srv_done
+	SRV_ADDR=127.0.0.2    # where the replies come from
+	expect_replies "$(rline "from=$C11 one")" "$(rline "from=$C12 two")" \
+		"$(rline "from=$C13 three")"
+}
+
+@test "replies from another socket bound to the port (SO_REUSEPORT, another address): sendto goes to the proxy" {
+	sibling_replies sendto
+}
+
+@test "replies from another socket bound to the port: sendmsg goes to the proxy" {
+	sibling_replies sendmsg -m recvmsg
+}
+
+@test "replies from another socket bound to the port: sendmmsg goes to the proxy, per message" {
+	(sleep 0.5 && go) &    # the three datagrams are queued before the first call
+	sibling_replies sendmmsg -m recvmmsg -b 8 -W -G "$T/go"
+}
+
+# The "connected UDP server": the listener is on the wildcard address; a socket bound to
+# the specific address and port is connected to the client (to the proxy, in truth).
+@test "another socket of the port connected to a mapped client: getpeername reports the client, send() replies reach the proxy" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -l 0.0.0.0 -A 127.0.0.1 -C -n 1 -e send
+	usend_r 1 $PROXY -H "$(hdst $C11)" -- one
+	srv_done
+	expect_srv "$(dline $C11 one)" "connected peer=$C11"
+	expect_replies "$(rline "from=$C11 one")"
+}
+
 # ---- selection ----
 
 @test "a port outside PROXYSHIM_UDP_PORTS is untouched, byte for byte" {
