@@ -1,6 +1,6 @@
-/* PROXY protocol header parser (v1 text, v2 binary), to
- * shared/reference/proxy-protocol-notes.md. Strict, prefix-aware: a valid prefix of
- * a header is always "need more", so the caller can wait for the rest. */
+/* PROXY protocol header parser (v1 text, v2 binary), to the PROXY protocol
+ * specification. Strict, prefix-aware: a valid prefix of a header is always "need
+ * more", so the caller can wait for the rest. */
 #include "pp.h"
 
 #include <arpa/inet.h>
@@ -280,7 +280,7 @@ static const char *v2_tlvs(const uint8_t *hdr, size_t off, size_t end, enum tlv_
 	return NULL;
 }
 
-/* LOCAL (notes 3.5): the receiver must accept it and keep the real addresses whatever
+/* LOCAL: the spec says the receiver must accept it and use the real endpoints, whatever
  * the family byte and the len bytes hold; only a CRC32C TLV that is found and wrong
  * rejects it. "Found" means: the family is a listed one, len covers its block, and the
  * bytes after the block walk as a TLV list that ends exactly at the header's end; then
