@@ -55,6 +55,7 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,7 +68,7 @@
 #define WAIT_SLICE_MS 100
 #define SPURIOUS_MAX 50
 
-enum recv_call { R_RECVFROM, R_RECVMSG, R_RECVMMSG, R_RECV, R_READ };
+enum recv_call { R_RECVFROM, R_RECVMSG, R_RECVMMSG, R_RECV, R_READ, R_READV };
 enum wait_call { W_NONE, W_POLL, W_PPOLL, W_SELECT, W_PSELECT, W_EPOLL };
 enum echo_call { E_NONE, E_SENDTO, E_SENDMSG, E_SENDMMSG, E_SEND, E_WRITE };
 
@@ -180,7 +181,8 @@ static void usage(FILE *f)
 	      "  -l ADDR     bind address (default 127.0.0.1, ::1 with -6; '::' dual-stack)\n"
 	      "  -p PORT     port (default 0: ephemeral)\n"
 	      "  -F          print a free UDP port of ADDR chosen by the kernel and exit\n"
-	      "  -m CALL     recvfrom | recvmsg | recvmmsg | recv | read (default recvfrom)\n"
+	      "  -m CALL     recvfrom | recvmsg | recvmmsg | recv | read | readv (two iovecs)\n"
+	      "              (default recvfrom)\n"
 	      "  -b N        recvmmsg: batch of N datagrams (default 8, at most 256)\n"
 	      "  -W          recvmmsg: MSG_WAITFORONE\n"
 	      "  -S          recvmmsg and sendmmsg through syscall(SYS_...), as libuv does\n"
@@ -237,7 +239,7 @@ static int pick(const char *s, const char *const *names, const char *what)
 static void parse_args(int argc, char **argv)
 {
 	static const char *const rnames[] = { "recvfrom", "recvmsg", "recvmmsg", "recv", "read",
-					      NULL };
+					      "readv", NULL };
 	static const char *const wnames[] = { "none", "poll", "ppoll", "select", "pselect",
 					      "epoll", NULL };
 	static const char *const enames[] = { "none", "sendto", "sendmsg", "sendmmsg", "send",
@@ -559,7 +561,7 @@ static int receive(int extra, unsigned max)
 	d->have_dst = false;
 	d->have_from = true;
 	enum recv_call call = opt.rcall;
-	if (call == R_READ && (extra & MSG_PEEK))
+	if ((call == R_READ || call == R_READV) && (extra & MSG_PEEK))
 		call = R_RECV;       /* read() cannot peek */
 	switch (call) {
 	case R_RECVFROM:
@@ -577,6 +579,13 @@ static int receive(int extra, unsigned max)
 		d->len = opt.fortify ? read(fd, fort, opt.bufsize) : read(fd, d->buf, opt.bufsize);
 		source_from_peer(d);
 		return from_fort(d);
+	case R_READV: {          /* the buffer in two pieces: the payload must span them */
+		size_t half = opt.bufsize / 2;
+		struct iovec iov[2] = { { d->buf, half }, { d->buf + half, opt.bufsize - half } };
+		d->len = readv(fd, iov, 2);
+		source_from_peer(d);
+		return d->len < 0 ? -1 : 1;
+	}
 	case R_RECVMSG: {
 		struct msghdr m;
 		struct iovec iov;

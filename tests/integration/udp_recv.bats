@@ -133,6 +133,11 @@ two_clients() {
 	expect_srv "$(dline - hello)" "$(dline - 'x\x00y')"
 }
 
+@test "readv (the payload spread over two iovecs)" {
+	two_clients -m readv -s 4
+	expect_srv "$(dline - hell - 4)" "$(dline - 'x\x00y')"   # 4 bytes fitted
+}
+
 @test "recv and read after connect() to the proxy: stripped; getpeername is the proxy" {
 	local sp
 	sp=$(free_udp $PROXY)
