@@ -1,6 +1,6 @@
-/* PROXY protocol header parser (v1 text, v2 binary), to
- * shared/reference/proxy-protocol-notes.md. Strict, prefix-aware: a valid prefix of
- * a header is always "need more", so the caller can wait for the rest. */
+/* PROXY protocol header parser (v1 text, v2 binary), to the PROXY protocol
+ * specification. Strict, prefix-aware: a valid prefix of a header is always "need
+ * more", so the caller can wait for the rest. */
 #include "pp.h"
 
 #include <arpa/inet.h>
@@ -217,7 +217,11 @@ static int v2_crc_ok(const uint8_t *hdr, size_t end, size_t val)
 	return crc == want;
 }
 
-static const char *v2_tlvs(const uint8_t *hdr, size_t off, size_t end, int inner,
+/* How a TLV list is walked: every top-level check (PROXY), bounds only (an SSL TLV's
+ * sub-TLVs, and LOCAL's first pass), or only CRC32C values (LOCAL's second pass). */
+enum tlv_walk { TLV_CHECK, TLV_BOUNDS, TLV_CRC };
+
+static const char *v2_tlvs(const uint8_t *hdr, size_t off, size_t end, enum tlv_walk how,
 			   struct pp_header *h);
 
 /* Checks one top-level TLV's value at hdr[val, val + vlen). */
@@ -237,14 +241,27 @@ static const char *v2_tlv_check(const uint8_t *hdr, size_t end, uint8_t type, si
 	case PP2_TYPE_UNIQUE_ID:
 		return vlen > 128 ? "v2: UNIQUE_ID longer than 128 bytes" : NULL;
 	case PP2_TYPE_SSL:  /* client (1) + verify (4) + sub-TLVs */
-		return vlen < 5 ? "v2: SSL TLV too short" : v2_tlvs(hdr, val + 5, val + vlen, 1, h);
+		return vlen < 5 ? "v2: SSL TLV too short"
+				: v2_tlvs(hdr, val + 5, val + vlen, TLV_BOUNDS, h);
 	default:
 		return NULL;
 	}
 }
 
-/* Walks TLVs in hdr[off, end); 'inner' is an SSL TLV's sub-TLV list (bounds only). */
-static const char *v2_tlvs(const uint8_t *hdr, size_t off, size_t end, int inner,
+/* LOCAL: only a checksum that is there and wrong counts; any other value is accepted. */
+static const char *v2_tlv_crc(const uint8_t *hdr, size_t end, uint8_t type, size_t val,
+			      size_t vlen, struct pp_header *h)
+{
+	if (type != PP2_TYPE_CRC32C || vlen != 4)
+		return NULL;
+	if (!v2_crc_ok(hdr, end, val))
+		return "v2: CRC32C mismatch";
+	h->has_crc = 1;
+	return NULL;
+}
+
+/* Walks TLVs in hdr[off, end) as 'how' says. */
+static const char *v2_tlvs(const uint8_t *hdr, size_t off, size_t end, enum tlv_walk how,
 			   struct pp_header *h)
 {
 	while (off < end) {
@@ -253,12 +270,35 @@ static const char *v2_tlvs(const uint8_t *hdr, size_t off, size_t end, int inner
 		size_t vlen = be16(hdr + off + 1), val = off + 3;
 		if (vlen > end - val)
 			return "v2: TLV exceeds header";
-		const char *err = inner ? NULL : v2_tlv_check(hdr, end, hdr[off], val, vlen, h);
+		const char *err = how == TLV_CHECK ? v2_tlv_check(hdr, end, hdr[off], val, vlen, h)
+				: how == TLV_CRC ? v2_tlv_crc(hdr, end, hdr[off], val, vlen, h)
+						 : NULL;
 		if (err)
 			return err;
 		off = val + vlen;
 	}
 	return NULL;
+}
+
+/* LOCAL: the spec says the receiver must accept it and use the real endpoints, whatever
+ * the family byte and the len bytes hold; only a CRC32C TLV that is found and wrong
+ * rejects it. "Found" means: the family is a listed one, len covers its block, and the
+ * bytes after the block walk as a TLV list that ends exactly at the header's end; then
+ * each CRC32C TLV with a 4-byte value is verified. Bytes that do not walk (an address
+ * block under family 00, as Netty and AWS NLB send, or any junk) are skipped unparsed,
+ * and TLV values PROXY would refuse (a 5-byte CRC32C, a long UNIQUE_ID) are ignored. */
+static enum pp_status v2_local(const uint8_t *buf, int block, size_t total,
+			       struct pp_header *h)
+{
+	size_t tlv = PP_V2_FIXED + (size_t)block;
+	if (block < 0 || tlv > total || v2_tlvs(buf, tlv, total, TLV_BOUNDS, h))
+		return PP_DONE;
+	const char *err = v2_tlvs(buf, tlv, total, TLV_CRC, h);
+	if (err)
+		return bad(h, err);
+	h->tlv = buf + tlv;
+	h->tlv_len = total - tlv;
+	return PP_DONE;
 }
 
 /* fam is 0x11/0x12 (IPv4) or 0x21/0x22 (IPv6); the transport decides which flag. */
@@ -301,14 +341,12 @@ static enum pp_status parse_v2(const uint8_t *buf, size_t len, struct pp_header 
 	if (len < total)
 		return need(h, total);
 	h->len = total;
-	/* LOCAL with an unlisted family, or too short for its block: skip unparsed. */
-	if (block < 0 || dlen < (size_t)block)
-		return PP_DONE;
-	bool inet = h->fam == 0x11 || h->fam == 0x12 || h->fam == 0x21 || h->fam == 0x22;
-	if (h->command == PP_CMD_PROXY && inet)
+	if (h->command == PP_CMD_LOCAL)
+		return v2_local(buf, block, total, h);
+	if (h->fam >> 4 == 1 || h->fam >> 4 == 2)  /* 11 12 21 22: the listed inet ones */
 		v2_addrs(buf + PP_V2_FIXED, h->fam, h);
 	size_t tlv = PP_V2_FIXED + (size_t)block;
-	const char *err = v2_tlvs(buf, tlv, total, 0, h);
+	const char *err = v2_tlvs(buf, tlv, total, TLV_CHECK, h);
 	if (err)
 		return bad(h, err);
 	h->tlv = buf + tlv;

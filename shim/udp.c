@@ -1,7 +1,10 @@
-/* UDP, receiving side. Each selected socket has a slot here (its flow table and
- * counters); its fd entries name the slot. A datagram is received whole into a
- * per-thread buffer, judged (shim/dgram.c), and its payload copied to the caller:
- * one system call per datagram, nothing allocated. */
+/* UDP, receiving side. Each selected socket has a slot here (its flow table, its
+ * local port and counters); its fd entries name the slot. A datagram is received whole
+ * into a per-thread buffer, judged (shim/dgram.c), and its payload copied to the
+ * caller: one system call per datagram, nothing allocated. A reply looks its client up
+ * in the sending socket's table, then in those of the other sockets of its port (the
+ * SO_REUSEPORT worker and "connected UDP server" patterns reply from a socket that did
+ * not receive the request). */
 #include "udp.h"
 #include "dgram.h"
 #include "log.h"
@@ -25,7 +28,8 @@ bool ps_udp_on;
 
 struct udp_sock {
 	uint64_t cookie;          /* the socket's SO_COOKIE; 0: free */
-	int lock;                 /* guards map; the holder's thread id */
+	int lock;                 /* guards map, and cookie and port while a slot is reset */
+	uint16_t port;            /* its local port: replies search the slots of their port */
 	uint64_t dropped;
 	struct ps_udpmap *map;
 };
@@ -36,6 +40,7 @@ struct udp_sock {
 #define NO_SLOT SLOTS
 static struct udp_sock socks[SLOTS + 1];
 static int socks_lock;
+static unsigned nslots;       /* slots 0..nslots-1 have been handed out at least once */
 static pthread_key_t scratch_key;
 static __thread __attribute__((tls_model("initial-exec"))) uint8_t *scratch;
 
@@ -126,11 +131,32 @@ static void mark_used(int fd, const struct ps_fdinfo *e, void *used)
 		((bool *)used)[e->sent] = true;
 }
 
+/* Gives slot s to a new socket: an empty table (mapped on first use; pages are touched
+ * only as flows arrive). Under the slot's lock, as a reply on another socket of the
+ * old port may be searching this table. */
+static bool reset_slot(struct udp_sock *s, uint64_t cookie, uint16_t port)
+{
+	if (!lock(&s->lock))
+		return false;
+	if (!s->map) {
+		void *p = mmap(NULL, sizeof(*s->map), PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		s->map = p == MAP_FAILED ? NULL : p;
+	} else {
+		memset(s->map, 0, sizeof(*s->map));
+	}
+	s->dropped = 0;
+	__atomic_store_n(&s->port, port, __ATOMIC_RELAXED);
+	s->cookie = s->map ? cookie : 0;
+	unlock(&s->lock);
+	return s->map != NULL;
+}
+
 /* Records fd as a selected socket: with the slot of its socket (the one it has, or a
  * free one; slots no descriptor names any more are freed when all are taken), or
  * NO_SLOT. The entry is published under the registry lock so that no other thread
  * frees the slot in between. Returns false if fd could not be recorded at all. */
-static bool record(int fd, int family, uint64_t cookie)
+static bool record(int fd, int family, uint64_t cookie, uint16_t port)
 {
 	struct ps_fdinfo e = {.kind = PS_FD_UDP, .family = (uint16_t)family, .cookie = cookie,
 			      .sent = NO_SLOT};
@@ -148,23 +174,13 @@ static bool record(int fd, int family, uint64_t cookie)
 			ps_fd_each(mark_used, used);
 			for (int i = 0; i < SLOTS; i++)
 				if (!used[i])
-					socks[i].cookie = 0;
+					__atomic_store_n(&socks[i].cookie, 0, __ATOMIC_RELAXED);
 		}
 	}
-	if (got >= 0 && socks[got].cookie != cookie) {
-		struct udp_sock *s = &socks[got];
-		if (!s->map) {  /* pages are touched only as flows arrive */
-			void *p = mmap(NULL, sizeof(*s->map), PROT_READ | PROT_WRITE,
-				       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-			s->map = p == MAP_FAILED ? NULL : p;
-		} else {
-			memset(s->map, 0, sizeof(*s->map));
-		}
-		s->dropped = 0;
-		s->cookie = s->map ? cookie : 0;
-		if (!s->map)
-			got = -1;
-	}
+	if (got >= 0 && socks[got].cookie != cookie && !reset_slot(&socks[got], cookie, port))
+		got = -1;
+	if (got >= 0 && (unsigned)got >= nslots)
+		__atomic_store_n(&nslots, (unsigned)got + 1, __ATOMIC_RELEASE);
 	if (got >= 0)
 		e.sent = (uint32_t)got;
 	bool ok = ps_fd_set(fd, &e);
@@ -193,7 +209,7 @@ bool ps_udp_select(int fd)
 	    ps_addr_from_sockaddr(&local, (struct sockaddr *)&ss, sl) ||
 	    !ps_portset_has(&c->udp_ports, local.port))
 		return true;
-	if (!record(fd, ss.ss_family, ps_fd_cookie(fd)))
+	if (!record(fd, ss.ss_family, ps_fd_cookie(fd), local.port))
 		ps_log(PS_LOG_ERROR, "udp fd %d: cannot track this socket: left untouched", fd);
 	else
 		ps_log(PS_LOG_INFO, "udp fd %d: port %u selected", fd, local.port);
@@ -349,19 +365,42 @@ int ps_udp_recvmmsg(int fd, const struct ps_fdinfo *e, struct mmsghdr *v, unsign
 
 /* ---- replies ---- */
 
+/* client's live flow in slot s if s is a socket of port (0: any); a proxy that a socket
+ * of family cannot address does not count. Nothing is refreshed: only datagrams
+ * received through the proxy keep a flow alive. */
+static bool flow_in(struct udp_sock *s, uint16_t port, int family,
+		    const struct ps_addr *client, uint64_t now, unsigned idle_ms,
+		    struct ps_addr *proxy)
+{
+	if (!lock(&s->lock))
+		return false;
+	bool found = __atomic_load_n(&s->cookie, __ATOMIC_RELAXED) && s->map &&
+		     (!port || s->port == port) &&
+		     ps_udpmap_find_proxy(s->map, client, now, idle_ms, proxy);
+	unlock(&s->lock);
+	return found && (family == AF_INET6 || proxy->family == AF_INET);  /* stored unmapped */
+}
+
 socklen_t ps_udp_reroute(const struct ps_fdinfo *e, const struct sockaddr *dst,
 			 socklen_t len, struct sockaddr_storage *out)
 {
 	const struct ps_config *c = ps_active();
-	struct udp_sock *s = &socks[e->sent];
 	struct ps_addr client, proxy;
-	if (!dst || ps_addr_from_sockaddr(&client, dst, len) < 0)
+	if (e->sent >= SLOTS || !dst || ps_addr_from_sockaddr(&client, dst, len) < 0)
 		return 0;
 	ps_addr_unmap(&client);
-	if (!s->map || !lock(&s->lock))
-		return 0;
-	bool found = ps_udpmap_proxy(s->map, &client, now_ms(), c->udp_idle_ms, &proxy);
-	unlock(&s->lock);
+	uint64_t now = now_ms();
+	bool found = flow_in(&socks[e->sent], 0, e->family, &client, now, c->udp_idle_ms,
+			     &proxy);
+	/* The other sockets of the port: a relaxed look at the port first, checked
+	 * again under the slot's lock (the slot may be given to another socket). */
+	uint16_t port = __atomic_load_n(&socks[e->sent].port, __ATOMIC_RELAXED);
+	unsigned n = __atomic_load_n(&nslots, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; !found && i < n; i++)
+		found = i != e->sent &&
+			__atomic_load_n(&socks[i].port, __ATOMIC_RELAXED) == port &&
+			flow_in(&socks[i], port, e->family, &client, now, c->udp_idle_ms,
+				&proxy);
 	return found ? ps_addr_to_sockaddr(&proxy, e->family, out) : 0;
 }
 

@@ -42,8 +42,9 @@ ssize_t ps_udp_recvmsg(int fd, const struct ps_fdinfo *e, struct msghdr *msg, in
 int ps_udp_recvmmsg(int fd, const struct ps_fdinfo *e, struct mmsghdr *v, unsigned n,
 		    int flags, struct timespec *timeout);
 
-/* A reply's destination: if dst is a mapped original client, writes its proxy's
- * address into *out and returns its length; 0 to send as asked. */
+/* A reply's destination: if dst is a mapped original client (in this socket's flows,
+ * then in those of the other selected sockets of its port), writes its proxy's address
+ * into *out and returns its length; 0 to send as asked. Refreshes nothing. */
 socklen_t ps_udp_reroute(const struct ps_fdinfo *e, const struct sockaddr *dst,
 			 socklen_t len, struct sockaddr_storage *out);
 

@@ -162,14 +162,14 @@ bool ps_udpmap_client(struct ps_udpmap *m, const struct ps_addr *proxy, uint64_t
 	return refresh(m, i, now_ms);
 }
 
-bool ps_udpmap_proxy(struct ps_udpmap *m, const struct ps_addr *client, uint64_t now_ms,
-		     unsigned idle_ms, struct ps_addr *proxy)
+bool ps_udpmap_find_proxy(const struct ps_udpmap *m, const struct ps_addr *client,
+			  uint64_t now_ms, unsigned idle_ms, struct ps_addr *proxy)
 {
-	expire(m, now_ms, idle_ms);
 	uint32_t i = find_client(m, client);
-	if (i)
-		*proxy = m->f[i].proxy;
-	return refresh(m, i, now_ms);
+	if (!i || now_ms - m->f[i].last_ms >= idle_ms)
+		return false;
+	*proxy = m->f[i].proxy;
+	return true;
 }
 
 bool ps_udpmap_peek_client(const struct ps_udpmap *m, const struct ps_addr *proxy,

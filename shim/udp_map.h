@@ -1,7 +1,8 @@
 /* A selected UDP socket's flows: which trusted proxy (address and port) introduced
  * which original client. Replies to a client go to its proxy; in `first` mode a
  * headerless datagram from a proxy port belongs to that port's client. Fixed capacity
- * (oldest evicted), entries forgotten after the idle time. Pure: the caller passes the
+ * (oldest evicted), entries forgotten after the idle time; only received datagrams
+ * (learn, client) refresh a flow. Pure: the caller passes the
  * clock and serialises access. A zero-filled struct is an empty table. */
 #ifndef PS_UDP_MAP_H
 #define PS_UDP_MAP_H
@@ -40,9 +41,11 @@ bool ps_udpmap_learn(struct ps_udpmap *m, const struct ps_addr *proxy,
 bool ps_udpmap_client(struct ps_udpmap *m, const struct ps_addr *proxy, uint64_t now_ms,
 		      unsigned idle_ms, struct ps_addr *client);
 
-/* The proxy that introduced client, refreshing the flow; false if none. */
-bool ps_udpmap_proxy(struct ps_udpmap *m, const struct ps_addr *client, uint64_t now_ms,
-		     unsigned idle_ms, struct ps_addr *proxy);
+/* The proxy that introduced client, if that flow has not idled out; false if none. For
+ * replies: it changes nothing, so the application's own sends never keep a flow alive
+ * (only datagrams received through the proxy do). */
+bool ps_udpmap_find_proxy(const struct ps_udpmap *m, const struct ps_addr *client,
+			  uint64_t now_ms, unsigned idle_ms, struct ps_addr *proxy);
 
 /* Same, without refreshing or expiring anything (a peek). */
 bool ps_udpmap_peek_client(const struct ps_udpmap *m, const struct ps_addr *proxy,

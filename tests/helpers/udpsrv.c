@@ -22,7 +22,14 @@
  * "count=N" at exit with -q.
  *
  * Echo (-e): each datagram is answered with "from=<reported source> <payload bytes>" to
- * the reported source, by the chosen call (sendmmsg: one call per received batch).
+ * the reported source, by the chosen call (sendmmsg: one call per received batch). With
+ * -A ADDR the answers leave through a second socket bound to ADDR and the same port
+ * (SO_REUSEADDR and SO_REUSEPORT on both), as SO_REUSEPORT workers and "connected UDP
+ * servers" do; with -C it is that socket that connects to the first source.
+ *
+ * Heartbeat (-B ADDR:PORT): a thread sends "beat N" (N = 1, 2, ...) from the socket to
+ * ADDR:PORT every -P milliseconds (default 100) while the server runs, as a daemon
+ * reporting to its master.
  *
  * Exit status: 0 after -n datagrams or on SIGTERM; 1 usage or set-up error; 3 overall
  * timeout (-t); 4 too many spurious wake-ups. Run with -h for the options. */
@@ -34,6 +41,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -47,6 +55,7 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,7 +68,7 @@
 #define WAIT_SLICE_MS 100
 #define SPURIOUS_MAX 50
 
-enum recv_call { R_RECVFROM, R_RECVMSG, R_RECVMMSG, R_RECV, R_READ };
+enum recv_call { R_RECVFROM, R_RECVMSG, R_RECVMMSG, R_RECV, R_READ, R_READV };
 enum wait_call { W_NONE, W_POLL, W_PPOLL, W_SELECT, W_PSELECT, W_EPOLL };
 enum echo_call { E_NONE, E_SENDTO, E_SENDMSG, E_SENDMMSG, E_SEND, E_WRITE };
 
@@ -88,9 +97,12 @@ static struct {
 	unsigned timeout_s;
 	int rcvbuf;
 	bool fortify;           /* -f: recvfrom/recv/read into FORT (the _chk variants) */
+	const char *out_addr;   /* -A: answers from a second socket bound to this address */
+	const char *beat_to;    /* -B */
+	long beat_ms;           /* -P */
 } opt = { NULL, 0, false, false, R_RECVFROM, 8, false, false, false, -1, false, NULL, false,
 	  false,
-	  W_NONE, false, 65536, false, E_NONE, NULL, false, 0, 30, 0, false };
+	  W_NONE, false, 65536, false, E_NONE, NULL, false, 0, 30, 0, false, NULL, NULL, 100 };
 
 /* -f: a buffer of a size the compiler knows, so that a fortified build calls
  * __recvfrom_chk & co. (the other buffers are malloc'd: plain calls). */
@@ -111,6 +123,7 @@ struct dgram {
 };
 
 static int fd = -1, epfd = -1;
+static int out_fd = -1;        /* the -A socket, once opened */
 static struct dgram dg[BATCH_MAX];
 static uint8_t *reply[BATCH_MAX];
 static volatile sig_atomic_t received;   /* datagrams so far (for the SIGTERM line) */
@@ -162,12 +175,14 @@ static void usage(FILE *f)
 {
 	fputs("usage: udpsrv [-6] [-l ADDR] [-p PORT] [-F] [-m CALL] [-b N] [-W] [-M MS] [-i]\n"
 	      "              [-c ADDR:PORT] [-C] [-N] [-w WAIT] [-k] [-s BYTES] [-x] [-e CALL]\n"
-	      "              [-G FILE] [-q] [-r BYTES] [-f] [-n COUNT] [-t SECONDS] [-h]\n"
+	      "              [-G FILE] [-q] [-r BYTES] [-f] [-A ADDR] [-B ADDR:PORT] [-P MS]\n"
+	      "              [-n COUNT] [-t SECONDS] [-h]\n"
 	      "  -6          IPv6: the default address is ::1\n"
 	      "  -l ADDR     bind address (default 127.0.0.1, ::1 with -6; '::' dual-stack)\n"
 	      "  -p PORT     port (default 0: ephemeral)\n"
 	      "  -F          print a free UDP port of ADDR chosen by the kernel and exit\n"
-	      "  -m CALL     recvfrom | recvmsg | recvmmsg | recv | read (default recvfrom)\n"
+	      "  -m CALL     recvfrom | recvmsg | recvmmsg | recv | read | readv (two iovecs)\n"
+	      "              (default recvfrom)\n"
 	      "  -b N        recvmmsg: batch of N datagrams (default 8, at most 256)\n"
 	      "  -W          recvmmsg: MSG_WAITFORONE\n"
 	      "  -S          recvmmsg and sendmmsg through syscall(SYS_...), as libuv does\n"
@@ -177,7 +192,8 @@ static void usage(FILE *f)
 	      "  -i          IP_PKTINFO / IPV6_RECVPKTINFO on; recvmsg/recvmmsg print dst=, and\n"
 	      "              sendmsg replies carry the destination back as their source\n"
 	      "  -c A:P      connect() to A:P before 'ready'\n"
-	      "  -C          connect() to the first datagram's reported source\n"
+	      "  -C          connect() to the first datagram's reported source (with -A: the\n"
+	      "              second socket)\n"
 	      "  -N          O_NONBLOCK\n"
 	      "  -w WAIT     readiness: none | poll | ppoll | select | pselect | epoll (default none)\n"
 	      "  -k          MSG_PEEK each datagram first (read: with recv), then receive it\n"
@@ -191,6 +207,10 @@ static void usage(FILE *f)
 	      "  -f          recvfrom/recv/read into a buffer of known size: with the default\n"
 	      "              optimised build, the fortified __recvfrom_chk/__recv_chk/__read_chk;\n"
 	      "              -w poll/ppoll through __poll_chk/__ppoll_chk\n"
+	      "  -A ADDR     echo from a second socket bound to ADDR and the same port\n"
+	      "              (SO_REUSEADDR, SO_REUSEPORT on both sockets)\n"
+	      "  -B A:P      a thread sends \"beat N\" from the socket to A:P every -P ms\n"
+	      "  -P MS       heartbeat period (default 100)\n"
 	      "  -n COUNT    exit 0 after COUNT datagrams (default 0: until SIGTERM or -t)\n"
 	      "  -t SEC      overall timeout: exit 3 after SEC seconds (default 30)\n"
 	      "  -h          this help\n", f);
@@ -219,13 +239,13 @@ static int pick(const char *s, const char *const *names, const char *what)
 static void parse_args(int argc, char **argv)
 {
 	static const char *const rnames[] = { "recvfrom", "recvmsg", "recvmmsg", "recv", "read",
-					      NULL };
+					      "readv", NULL };
 	static const char *const wnames[] = { "none", "poll", "ppoll", "select", "pselect",
 					      "epoll", NULL };
 	static const char *const enames[] = { "none", "sendto", "sendmsg", "sendmmsg", "send",
 					      "write", NULL };
 	int c;
-	while ((c = getopt(argc, argv, "6l:p:Fm:b:WSDM:ic:CNw:ks:xe:G:qr:fn:t:h")) != -1) {
+	while ((c = getopt(argc, argv, "6l:p:Fm:b:WSDM:ic:CNw:ks:xe:G:qr:fA:B:P:n:t:h")) != -1) {
 		switch (c) {
 		case '6': opt.v6 = true; break;
 		case 'l': opt.laddr = optarg; break;
@@ -250,6 +270,9 @@ static void parse_args(int argc, char **argv)
 		case 'q': opt.quiet = true; break;
 		case 'r': opt.rcvbuf = (int)num(optarg, 1, 1 << 30, "SO_RCVBUF"); break;
 		case 'f': opt.fortify = true; break;
+		case 'A': opt.out_addr = optarg; break;
+		case 'B': opt.beat_to = optarg; break;
+		case 'P': opt.beat_ms = num(optarg, 1, 60000, "heartbeat period"); break;
 		case 'n': opt.count = num(optarg, 0, 1L << 40, "count"); break;
 		case 't': opt.timeout_s = (unsigned)num(optarg, 1, 86400, "timeout"); break;
 		case 'h': usage(stdout); exit(0);
@@ -342,17 +365,74 @@ static void set_pktinfo(int s, int family)
 		die("pktinfo: %s", strerror(errno));
 }
 
-static void do_connect(const struct sockaddr_storage *to, socklen_t len)
+/* Connects socket s; the main socket's recv/read then report its peer. */
+static void do_connect(int s, const struct sockaddr_storage *to, socklen_t len)
 {
-	if (connect(fd, (const struct sockaddr *)to, len) < 0) {
+	if (connect(s, (const struct sockaddr *)to, len) < 0) {
 		char a[ADDR_STR];
 		na_format(to, len, a, sizeof a);
 		die("connect %s: %s", a, strerror(errno));
 	}
-	connected = true;
+	connected |= s == fd;
 	char peer[ADDR_STR];
-	na_format_name(fd, 1, peer, sizeof peer);
+	na_format_name(s, 1, peer, sizeof peer);
 	line("connected peer=%s", peer);
+}
+
+static void reuse(int s)
+{
+	int one = 1;
+	if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+	    setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one))
+		die("SO_REUSEADDR/SO_REUSEPORT: %s", strerror(errno));
+}
+
+/* Where answers leave: the socket, or with -A the second one, opened at its first use
+ * (after the first datagram: bound earlier to a more specific address, it would take
+ * the datagrams meant for the first socket). */
+static int out_socket(void)
+{
+	if (!opt.out_addr)
+		return fd;
+	if (out_fd >= 0)
+		return out_fd;
+	char a[ADDR_STR];
+	na_format_name(fd, 0, a, sizeof a);
+	struct sockaddr_storage ss;
+	socklen_t len = na_parse(opt.out_addr, (unsigned)atoi(strrchr(a, ':') + 1), &ss);
+	if (!len)
+		die("bad -A address \"%s\"", opt.out_addr);
+	int s = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		die("socket: %s", strerror(errno));
+	reuse(s);
+	if (bind(s, (struct sockaddr *)&ss, len) < 0)
+		die("bind -A %s: %s", opt.out_addr, strerror(errno));
+	return out_fd = s;
+}
+
+static void *beat(void *arg)
+{
+	const struct sockaddr_storage *to = arg;
+	char msg[32];
+	for (unsigned n = 1;; n++) {
+		int k = snprintf(msg, sizeof msg, "beat %u", n);
+		sendto(fd, msg, (size_t)k, 0, (const struct sockaddr *)to,
+		       to->ss_family == AF_INET ? sizeof(struct sockaddr_in)
+						: sizeof(struct sockaddr_in6));
+		uk_sleep_ms(opt.beat_ms);
+	}
+	return NULL;
+}
+
+static void start_beat(void)
+{
+	static struct sockaddr_storage to;
+	pthread_t t;
+	if (!uk_parse_hostport(opt.beat_to, false, &to))
+		die("bad -B address \"%s\" (ADDR:PORT or [ADDR]:PORT)", opt.beat_to);
+	if (pthread_create(&t, NULL, beat, &to))
+		die("pthread_create failed");
 }
 
 static void open_socket(void)
@@ -366,6 +446,8 @@ static void open_socket(void)
 		die("socket: %s", strerror(errno));
 	if (opt.rcvbuf && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &opt.rcvbuf, sizeof opt.rcvbuf))
 		die("SO_RCVBUF: %s", strerror(errno));
+	if (opt.out_addr)
+		reuse(fd);
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0)
 		die("bind %s port %u: %s", opt.laddr, opt.port, strerror(errno));
 	if (opt.freeport) {
@@ -383,7 +465,7 @@ static void open_socket(void)
 		socklen_t tl = uk_parse_hostport(opt.connect_to, false, &to);
 		if (!tl)
 			die("bad -c address \"%s\" (ADDR:PORT or [ADDR]:PORT)", opt.connect_to);
-		do_connect(&to, tl);
+		do_connect(fd, &to, tl);
 	}
 	if (opt.wait == W_EPOLL) {
 		epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -479,7 +561,7 @@ static int receive(int extra, unsigned max)
 	d->have_dst = false;
 	d->have_from = true;
 	enum recv_call call = opt.rcall;
-	if (call == R_READ && (extra & MSG_PEEK))
+	if ((call == R_READ || call == R_READV) && (extra & MSG_PEEK))
 		call = R_RECV;       /* read() cannot peek */
 	switch (call) {
 	case R_RECVFROM:
@@ -497,6 +579,13 @@ static int receive(int extra, unsigned max)
 		d->len = opt.fortify ? read(fd, fort, opt.bufsize) : read(fd, d->buf, opt.bufsize);
 		source_from_peer(d);
 		return from_fort(d);
+	case R_READV: {          /* the buffer in two pieces: the payload must span them */
+		size_t half = opt.bufsize / 2;
+		struct iovec iov[2] = { { d->buf, half }, { d->buf + half, opt.bufsize - half } };
+		d->len = readv(fd, iov, 2);
+		source_from_peer(d);
+		return d->len < 0 ? -1 : 1;
+	}
 	case R_RECVMSG: {
 		struct msghdr m;
 		struct iovec iov;
@@ -637,15 +726,15 @@ static void echo(int n)
 		const struct sockaddr *to = (const struct sockaddr *)&d->from;
 		switch (opt.echo) {
 		case E_SENDTO:
-			if (sendto(fd, reply[i], rl, 0, to, d->fromlen) < 0)
+			if (sendto(out_socket(), reply[i], rl, 0, to, d->fromlen) < 0)
 				send_failed("sendto");
 			break;
 		case E_SEND:
-			if (send(fd, reply[i], rl, 0) < 0)
+			if (send(out_socket(), reply[i], rl, 0) < 0)
 				send_failed("send");
 			break;
 		case E_WRITE:
-			if (write(fd, reply[i], rl) < 0)
+			if (write(out_socket(), reply[i], rl) < 0)
 				send_failed("write");
 			break;
 		case E_SENDMSG:
@@ -660,7 +749,7 @@ static void echo(int n)
 			m->msg_iovlen = 1;
 			reply_ctl(d, ctl[k], sizeof ctl[k], m);
 			if (opt.echo == E_SENDMSG) {
-				if (sendmsg(fd, m, 0) < 0)
+				if (sendmsg(out_socket(), m, 0) < 0)
 					send_failed("sendmsg");
 			} else {
 				k++;
@@ -672,8 +761,9 @@ static void echo(int n)
 		}
 	}
 	for (int off = 0; off < k;) {   /* sendmmsg: the whole batch, resumed if partial */
-		int r = opt.raw_mmsg ? (int)syscall(SYS_sendmmsg, fd, mm + off, k - off, 0)
-				     : sendmmsg(fd, mm + off, (unsigned)(k - off), 0);
+		int s = out_socket();
+		int r = opt.raw_mmsg ? (int)syscall(SYS_sendmmsg, s, mm + off, k - off, 0)
+				     : sendmmsg(s, mm + off, (unsigned)(k - off), 0);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
@@ -705,10 +795,12 @@ int main(int argc, char **argv)
 	alarm(opt.timeout_s);
 	open_socket();
 	line("ready");
+	if (opt.beat_to)
+		start_beat();
 	if (opt.gofile)
 		wait_gofile();
 
-	bool idle_shown = false, eagain_shown = false;
+	bool idle_shown = false, eagain_shown = false, sent_connect = connected;
 	unsigned spurious = 0;
 	long total = 0;
 	for (;;) {
@@ -756,8 +848,10 @@ int main(int argc, char **argv)
 		idle_shown = eagain_shown = false;
 		for (int i = 0; i < n && !opt.quiet; i++)
 			print_dgram("", &dg[i]);
-		if (opt.connect_first && !connected && dg[0].have_from)
-			do_connect(&dg[0].from, dg[0].fromlen);
+		if (opt.connect_first && !sent_connect && dg[0].have_from) {
+			do_connect(out_socket(), &dg[0].from, dg[0].fromlen);
+			sent_connect = true;
+		}
 		if (opt.echo != E_NONE)
 			echo(n);
 		total += n;

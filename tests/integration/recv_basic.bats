@@ -117,6 +117,16 @@ served_as_proxy() {
 	served_as_proxy "$(esc "$(v2_hex 20 11 "$(addr_block TCP4 127.0.0.11 127.0.0.2 10011 8443)")")"
 }
 
+# The spec: a receiver must accept LOCAL whatever its block holds. Netty's layout:
+# family 00 and 12 address bytes, which do not walk as TLVs.
+@test "v2 LOCAL, family 00 with an IPv4 block (Netty's layout): real addresses, data intact" {
+	served_as_proxy "$(esc "$(v2_hex 20 00 "$(addr_block TCP4 127.0.0.11 127.0.0.2 10011 8443)")")"
+}
+
+@test "v2 LOCAL with a TCP4 block and a cut TLV after it keeps the real addresses" {
+	served_as_proxy "$(esc "$(v2_hex 20 11 "$(addr_block TCP4 127.0.0.11 127.0.0.2 10011 8443)0400")")"
+}
+
 @test "v2 LOCAL with a correct CRC32C keeps the real addresses" {
 	served_as_proxy "$(esc "$(with_crc "$(v2_hex 20 00 "$(tlv 03 00000000)")")")"
 }

@@ -50,12 +50,26 @@ udp_start() {
 	done
 	[[ -n $UPORT ]] || UPORT=$(free_udp "$SRV_ADDR") || fail "no free UDP port"
 	((bare)) || vars=("PROXYSHIM_UDP_PORTS=$UPORT" "${vars[@]}")
-	under_shim --exec "${vars[@]}" -- "$UDPSRV" "${six[@]}" -p "$UPORT" -t 60 "$@" \
-		>"$T/srv.out" 2>"$T/srv.err" &
-	SRV_PID=$!
-	PIDS+=("$SRV_PID")
-	wait_until 5 grep -qx ready "$T/srv.out" ||
-		fail "udpsrv did not start:" "$(cat "$T/srv.err")"
+	udp_run srv "${vars[@]}" -- "${six[@]}" -p "$UPORT" "$@"
+	SRV_PID=$RUN_PID
+}
+
+# udp_run NAME [VAR=VALUE...] -- UDPSRV-ARGS...: udpsrv under the shim with exactly these
+# variables (none: the shim is inert), output in $T/NAME.out, stderr in $T/NAME.err;
+# waits for its "ready". Sets RUN_PID.
+udp_run() {
+	local name=$1 vars=()
+	shift
+	while [[ $1 != -- ]]; do
+		vars+=("$1")
+		shift
+	done
+	shift
+	under_shim --exec "${vars[@]}" -- "$UDPSRV" -t 60 "$@" >"$T/$name.out" 2>"$T/$name.err" &
+	RUN_PID=$!
+	PIDS+=("$RUN_PID")
+	wait_until 5 grep -qx ready "$T/$name.out" ||
+		fail "udpsrv ($name) did not start:" "$(cat "$T/$name.err")"
 }
 
 # new_port: picks the next server's port now (for arguments that name it, such as hdst,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# UDP, receiving side (DESIGN "UDP (datagrams)", issue 10): on a socket bound to a port of
+# UDP, receiving side (DESIGN "UDP (datagrams)"): on a socket bound to a port of
 # PROXYSHIM_UDP_PORTS, the recv family strips the v2 header of a trusted proxy's datagram
 # and reports the header's source; refused datagrams never reach the application (not
 # even as readiness); replies to an introduced client go back to its proxy.
@@ -56,6 +56,17 @@ load udp
 	usend $PROXY:$sp -L -H "$(hdst $C11)" -- two
 	srv_done
 	expect_srv "$(dline $PROXY:$sp one)" "$(dline $PROXY:$sp two)"
+}
+
+@test "v2 LOCAL, family 00 with an IPv4 block (Netty's layout): the real source, payload stripped" {
+	local sp
+	sp=$(free_udp $PROXY)
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 2
+	usend $PROXY:$sp -X "$(v2_hex 20 00 "$(addr_block TCP4 127.0.0.11 127.0.0.1 10011 "$UPORT")")" \
+		-- one
+	usend $PROXY:$sp -H "$(hdst $C12)" -- two
+	srv_done
+	expect_srv "$(dline $PROXY:$sp one)" "$(dline $C12 two)"
 }
 
 # ---- every receive call ----
@@ -120,6 +131,11 @@ two_clients() {
 @test "read, fortified (__read_chk)" {
 	two_clients -m read -f
 	expect_srv "$(dline - hello)" "$(dline - 'x\x00y')"
+}
+
+@test "readv (the payload spread over two iovecs)" {
+	two_clients -m readv -s 4
+	expect_srv "$(dline - hell - 4)" "$(dline - 'x\x00y')"   # 4 bytes fitted
 }
 
 @test "recv and read after connect() to the proxy: stripped; getpeername is the proxy" {
@@ -298,6 +314,10 @@ refused() {
 	stop_all
 	refused -X "$(with_crc "$(v2_hex 21 12 \
 		"$(addr_block TCP4 127.0.0.11 127.0.0.1 10011 53)$(tlv 03 00000000)")" bad)" -- x
+}
+
+@test "v2 LOCAL with a wrong CRC32C: dropped" {
+	refused -X "$(with_crc "$(v2_hex 20 00 "$(tlv 03 00000000)")" bad)" -- x
 }
 
 @test "POLICY=optional: a headerless datagram is delivered with its real source" {
@@ -545,6 +565,60 @@ connected_to_client() {
 
 @test "connect() to a mapped client: write() replies reach the proxy" {
 	connected_to_client write
+}
+
+# Mappings live by what arrives through the proxy, never by the daemon's own sends: a
+# daemon beating every 100 ms to its master, which one header named as a client, beats
+# to the proxy for PROXYSHIM_UDP_IDLE_MS (300) at most, then to the master again.
+@test "replies: sends never keep a flow alive: heartbeats to a master a header named go straight to it after the idle time" {
+	local mp master got last
+	mp=$(free_udp 127.0.0.21)
+	master=127.0.0.21:$mp
+	udp_run master -- -l 127.0.0.21 -p "$mp"
+	udp_start PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UDP_IDLE_MS=300 -- -B "$master" -P 100
+	wait_until 5 grep -q 'payload="beat' "$T/master.out" || fail "no beat reached the master"
+	usend_r 0 $PROXY -H "$(hdst "$master")" -t 2000 -- 'I am the master'
+	got=$(sed -n 's/^reply .*payload="beat \([0-9]*\)"$/\1/p' "$T/replies.out" | sort -n)
+	last=$(tail -n 1 <<<"$got")
+	# while mapped, beats went to the proxy (routing worked), for about 3 periods only
+	[[ -n $got ]] || fail "no beat was routed to the proxy:" "$REPLIES"
+	(($(wc -l <<<"$got") <= 6)) || fail "beats kept going to the proxy:" "$REPLIES"
+	wait_until 3 grep -q "payload=\"beat $((last + 1))\"" "$T/master.out" ||
+		fail "beat $((last + 1)) did not reach the master:" "$(tail -n 5 "$T/master.out")"
+}
+
+# sibling_replies ECHO [UDPSRV-ARGS...]: the server answers three clients from a second
+# socket bound to 127.0.0.2 and the same port; each reply reaches the proxy, from there.
+sibling_replies() {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -n 3 -A 127.0.0.2 -e "$@"
+	usend_r 3 $PROXY -H "$(hdst $C11)" -H "$(hdst $C12)" -H "$(hdst $C13)" -- one two three
+	srv_done
+	SRV_ADDR=127.0.0.2    # where the replies come from
+	expect_replies "$(rline "from=$C11 one")" "$(rline "from=$C12 two")" \
+		"$(rline "from=$C13 three")"
+}
+
+@test "replies from another socket bound to the port (SO_REUSEPORT, another address): sendto goes to the proxy" {
+	sibling_replies sendto
+}
+
+@test "replies from another socket bound to the port: sendmsg goes to the proxy" {
+	sibling_replies sendmsg -m recvmsg
+}
+
+@test "replies from another socket bound to the port: sendmmsg goes to the proxy, per message" {
+	(sleep 0.5 && go) &    # the three datagrams are queued before the first call
+	sibling_replies sendmmsg -m recvmmsg -b 8 -W -G "$T/go"
+}
+
+# The "connected UDP server": the listener is on the wildcard address; a socket bound to
+# the specific address and port is connected to the client (to the proxy, in truth).
+@test "another socket of the port connected to a mapped client: getpeername reports the client, send() replies reach the proxy" {
+	udp_start PROXYSHIM_TRUSTED=$PROXY -- -l 0.0.0.0 -A 127.0.0.1 -C -n 1 -e send
+	usend_r 1 $PROXY -H "$(hdst $C11)" -- one
+	srv_done
+	expect_srv "$(dline $C11 one)" "connected peer=$C11"
+	expect_replies "$(rline "from=$C11 one")"
 }
 
 # ---- selection ----

@@ -1,5 +1,6 @@
 /* Unit tests for the PROXY protocol parser, builder and CRC32C (shim/pp.h), written from
- * ../shared/reference/proxy-protocol-notes.md. Only documentation addresses are used. */
+ * the PROXY protocol specification. Only documentation addresses are used, except in
+ * Netty's LOCAL vector, whose address bytes are never read as addresses. */
 #include <stdint.h>
 #include <stdio.h>
 
@@ -27,6 +28,10 @@
 #define EX_V2_LOCAL SIG "\x20\x00\x00\x00"
 #define EX_V2_TCP4_CRC SIG "\x21\x11\x00\x13" \
 	"\xc0\x00\x02\x01\xc6\x33\x64\x01\xdc\x04\x01\xbb\x03\x00\x04\x73\x7e\xe9\x19"
+/* Netty's LOCAL test vector: family 00 with len 12 and an IPv4-like block, which does
+ * not walk as TLVs (its first "TLV" claims 0xa800 bytes). */
+#define NETTY_LOCAL SIG "\x20\x00\x00\x0c" \
+	"\xc0\xa8\x00\x01\xc0\xa8\x00\x0b\xdc\x04\x01\xbb"
 
 /* Longest hex-only TCP6 line (104 bytes) and the longest UNKNOWN line (107 bytes). */
 #define V6_MAX_A "2001:0db8:ffff:ffff:ffff:ffff:ffff:ffff"
@@ -110,9 +115,11 @@ struct expect {
 	bool has_addrs, has_crc;
 	const char *src, *dst;
 	uint16_t sport, dport;
-	int tlv_off;       /* -1: not checked (v1, or a LOCAL whose bytes are skipped) */
+	int tlv_off;       /* -1: not checked (v1); NO_TLVS: none read (LOCAL, skipped) */
 	size_t tlv_len;
 };
+
+#define NO_TLVS (-2)
 
 #define E_V1_4(s, d, sp, dp) { 1, PP_CMD_PROXY, 0x11, true, false, s, d, sp, dp, -1, 0 }
 #define E_V1_6(s, d, sp, dp) { 1, PP_CMD_PROXY, 0x21, true, false, s, d, sp, dp, -1, 0 }
@@ -130,6 +137,9 @@ static void check_fields(const char *name, const struct pp_header *h, const uint
 		assert_addr(name, "src", &h->src, e->src, e->sport);
 		assert_addr(name, "dst", &h->dst, e->dst, e->dport);
 	}
+	if (e->tlv_off == NO_TLVS)
+		ck_assert_msg(h->tlv == NULL && h->tlv_len == 0, "%s: TLVs read from bytes that "
+			      "should be skipped unparsed", name);
 	if (e->tlv_off < 0)
 		return;
 	ck_assert_msg(h->tlv_len == e->tlv_len, "%s: tlv_len %zu, want %zu", name, h->tlv_len,
@@ -256,6 +266,9 @@ static const struct valid_case valid_lit[] = {
 	{ "ex-v2-tcp4-crc", LIT(EX_V2_TCP4_CRC),
 	  { 2, PP_CMD_PROXY, 0x11, true, true, "192.0.2.1", "198.51.100.1", 56324, 443, 28,
 	    7 } },
+	/* The spec: a receiver must accept LOCAL whatever the block holds. */
+	{ "Netty LOCAL vector (family 00, 12-byte block)", LIT(NETTY_LOCAL),
+	  { 2, PP_CMD_LOCAL, 0x00, false, false, NULL, NULL, 0, 0, NO_TLVS, 0 } },
 };
 
 START_TEST(test_valid_literal)
@@ -531,9 +544,12 @@ static struct expect v2_expect(const struct v2_case *c, size_t n)
 		e.src = "192.0.2.1", e.dst = "198.51.100.1", e.sport = 56324, e.dport = 443;
 	else if (e.has_addrs)
 		e.src = "2001:db8::1", e.dst = "2001:db8::2", e.sport = 51000, e.dport = 443;
-	for (unsigned i = 0; i < c->ntlv; i++)
-		e.has_crc |= c->tlv[i].type == PP2_TYPE_CRC32C;
-	if (!c->unparsed) {
+	for (unsigned i = 0; i < c->ntlv; i++)  /* only a 4-byte value is a checksum */
+		e.has_crc |= c->tlv[i].type == PP2_TYPE_CRC32C && c->tlv[i].have == 4;
+	e.has_crc &= !c->unparsed;
+	if (c->unparsed) {
+		e.tlv_off = NO_TLVS;
+	} else {
 		e.tlv_off = PP_V2_FIXED + (int)block_size(c->b13);
 		e.tlv_len = n - e.tlv_off;
 	}
@@ -570,7 +586,12 @@ static const struct v2_case v2_cases[] = {
 	    T(0x21, 7) }, 0, false, false, PP_DONE },
 	{ "largest header (65551)", 0x21, 0x11, 12, 1, { T(PP2_TYPE_NOOP, 65520) }, 0, false,
 	  false, PP_DONE },
+	/* LOCAL: accepted whatever family byte and bytes it carries (the spec: the receiver
+	 * must accept it). Only a CRC32C TLV that is found and wrong rejects it, and it is
+	 * found only when the bytes after a listed family's block walk as a TLV list ending
+	 * exactly at the header's end (every other case is skipped unparsed, 'unparsed'). */
 	{ "LOCAL TCP4 block + CRC32C", 0x20, 0x11, 12, 1, { CRC }, 0, false, false, PP_DONE },
+	{ "LOCAL UNSPEC + CRC32C", 0x20, 0x00, 0, 1, { CRC }, 0, false, false, PP_DONE },
 	{ "LOCAL TCP6 block", 0x20, 0x21, 36, 0, {{0}}, 0, false, false, PP_DONE },
 	{ "LOCAL UNSPEC + NOOP", 0x20, 0x00, 0, 1, { T(PP2_TYPE_NOOP, 2) }, 0, false, false,
 	  PP_DONE },
@@ -581,6 +602,24 @@ static const struct v2_case v2_cases[] = {
 	{ "LOCAL family 13 skipped", 0x20, 0x13, 12, 0, {{0}}, 0, false, true, PP_DONE },
 	{ "LOCAL TCP4 short block skipped", 0x20, 0x11, 5, 0, {{0}}, 0, false, true, PP_DONE },
 	{ "LOCAL TCP6 short block skipped", 0x20, 0x21, 12, 0, {{0}}, 0, false, true, PP_DONE },
+	{ "LOCAL UNSPEC + 12 bytes that are no TLVs", 0x20, 0x00, 12, 0, {{0}}, 0, false, true,
+	  PP_DONE },
+	{ "LOCAL UNSPEC + 36 bytes that are no TLVs", 0x20, 0x00, 36, 0, {{0}}, 0, false, true,
+	  PP_DONE },
+	{ "LOCAL TCP4 block, TLV header cut: skipped", 0x20, 0x11, 12, 0, {{0}}, 1, false, true,
+	  PP_DONE },
+	{ "LOCAL UNSPEC, TLV past end: skipped", 0x20, 0x00, 0, 1,
+	  { { PP2_TYPE_NOOP, 4, 1, NULL } }, 0, false, true, PP_DONE },
+	{ "LOCAL wrong CRC32C, then a cut TLV: skipped", 0x20, 0x00, 0, 1, { CRC }, 2, true,
+	  true, PP_DONE },
+	{ "LOCAL family 41, wrong CRC32C: skipped", 0x20, 0x41, 0, 1, { CRC }, 0, true, true,
+	  PP_DONE },
+	{ "LOCAL TCP6 block, UNIQUE_ID 129 ignored", 0x20, 0x21, 36, 1,
+	  { T(PP2_TYPE_UNIQUE_ID, 129) }, 0, false, false, PP_DONE },
+	{ "LOCAL TCP4 block, CRC32C length 5 ignored", 0x20, 0x11, 12, 1,
+	  { T(PP2_TYPE_CRC32C, 5) }, 0, false, false, PP_DONE },
+	{ "LOCAL UNSPEC, SSL TLV too short ignored", 0x20, 0x00, 0, 1, { T(PP2_TYPE_SSL, 2) },
+	  0, false, false, PP_DONE },
 	/* invalid */
 	{ "TCP4 len 11", 0x21, 0x11, 11, 0, {{0}}, 0, false, false, PP_INVALID },
 	{ "TCP4 len 0", 0x21, 0x11, 0, 0, {{0}}, 0, false, false, PP_INVALID },
@@ -617,12 +656,10 @@ static const struct v2_case v2_cases[] = {
 	  PP_INVALID },
 	{ "LOCAL TCP4 block, CRC32C mismatch", 0x20, 0x11, 12, 1, { CRC }, 0, true, false,
 	  PP_INVALID },
-	{ "LOCAL TCP4 block, TLV header cut", 0x20, 0x11, 12, 0, {{0}}, 1, false, false,
+	{ "LOCAL UNSPEC, CRC32C mismatch", 0x20, 0x00, 0, 1, { CRC }, 0, true, false,
 	  PP_INVALID },
-	{ "LOCAL UNSPEC, TLV past end", 0x20, 0x00, 0, 1, { { PP2_TYPE_NOOP, 4, 1, NULL } }, 0,
-	  false, false, PP_INVALID },
-	{ "LOCAL TCP6 block, UNIQUE_ID 129", 0x20, 0x21, 36, 1, { T(PP2_TYPE_UNIQUE_ID, 129) },
-	  0, false, false, PP_INVALID },
+	{ "LOCAL UNIX block, NOOP then CRC32C mismatch", 0x20, 0x32, 216, 2,
+	  { T(PP2_TYPE_NOOP, 3), CRC }, 0, true, false, PP_INVALID },
 };
 
 START_TEST(test_v2_generated)

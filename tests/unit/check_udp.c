@@ -36,14 +36,14 @@ START_TEST(test_map_learn_lookup)
 	struct ps_addr got;
 	ck_assert(!ps_udpmap_learn(m, &px, &c1, false, 0, 1000, NULL));
 	ck_assert(!ps_udpmap_learn(m, &px, &c2, false, 0, 1000, NULL));
-	ck_assert(ps_udpmap_proxy(m, &c1, 10, 1000, &got) && same_addr(&got, &px));
-	ck_assert(ps_udpmap_proxy(m, &c2, 10, 1000, &got) && same_addr(&got, &px));
+	ck_assert(ps_udpmap_find_proxy(m, &c1, 10, 1000, &got) && same_addr(&got, &px));
+	ck_assert(ps_udpmap_find_proxy(m, &c2, 10, 1000, &got) && same_addr(&got, &px));
 	/* `every`: one proxy port serves many clients; the latest introduction wins */
 	ck_assert(!ps_udpmap_learn(m, &px2, &c1, false, 20, 1000, NULL));
-	ck_assert(ps_udpmap_proxy(m, &c1, 30, 1000, &got) && same_addr(&got, &px2));
+	ck_assert(ps_udpmap_find_proxy(m, &c1, 30, 1000, &got) && same_addr(&got, &px2));
 	ck_assert_uint_eq(m->count, 2);
 	struct ps_addr other = mkaddr("198.51.100.7", 1235);
-	ck_assert(!ps_udpmap_proxy(m, &other, 30, 1000, &got));
+	ck_assert(!ps_udpmap_find_proxy(m, &other, 30, 1000, &got));
 	free(m);
 }
 END_TEST
@@ -59,7 +59,7 @@ START_TEST(test_map_first_mode)
 	/* A new header on the same proxy port: the port's flow now belongs to c2 */
 	ps_udpmap_learn(m, &px, &c2, true, 2, 1000, NULL);
 	ck_assert(ps_udpmap_client(m, &px, 3, 1000, &got) && same_addr(&got, &c2));
-	ck_assert(!ps_udpmap_proxy(m, &c1, 3, 1000, &got));
+	ck_assert(!ps_udpmap_find_proxy(m, &c1, 3, 1000, &got));
 	ck_assert_uint_eq(m->count, 1);
 	free(m);
 }
@@ -70,13 +70,38 @@ START_TEST(test_map_idle)
 	struct ps_udpmap *m = new_map();
 	struct ps_addr px = mkaddr("192.0.2.1", 6000), c = mkaddr("198.51.100.1", 1), got;
 	ps_udpmap_learn(m, &px, &c, true, 100, 300, NULL);
-	/* use refreshes: 100 -> 350 -> 600 stays alive, then 300 ms of silence ends it */
+	/* received datagrams refresh: 100 -> 350 -> 600 stays alive, then 300 ms of
+	 * silence ends it */
 	ck_assert(ps_udpmap_client(m, &px, 350, 300, &got));
-	ck_assert(ps_udpmap_proxy(m, &c, 600, 300, &got));
+	ck_assert(!ps_udpmap_learn(m, &px, &c, true, 600, 300, NULL));
 	ck_assert(ps_udpmap_peek_client(m, &px, 899, 300, &got));
 	ck_assert(!ps_udpmap_peek_client(m, &px, 900, 300, &got));
 	ck_assert(!ps_udpmap_client(m, &px, 900, 300, &got));
 	ck_assert_uint_eq(m->count, 0);
+	free(m);
+}
+END_TEST
+
+/* Replies never keep a flow alive (DESIGN "Replies": only datagrams received through
+ * the proxy do): lookups for sends, however frequent, leave the flow to expire at
+ * learn + idle, and a lookup after that fails even before anything expires it. */
+START_TEST(test_map_send_never_refreshes)
+{
+	struct ps_udpmap *m = new_map();
+	struct ps_addr px = mkaddr("192.0.2.1", 5000), c = mkaddr("198.51.100.1", 1), got;
+	ck_assert(!ps_udpmap_learn(m, &px, &c, false, 1000, 300, NULL));
+	for (uint64_t t = 1000; t < 1300; t += 10)  /* a heartbeat every 10 ms */
+		ck_assert(ps_udpmap_find_proxy(m, &c, t, 300, &got) && same_addr(&got, &px));
+	ck_assert(ps_udpmap_find_proxy(m, &c, 1299, 300, &got));
+	ck_assert(!ps_udpmap_find_proxy(m, &c, 1300, 300, &got));
+	ck_assert(!ps_udpmap_find_proxy(m, &c, 5000, 300, &got));
+	ck_assert_uint_eq(m->newest, m->oldest);   /* the recency list was never touched */
+	ck_assert_uint_eq(m->f[m->newest].last_ms, 1000);
+	/* a received datagram brings it back with a new life */
+	ck_assert(!ps_udpmap_learn(m, &px, &c, false, 5000, 300, NULL));
+	ck_assert(ps_udpmap_find_proxy(m, &c, 5299, 300, &got));
+	ck_assert(!ps_udpmap_find_proxy(m, &c, 5300, 300, &got));
+	ck_assert_uint_eq(m->count, 1);
 	free(m);
 }
 END_TEST
@@ -93,12 +118,12 @@ START_TEST(test_map_capacity)
 	}
 	ck_assert_uint_eq(m->count, PS_UDPMAP_CAP);
 	struct ps_addr c0 = client(0), c1 = client(1), extra = client(PS_UDPMAP_CAP);
-	ck_assert(ps_udpmap_proxy(m, &c0, PS_UDPMAP_CAP, 1u << 30, &got));  /* c0 now recent */
+	ck_assert(!ps_udpmap_learn(m, &px, &c0, false, PS_UDPMAP_CAP, 1u << 30, NULL));  /* c0 recent */
 	ck_assert(ps_udpmap_learn(m, &px, &extra, false, PS_UDPMAP_CAP + 1, 1u << 30, &gone));
 	ck_assert(same_addr(&gone.client, &c1));
-	ck_assert(ps_udpmap_proxy(m, &c0, PS_UDPMAP_CAP + 2, 1u << 30, &got));
-	ck_assert(!ps_udpmap_proxy(m, &c1, PS_UDPMAP_CAP + 2, 1u << 30, &got));
-	ck_assert(ps_udpmap_proxy(m, &extra, PS_UDPMAP_CAP + 2, 1u << 30, &got));
+	ck_assert(ps_udpmap_find_proxy(m, &c0, PS_UDPMAP_CAP + 2, 1u << 30, &got));
+	ck_assert(!ps_udpmap_find_proxy(m, &c1, PS_UDPMAP_CAP + 2, 1u << 30, &got));
+	ck_assert(ps_udpmap_find_proxy(m, &extra, PS_UDPMAP_CAP + 2, 1u << 30, &got));
 	ck_assert_uint_eq(m->count, PS_UDPMAP_CAP);
 	ck_assert_uint_eq(m->evicted, 1);
 	ck_assert_uint_le(m->used, PS_UDPMAP_CAP);
@@ -119,7 +144,7 @@ START_TEST(test_map_reuse)
 			ck_assert(!ps_udpmap_learn(m, &px, &c, false, t, 500, NULL));
 		}
 		struct ps_addr last = client(gen * 3000 + 2999);
-		ck_assert(ps_udpmap_proxy(m, &last, t, 500, &got));
+		ck_assert(ps_udpmap_find_proxy(m, &last, t, 500, &got));
 		ck_assert_uint_eq(m->count, 3000);
 	}
 	ck_assert_uint_le(m->used, PS_UDPMAP_CAP);
@@ -160,7 +185,7 @@ static void configure(const char *policy, const char *untrusted, const char *mod
 }
 
 enum kind { K_NONE, K_UDP4, K_UDP6, K_MAPPED, K_LOCAL, K_TCP4, K_V1, K_TRUNC, K_BADCRC,
-	    K_SIGPREFIX, K_UNSPEC };
+	    K_SIGPREFIX, K_UNSPEC, K_LOCAL_BLOCK, K_LOCAL_BADCRC };
 
 /* A datagram of the given kind followed by "payload" (kinds without a payload noted). */
 static size_t datagram(enum kind k, uint8_t *buf)
@@ -187,6 +212,15 @@ static size_t datagram(enum kind k, uint8_t *buf)
 		n = pp_build_v2_dgram(buf, 256, NULL, NULL);
 		buf[12] = 0x21;  /* PROXY with family UNSPEC: no addresses */
 		break;
+	case K_LOCAL_BLOCK:  /* as Netty: LOCAL, family 00, an IPv4 block that is no TLV list */
+		n = pp_build_v2_dgram(buf, 256, &s4, &d4);
+		buf[12] = 0x20;
+		buf[13] = 0x00;
+		break;
+	case K_LOCAL_BADCRC:
+		n = pp_build_v2(buf, 256, NULL, NULL, NULL, 0, true);
+		buf[n - 1] ^= 1;
+		break;
 	}
 	if (k == K_TRUNC)
 		return n;
@@ -207,6 +241,10 @@ static const struct {
 	{ NULL, NULL, NULL, true, K_LOCAL, PS_DGRAM_DELIVER, NULL },
 	{ NULL, NULL, NULL, true, K_TCP4, PS_DGRAM_DELIVER, NULL },
 	{ NULL, NULL, NULL, true, K_UNSPEC, PS_DGRAM_DELIVER, NULL },
+	/* LOCAL is accepted whatever its block holds; only a wrong CRC32C refuses it */
+	{ NULL, NULL, NULL, true, K_LOCAL_BLOCK, PS_DGRAM_DELIVER, NULL },
+	{ NULL, NULL, "first", true, K_LOCAL_BLOCK, PS_DGRAM_DELIVER, NULL },
+	{ NULL, NULL, NULL, true, K_LOCAL_BADCRC, PS_DGRAM_DROP, NULL },
 	{ NULL, NULL, NULL, true, K_NONE, PS_DGRAM_DROP, NULL },
 	{ NULL, NULL, NULL, true, K_SIGPREFIX, PS_DGRAM_DROP, NULL },
 	{ NULL, NULL, NULL, true, K_V1, PS_DGRAM_DROP, NULL },
@@ -364,6 +402,7 @@ int main(void)
 	add_loop(s, "map learn and lookup", test_map_learn_lookup, 1);
 	add_loop(s, "map first mode", test_map_first_mode, 1);
 	add_loop(s, "map idle", test_map_idle, 1);
+	add_loop(s, "map sends never refresh", test_map_send_never_refreshes, 1);
 	add_loop(s, "map capacity", test_map_capacity, 1);
 	add_loop(s, "map reuse", test_map_reuse, 1);
 	add_loop(s, "judge", test_judge, N(judge_cases));
