@@ -368,7 +368,7 @@ int ps_send_connected(int fd, const struct sockaddr *sa, socklen_t len, int r)
 	 * header: later would be after application bytes. */
 	bool known = ps_fd_get(fd, &old) && old.kind == PS_FD_SEND && old.cookie == ps_fd_cookie(fd);
 	if (!known) {
-		long long w = r == 0 && saved != EISCONN ? 0 : written(fd);
+		long long w = written(fd);
 		if (w > 0) {
 			ps_log(PS_LOG_WARN, "fd %d: connect() on a socket that already sent %lld "
 			       "bytes the shim did not see: left as it is", fd, w);
