@@ -14,7 +14,8 @@ COMMON_SRC = $(PURE_SRC) shim/load.c shim/log.c shim/real.c shim/fdtable.c shim/
              shim/hooks_syscall.c
 LIB_SRC  = $(COMMON_SRC) shim/consume.c shim/accept.c shim/keep.c shim/hooks_recv.c shim/hooks_exec.c \
            shim/hooks_shell.c shim/udp.c shim/hooks_udp.c shim/inherit.c shim/init.c
-CLIENT_SRC = $(COMMON_SRC) shim/send.c shim/send_udp.c shim/hooks_send.c shim/init_client.c
+CLIENT_SRC = $(COMMON_SRC) shim/send.c shim/send_udp.c shim/hooks_send.c shim/init_client.c \
+             shim/hooks_exec.c shim/hooks_shell.c shim/exec_client.c
 HDRS     = $(wildcard shim/*.h)
 
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/check_*.c))

@@ -28,7 +28,7 @@ struct ps_fdinfo {
 	uint8_t kind;        /* enum ps_fd_kind */
 	uint8_t selected;    /* LISTENER: the shim applies; SEND: header version */
 	uint16_t family;     /* the socket's own family (AF_INET/AF_INET6) */
-	uint32_t sent;       /* SEND: header bytes already written */
+	uint32_t sent;       /* SEND: header progress and sharing state (shim/send.c) */
 	uint64_t cookie;     /* identity: the socket's SO_COOKIE, unique for the kernel's
 			      * lifetime, checked before an entry is believed (a number
 			      * reused behind the shim's back has another cookie) */

@@ -50,7 +50,7 @@ static int run(const struct exec_call *x, char *const *env)
 /* Never malloc: this may run in a vfork child. */
 static int ps_exec(const struct exec_call *x, char *const *envp)
 {
-	size_t n = ps_env_count(envp), room = ps_child_env_room();
+	size_t n = ps_env_count(envp), room = ps_exec_prepare();
 	if (n > PS_ENV_MAX || !room)
 		return run(x, envp);
 	size_t cap = n + ps_child_env_vars(room) + 1;

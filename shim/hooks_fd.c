@@ -9,6 +9,7 @@
 #include <stdarg.h>
 
 void (*ps_on_forget)(unsigned first, unsigned last);
+void (*ps_on_copy)(int from, int to);
 
 static void forget(unsigned first, unsigned last)
 {
@@ -32,6 +33,8 @@ static int copied(int from, int to)
 	if (to >= 0 && to != from) {
 		forget((unsigned)to, (unsigned)to);
 		ps_fd_copy(from, to);
+		if (ps_on_copy)
+			ps_on_copy(from, to);
 	}
 	return to;
 }

@@ -1,6 +1,10 @@
 /* Sending-side interposers: connect records the header; every call that moves
  * application bytes (either way) first finishes it. Untracked fds cost one table
- * lookup; with PROXYSHIM_SEND_TO unset, one load. */
+ * lookup; with PROXYSHIM_SEND_TO unset, one load. Not hooked, because they never
+ * write to a socket: copy_file_range (files only), vmsplice and tee (pipes only; the
+ * splice that moves a pipe's bytes to the socket is hooked). Writes no hook sees
+ * (stdio's internal __write, raw syscalls) are caught by the next hooked call, which
+ * resets the connection (shim/send.c). */
 #include "real.h"
 #include "send.h"
 #include "send_udp.h"

@@ -1,6 +1,7 @@
-/* system() and popen(): glibc starts their shell through its internal posix_spawn,
- * which no interposer sees, with the process's environment as it is, so the state of
- * the proxied connections the shell inherits would be lost on the way. Both are made
+/* system() and popen(), in both libraries: glibc starts their shell through its
+ * internal posix_spawn, which no interposer sees, with the process's environment as it
+ * is, so the state of the proxied connections the shell inherits would be lost on the
+ * way (and a header still pending on one would not be dealt with). Both are made
  * here on the shim's own spawn (ps_posix_spawn), with glibc's observable behaviour:
  * /bin/sh -c, SIGINT and SIGQUIT ignored and SIGCHLD blocked in the caller while
  * system() waits, the child's signals as the caller had them; popen's streams are
@@ -77,7 +78,7 @@ static int shell(const char *cmd)
 
 PS_EXPORT int system(const char *cmd)
 {
-	if (!ps_active())
+	if (!ps_exec_active())
 		return REAL_LAZY(system)(cmd);
 	return cmd ? shell(cmd) : shell("exit 0") == 0;
 }
@@ -150,7 +151,7 @@ static FILE *open_pipe(const char *cmd, bool rd, bool cloexec)
 
 PS_EXPORT FILE *popen(const char *cmd, const char *mode)
 {
-	if (!ps_active())
+	if (!ps_exec_active())
 		return REAL_LAZY(popen)(cmd, mode);
 	if (!mode || (mode[0] != 'r' && mode[0] != 'w') ||
 	    strspn(mode + 1, "e") != strlen(mode + 1)) {

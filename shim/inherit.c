@@ -83,14 +83,6 @@ static void carry_one(int fd, const struct ps_fdinfo *info, void *ctx)
 	c->n++;
 }
 
-size_t ps_env_count(char *const *envp)
-{
-	size_t n = 0;
-	while (envp && envp[n])
-		n++;
-	return n;
-}
-
 static int is_ours(const char *entry)
 {
 	return !strncmp(entry, PS_INHERIT_VAR, sizeof(PS_INHERIT_VAR) - 1) &&
@@ -105,7 +97,7 @@ static void count_one(int fd, const struct ps_fdinfo *info, void *ctx)
 		++*(size_t *)ctx;
 }
 
-size_t ps_child_env_room(void)
+size_t ps_exec_prepare(void)
 {
 	size_t n = 0;
 	if (ps_active())
@@ -116,6 +108,11 @@ size_t ps_child_env_room(void)
 		n = PS_INHERIT_MAX;
 	size_t vars = n / PS_INHERIT_PER_VAR + 1;
 	return n * (ENTRY_HEX + 1) + vars * (sizeof(PS_INHERIT_VAR) + 16);
+}
+
+bool ps_exec_active(void)
+{
+	return ps_active() != NULL;
 }
 
 size_t ps_child_env_vars(size_t room)

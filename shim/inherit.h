@@ -17,11 +17,25 @@
 #define PS_ENV_MAX 65536        /* larger environments are passed on unchanged */
 
 /* Number of entries in envp (NULL counts as empty). */
-size_t ps_env_count(char *const *envp);
+static inline size_t ps_env_count(char *const *envp)
+{
+	size_t n = 0;
+	while (envp && envp[n])
+		n++;
+	return n;
+}
 
-/* Bytes of environment the tracked sockets need across exec now (0: nothing to
- * carry), and the variables they take at most for that room. */
-size_t ps_child_env_room(void);
+/* ---- what each library does at exec (shim/hooks_exec.c is in both) ---- */
+
+/* Before any exec or spawn: the receiving library returns the bytes of environment
+ * its tracked sockets need in the child (0: nothing to carry); the client library
+ * finishes or resets the headers still pending on inherited sockets, and returns 0. */
+size_t ps_exec_prepare(void);
+
+/* Whether the library is active: system() and popen() are the shim's own then. */
+bool ps_exec_active(void);
+
+/* The variables ps_child_env takes at most for that room. */
 size_t ps_child_env_vars(size_t room);
 
 /* The environment for a child about to be exec'd: envp without any PROXYSHIM_INHERIT*,

@@ -32,6 +32,7 @@ __attribute__((constructor)) static void ps_client_init(void)
 	ps_log_init(&config);
 	ps_log(PS_LOG_INFO, "client active in %s: %u destinations, PROXY v%u",
 	       program_invocation_short_name, config.send_to.n, config.send_version);
+	ps_send_init();
 	__atomic_store_n(&active, &config, __ATOMIC_RELEASE);
 	if (config.send_udp)
 		ps_syscall_takes = takes;

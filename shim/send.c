@@ -1,15 +1,62 @@
-/* connect → record the header → write it before the first application byte. */
+/* connect → record the header → write it before the first application byte.
+ *
+ * Fails closed: the header is written exactly once, and never guessed sent. The
+ * kernel's own count of the bytes ever written to the socket (acknowledged bytes plus
+ * the send queue) must equal the header bytes the shim wrote until the header is
+ * complete; any difference means bytes left by a path no hook sees (stdio writes
+ * through libc's internal __write, a raw syscall), and the connection is reset.
+ *
+ * Who writes: one writer at a time per socket. Before a fork the claim is a
+ * process-private stripe word; a header still pending at fork moves to a slot of a
+ * MAP_SHARED table keyed by SO_COOKIE, so that parent and child see one progress
+ * count and one claim. */
 #include "send.h"
 #include "fdtable.h"
 #include "log.h"
 #include "pp.h"
 #include "real.h"
+#include "shim.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <linux/tcp.h>
+#include <pthread.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>  /* snprintf only: no stream */
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+/* A SEND entry's 'sent' word. */
+#define SENT_BYTES 0xffffu            /* header bytes written (when there is no slot) */
+#define SENT_SLOT_SHIFT 16            /* shared slot index + 1; 0: none */
+#define SENT_SLOT_MASK (0xffu << SENT_SLOT_SHIFT)
+#define SENT_DONE (1u << 24)          /* header complete (or connection given up) */
+#define SENT_ALIASED (1u << 25)       /* dup'd: completion marks every copy */
+#define SENT_ORPHAN (1u << 26)        /* fork child that could not share: I/O fails */
+
+/* Headers pending at fork are rare (a fork between connect and the first I/O), and
+ * a slot lives until its header completes or the connection dies. When none is free
+ * the child's I/O on that socket fails (logged); the parent keeps sending alone. */
+#define SLOTS 64
+#define SLOT_FINISHED 0x80000000u
+
+struct pend {
+	_Atomic uint64_t cookie;  /* 0: free */
+	_Atomic uint32_t owner;   /* thread id of the writer, 0: none */
+	_Atomic uint32_t sent;    /* header bytes written; SLOT_FINISHED once over */
+};
+
+static struct pend *pend;             /* MAP_SHARED: fork children see the same */
+#define STRIPES 64
+static _Atomic uint32_t stripe[STRIPES];  /* pre-fork claims, by cookie */
+static _Atomic bool ever_pending;     /* spares fork a table scan when never needed */
+
+enum { ST_SYN_SENT = 2, ST_CLOSE = 7 };   /* include/net/tcp_states.h */
 
 /* The inbound connection the calling thread accepted last (relay mode), and the
  * socket's identity so that a reused fd number is not mistaken for it. */
@@ -60,68 +107,416 @@ static int is_tcp(int fd)
 	       proto == IPPROTO_TCP;
 }
 
+/* Bytes the application and the shim ever wrote to the socket (any process), -1 if
+ * unknown. Read twice around SIOCOUTQ so that an ACK in between is not miscounted. */
+static long long written(int fd)
+{
+	for (int i = 0; i < 4; i++) {
+		struct tcp_info a = {0}, b = {0};
+		socklen_t la = sizeof(a), lb = sizeof(b);
+		int q = 0;
+		if (real_getsockopt(fd, IPPROTO_TCP, TCP_INFO, &a, &la) < 0 ||
+		    la < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(a.tcpi_bytes_acked) ||
+		    syscall(SYS_ioctl, fd, SIOCOUTQ, &q) < 0 ||
+		    real_getsockopt(fd, IPPROTO_TCP, TCP_INFO, &b, &lb) < 0)
+			return -1;
+		if (a.tcpi_state == ST_CLOSE)
+			return -1;
+		if (a.tcpi_state == ST_SYN_SENT)
+			return 0;
+		if (a.tcpi_bytes_acked != b.tcpi_bytes_acked || a.tcpi_state != b.tcpi_state)
+			continue;
+		/* the SYN counts one once acknowledged */
+		return (long long)a.tcpi_bytes_acked - (a.tcpi_bytes_acked > 0) + q;
+	}
+	return -1;
+}
+
+static size_t build(const struct ps_fdinfo *e, uint8_t *hdr, size_t cap)
+{
+	return e->selected == 2 ? pp_build_v2(hdr, cap, &e->src, &e->dst, NULL, 0, 0)
+				: pp_build_v1(hdr, cap, &e->src, &e->dst);
+}
+
+static struct pend *slot_of(const struct ps_fdinfo *e)
+{
+	unsigned i = (e->sent & SENT_SLOT_MASK) >> SENT_SLOT_SHIFT;
+	return i && pend ? &pend[i - 1] : NULL;
+}
+
+static _Atomic uint32_t *claim_word(const struct ps_fdinfo *e)
+{
+	struct pend *p = slot_of(e);
+	return p ? &p->owner : &stripe[e->cookie % STRIPES];
+}
+
+static uint32_t my_tid(void)
+{
+	return (uint32_t)syscall(SYS_gettid);
+}
+
+/* Takes *w for thread me. Bounded: a holder only writes a header of at most 232 bytes
+ * to a socket whose buffer is empty, so a wait is short; a holder that died in it
+ * (killed) is detected. Never for ourselves: a signal handler interrupting this
+ * thread's own flush gets false (EAGAIN) rather than a deadlock. */
+static bool take(_Atomic uint32_t *w, uint32_t me)
+{
+	for (unsigned i = 0; i < 3000; i++) {
+		uint32_t cur = 0;
+		if (atomic_compare_exchange_weak(w, &cur, me))
+			return true;
+		if (cur == me)
+			return false;
+		if (i < 100)
+			continue;
+		if (cur && syscall(SYS_kill, (pid_t)cur, 0) < 0 && errno == ESRCH)
+			atomic_compare_exchange_strong(w, &cur, 0);
+		sched_yield();
+	}
+	return false;
+}
+
+static void give(_Atomic uint32_t *w, uint32_t me)
+{
+	atomic_compare_exchange_strong(w, &me, 0);
+}
+
+struct mark {
+	uint64_t cookie;
+	uint32_t set;
+};
+
+static void mark_copy(int fd, const struct ps_fdinfo *info, void *ctx)
+{
+	const struct mark *m = ctx;
+	if (info->kind == PS_FD_SEND && info->cookie == m->cookie && !(info->sent & SENT_DONE)) {
+		struct ps_fdinfo e = *info;
+		e.sent = m->set;
+		ps_fd_set(fd, &e);
+	}
+}
+
+/* The header is over for this socket (written, or the connection gone): the slot is
+ * freed for a fork sibling to see, and fd and its copies go straight to libc. */
+static void finished(int fd, struct ps_fdinfo *e)
+{
+	struct pend *p = slot_of(e);
+	uint64_t c = e->cookie;
+	if (p && atomic_load(&p->cookie) == c) {
+		atomic_fetch_or(&p->sent, SLOT_FINISHED);
+		atomic_compare_exchange_strong(&p->cookie, &c, 0);
+	}
+	bool aliased = e->sent & SENT_ALIASED;
+	e->sent = SENT_DONE;
+	ps_fd_set(fd, e);
+	if (aliased)
+		ps_fd_each(mark_copy, &(struct mark){.cookie = e->cookie, .set = SENT_DONE});
+}
+
+/* Abortive: the server sees a reset, not an orderly end that could pass the bytes
+ * already received for a complete request. connect(AF_UNSPEC) sends the RST and drops
+ * what is still queued; shutdown() is the fallback, SO_LINGER {1,0} makes the last
+ * close abortive too. */
+static void reset_conn(int fd)
+{
+	struct linger lg = {1, 0};
+	struct sockaddr sa = {.sa_family = AF_UNSPEC};
+	int saved = errno;
+	syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	syscall(SYS_connect, fd, &sa, sizeof(sa));
+	syscall(SYS_shutdown, fd, SHUT_RDWR);
+	errno = saved;
+}
+
+static void fail_closed(int fd, struct ps_fdinfo *e, const char *why)
+{
+	char dst[PS_ADDR_STRLEN];
+	ps_addr_format(&e->dst, dst, sizeof(dst));
+	ps_log(PS_LOG_ERROR, "fd %d to %s: %s: connection reset", fd, dst, why);
+	reset_conn(fd);
+	finished(fd, e);
+}
+
+/* Sends the rest of the header with fd claimed. nowait: never block (exec). */
+static int flush_claimed(int fd, struct ps_fdinfo *e, bool nowait)
+{
+	uint8_t hdr[PP_V1_MAX + 1];
+	char why[120];
+	struct pend *p = slot_of(e);
+	uint32_t sent = e->sent & SENT_BYTES;
+	if (p) {
+		uint32_t s = atomic_load(&p->sent);
+		if (atomic_load(&p->cookie) != e->cookie || (s & SLOT_FINISHED)) {
+			finished(fd, e);  /* a fork sibling wrote it */
+			return 0;
+		}
+		sent = s;
+	}
+	long long w = written(fd);
+	size_t len = build(e, hdr, sizeof(hdr));
+	if (w >= 0 && w != sent) {
+		snprintf(why, sizeof(why), "%lld bytes were written past the shim before its "
+			 "PROXY header (%u of %zu header bytes sent)", w - (long long)sent, sent, len);
+		fail_closed(fd, e, why);
+		errno = ECONNRESET;
+		return -1;
+	}
+	int fl = ps_real.fcntl ? ps_real.fcntl(fd, F_GETFL) : (int)syscall(SYS_fcntl, fd, F_GETFL);
+	int flags = MSG_NOSIGNAL | (nowait || (fl >= 0 && (fl & O_NONBLOCK)) ? MSG_DONTWAIT : 0);
+	while (sent < len) {
+		ssize_t n = real_send(fd, hdr + sent, len - sent, flags);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			int err = errno;
+			finished(fd, e);  /* the connection is gone: the app's call reports it */
+			errno = err;
+			return -1;
+		}
+		if (n < 0) {  /* keep what went out: the rest follows on the next call */
+			if (!p) {
+				e->sent = (e->sent & ~SENT_BYTES) | sent;
+				ps_fd_set(fd, e);
+			}
+			return -1;
+		}
+		sent += (uint32_t)n;
+		if (p)
+			atomic_store(&p->sent, sent);
+	}
+	finished(fd, e);
+	return 0;
+}
+
+/* 0 when fd carries no pending header any more; -1 with errno otherwise. */
+static int flush(int fd, bool nowait)
+{
+	struct ps_fdinfo e;
+	uint32_t me = 0;
+	for (int tries = 0; tries < 4; tries++) {
+		if (!ps_fd_get(fd, &e) || e.kind != PS_FD_SEND || (e.sent & SENT_DONE))
+			return 0;
+		if (ps_fd_cookie(fd) != e.cookie) {  /* a reused fd number */
+			ps_fd_clear((unsigned)fd, (unsigned)fd);
+			return 0;
+		}
+		if (e.sent & SENT_ORPHAN) {
+			errno = EPIPE;
+			return -1;
+		}
+		if (!me)
+			me = my_tid();
+		_Atomic uint32_t *w = claim_word(&e);
+		if (!take(w, me)) {
+			errno = EAGAIN;
+			return -1;
+		}
+		struct ps_fdinfo now;
+		/* moved to a slot (fork) or finished while we waited: claim again */
+		if (!ps_fd_get(fd, &now) || now.sent != e.sent || now.cookie != e.cookie) {
+			give(w, me);
+			continue;
+		}
+		int r = flush_claimed(fd, &e, nowait);
+		int saved = errno;
+		give(w, me);
+		errno = saved;
+		return r;
+	}
+	errno = EAGAIN;
+	return -1;
+}
+
+int ps_send_flush(int fd)
+{
+	return flush(fd, false);
+}
+
+static int record(int fd, const struct ps_config *c, const struct sockaddr *sa,
+		  const struct ps_addr *dst)
+{
+	struct ps_fdinfo e = {.kind = PS_FD_SEND, .selected = (uint8_t)c->send_version,
+			      .family = sa->sa_family, .cookie = ps_fd_cookie(fd), .dst = *dst};
+	if (header_source(fd, c, &e.src) < 0 || !ps_fd_set(fd, &e)) {
+		ps_log(PS_LOG_ERROR, "fd %d: cannot prepare the PROXY header", fd);
+		return -1;
+	}
+	atomic_store(&ever_pending, true);
+	return 0;
+}
+
+/* The connect results after which the connection exists or is on its way: EINTR and
+ * EALREADY leave it completing in the kernel, EISCONN and 0 report it made. */
+static bool connecting(int r, int err)
+{
+	return r == 0 || err == EINPROGRESS || err == EINTR || err == EALREADY || err == EISCONN;
+}
+
 int ps_send_connected(int fd, const struct sockaddr *sa, socklen_t len, int r)
 {
 	const struct ps_config *c = ps_send_active();
 	struct ps_addr dst;
+	struct ps_fdinfo old;
 	int saved = errno;
-	if (!c || (r < 0 && errno != EINPROGRESS) || !sa ||
-	    ps_addr_from_sockaddr(&dst, sa, len) < 0 || !ps_netlist_match(&c->send_to, &dst) ||
-	    !is_tcp(fd)) {
+	if (!c || !sa || !connecting(r, saved) || ps_addr_from_sockaddr(&dst, sa, len) < 0 ||
+	    !ps_netlist_match(&c->send_to, &dst) || !is_tcp(fd)) {
 		errno = saved;
 		return r;
 	}
-	struct ps_fdinfo e = {.kind = PS_FD_SEND, .selected = (uint8_t)c->send_version,
-			      .family = sa->sa_family, .cookie = ps_fd_cookie(fd), .dst = dst};
-	if (header_source(fd, c, &e.src) < 0 || !ps_fd_set(fd, &e)) {
-		ps_log(PS_LOG_ERROR, "fd %d: cannot prepare the PROXY header", fd);
-		errno = saved;
-		return r;
+	/* A repeated connect (EALREADY, EISCONN, 0) keeps the record of the first. Without
+	 * one (the first was never seen), only a socket that never carried a byte gets a
+	 * header: later would be after application bytes. */
+	bool known = ps_fd_get(fd, &old) && old.kind == PS_FD_SEND && old.cookie == ps_fd_cookie(fd);
+	if (!known) {
+		long long w = written(fd);
+		if (w > 0) {
+			ps_log(PS_LOG_WARN, "fd %d: connect() on a socket that already sent %lld "
+			       "bytes the shim did not see: left as it is", fd, w);
+			errno = saved;
+			return r;
+		}
+		if (record(fd, c, sa, &dst) < 0) {
+			errno = saved;
+			return r;
+		}
 	}
-	if (r == 0 && ps_send_flush(fd) < 0 && errno != EAGAIN)
+	if ((r == 0 || saved == EISCONN) && flush(fd, false) < 0 && errno != EAGAIN)
 		return -1;
 	errno = saved;
 	return r;
 }
 
-/* Bytes this connection has ever sent (any process holding it), -1 if unknown. */
-static long long bytes_sent(int fd)
-{
-	struct tcp_info ti = {0};
-	socklen_t len = sizeof(ti);
-	if (real_getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
-	    len < offsetof(struct tcp_info, tcpi_bytes_sent) + sizeof(ti.tcpi_bytes_sent))
-		return -1;
-	return (long long)ti.tcpi_bytes_sent;
-}
+/* ---- dup and fork ---- */
 
-int ps_send_flush(int fd)
+/* A dup of a pending socket: both entries learn of each other, so that the header
+ * written through one is known to be written through the other. */
+void ps_send_copied(int from, int to)
 {
 	struct ps_fdinfo e;
-	uint8_t hdr[PP_V1_MAX + 1];
-	if (!ps_fd_get(fd, &e) || e.kind != PS_FD_SEND)
-		return 0;
-	/* A reused fd number, or a fork sibling that shares the socket and already sent
-	 * the header (the pending state was copied by fork): nothing to send here. */
-	if (ps_fd_cookie(fd) != e.cookie || (!e.sent && bytes_sent(fd) > 0)) {
-		ps_fd_clear((unsigned)fd, (unsigned)fd);
-		return 0;
+	if (!ps_fd_get(from, &e) || e.kind != PS_FD_SEND || (e.sent & SENT_DONE))
+		return;
+	uint32_t me = my_tid();
+	_Atomic uint32_t *w = claim_word(&e);
+	bool held = take(w, me);
+	if (ps_fd_get(from, &e) && e.kind == PS_FD_SEND && !(e.sent & SENT_DONE)) {
+		e.sent |= SENT_ALIASED;
+		ps_fd_set(from, &e);
+		ps_fd_set(to, &e);
 	}
-	size_t len = e.selected == 2 ? pp_build_v2(hdr, sizeof(hdr), &e.src, &e.dst, NULL, 0, 0)
-				     : pp_build_v1(hdr, sizeof(hdr), &e.src, &e.dst);
-	int fl = ps_real.fcntl ? ps_real.fcntl(fd, F_GETFL) : (int)syscall(SYS_fcntl, fd, F_GETFL);
-	int flags = MSG_NOSIGNAL | (fl >= 0 && (fl & O_NONBLOCK) ? MSG_DONTWAIT : 0);
-	while (e.sent < len) {
-		ssize_t n = real_send(fd, hdr + e.sent, len - e.sent, flags);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			if (e.sent)  /* keep what went out: the rest follows on the next call */
-				ps_fd_set(fd, &e);
-			return -1;
+	if (held)
+		give(w, me);
+}
+
+static int find_slot(uint64_t cookie)
+{
+	for (int i = 0; i < SLOTS; i++)
+		if (atomic_load(&pend[i].cookie) == cookie)
+			return i;
+	return -1;
+}
+
+static int new_slot(uint64_t cookie, uint32_t sent)
+{
+	for (int i = 0; i < SLOTS; i++) {
+		uint64_t free_ = 0;
+		if (atomic_compare_exchange_strong(&pend[i].cookie, &free_, cookie)) {
+			atomic_store(&pend[i].sent, sent);
+			return i;
 		}
-		e.sent += (uint32_t)n;
 	}
-	ps_fd_clear((unsigned)fd, (unsigned)fd);
-	return 0;
+	return -1;
+}
+
+/* Before fork, in the parent: each pending header not yet shared moves to a slot
+ * (copies of one socket find the same slot by cookie). */
+static void share(int fd, const struct ps_fdinfo *info, void *ctx)
+{
+	(void)ctx;
+	struct ps_fdinfo e = *info;
+	if (e.kind != PS_FD_SEND || (e.sent & (SENT_DONE | SENT_ORPHAN)) || slot_of(&e))
+		return;
+	uint32_t me = my_tid();
+	_Atomic uint32_t *w = claim_word(&e);
+	if (!take(w, me))
+		return;  /* left unshared: the child fails closed on it */
+	if (ps_fd_get(fd, &e) && e.kind == PS_FD_SEND && !(e.sent & SENT_DONE) && !slot_of(&e)) {
+		int i = find_slot(e.cookie);
+		if (i < 0)
+			i = new_slot(e.cookie, e.sent & SENT_BYTES);
+		if (i >= 0) {
+			e.sent = (e.sent & ~(SENT_BYTES | SENT_SLOT_MASK)) |
+				 (uint32_t)(i + 1) << SENT_SLOT_SHIFT;
+			ps_fd_set(fd, &e);
+		}
+	}
+	give(w, me);
+}
+
+/* In the child: what could not be shared must not be written by two processes that
+ * cannot see each other's progress; this side's I/O on it fails. */
+static void orphan(int fd, const struct ps_fdinfo *info, void *ctx)
+{
+	(void)ctx;
+	struct ps_fdinfo e = *info;
+	char dst[PS_ADDR_STRLEN];
+	if (e.kind != PS_FD_SEND || (e.sent & (SENT_DONE | SENT_ORPHAN)) || slot_of(&e))
+		return;
+	e.sent |= SENT_ORPHAN;
+	ps_fd_set(fd, &e);
+	ps_addr_format(&e.dst, dst, sizeof(dst));
+	ps_log(PS_LOG_ERROR, "fd %d to %s: PROXY header pending at fork and no shared slot "
+	       "free (%d): I/O on it fails in this child (EPIPE)", fd, dst, SLOTS);
+}
+
+static void fork_prepare(void)
+{
+	if (atomic_load(&ever_pending))
+		ps_fd_each(share, NULL);
+}
+
+static void fork_child(void)
+{
+	for (int i = 0; i < STRIPES; i++)  /* held by threads that do not exist here */
+		atomic_store(&stripe[i], 0);
+	if (atomic_load(&ever_pending))
+		ps_fd_each(orphan, NULL);
+}
+
+void ps_send_init(void)
+{
+	void *m = mmap(NULL, SLOTS * sizeof(struct pend), PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (m != MAP_FAILED)
+		pend = m;
+	else
+		ps_log(PS_LOG_WARN, "no shared table: headers pending at fork fail closed in the child");
+	pthread_atfork(fork_prepare, NULL, fork_child);
+	ps_on_copy = ps_send_copied;
+}
+
+/* ---- exec ---- */
+
+/* The new program cannot know of a header still pending on a socket it inherits:
+ * finished now if that needs no wait, otherwise the connection is reset. Sockets
+ * closed on exec are left to the processes that keep them. */
+static void before_exec(int fd, const struct ps_fdinfo *info, void *ctx)
+{
+	(void)ctx;
+	struct ps_fdinfo e;
+	if (info->kind != PS_FD_SEND || (info->sent & SENT_DONE))
+		return;
+	int fdfl = ps_real.fcntl ? ps_real.fcntl(fd, F_GETFD) : (int)syscall(SYS_fcntl, fd, F_GETFD);
+	if (fdfl < 0 || (fdfl & FD_CLOEXEC))
+		return;
+	if (flush(fd, true) == 0)
+		return;
+	if (ps_fd_get(fd, &e) && e.kind == PS_FD_SEND && !(e.sent & SENT_DONE))
+		fail_closed(fd, &e, "PROXY header still pending at exec and not writable "
+			    "without waiting");
+}
+
+void ps_send_exec(void)
+{
+	if (ps_send_active() && atomic_load(&ever_pending))
+		ps_fd_each(before_exec, NULL);
 }

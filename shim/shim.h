@@ -40,6 +40,9 @@ extern bool (*ps_syscall_takes)(long n);
 /* Set by the receiving library: told of every descriptor range the application closes. */
 extern void (*ps_on_forget)(unsigned first, unsigned last);
 
+/* Set by the client library: told after fd 'to' became a copy of 'from' (dup family). */
+extern void (*ps_on_copy)(int from, int to);
+
 /* fd's connection entry if it holds one and fd is still that socket (SO_COOKIE);
  * a stale entry is dropped. */
 bool ps_conn(int fd, struct ps_fdinfo *ci);

@@ -44,8 +44,9 @@ static struct {
 	bool greet, dup, reuse, freeport;
 	unsigned hard_timeout;
 	int idle_ms;
+	long slow_ms;           /* -D: backlog 0, first accept after this long */
 	long alen;              /* -a: addrlen passed to accept; -1 = full buffer; 0 = NULL */
-} opt = { "127.0.0.1", 0, NULL, 0, MODE_BLOCK, 1, false, false, false, false, 30, 2000, -1 };
+} opt = { "127.0.0.1", 0, NULL, 0, MODE_BLOCK, 1, false, false, false, false, 30, 2000, 0, -1 };
 
 static int lfd = -1;
 static atomic_long served;
@@ -85,7 +86,7 @@ static void on_alarm(int sig)
 static void usage(FILE *f)
 {
 	fputs("usage: testserver [-l ADDR] [-p PORT] [-P PORTFILE] [-n COUNT] [-m MODE] [-d] [-R]\n"
-	      "                  [-a ADDRLEN] [-I IDLE_MS] [-T SECONDS] [-F] [-e] [-h]\n"
+	      "                  [-a ADDRLEN] [-I IDLE_MS] [-T SECONDS] [-D MS] [-F] [-e] [-h]\n"
 	      "  -l ADDR   listen address (default 127.0.0.1; '::' dual-stack, '::1' IPv6)\n"
 	      "  -p PORT   port (default 0: ephemeral)\n"
 	      "  -P FILE   write the port to FILE once listening\n"
@@ -97,6 +98,9 @@ static void usage(FILE *f)
 	      "  -a LEN    pass *addrlen = LEN to accept (0: NULL addr); adds alen= to the line\n"
 	      "  -I MS     stop reading after MS ms without data (default 2000)\n"
 	      "  -T SEC    hard timeout: exit 3 after SEC seconds (default 30)\n"
+	      "  -D MS     listen with backlog 0 and accept nothing for MS ms: one connection\n"
+	      "            waits in the queue, the next one's SYN is dropped (its connect stays\n"
+	      "            in progress, resent after 1 s, 3 s, ...)\n"
 	      "  -F        print a free port of ADDR chosen by the kernel and exit\n"
 	      "  -e        accepted for compatibility (local= is always printed)\n"
 	      "  -h        this help\n", f);
@@ -130,7 +134,7 @@ static void parse_mode(const char *s)
 static void parse_args(int argc, char **argv)
 {
 	int c;
-	while ((c = getopt(argc, argv, "l:p:P:n:m:dRa:I:T:Feh")) != -1) {
+	while ((c = getopt(argc, argv, "l:p:P:n:m:dRa:I:T:FD:eh")) != -1) {
 		switch (c) {
 		case 'l': opt.laddr = optarg; break;
 		case 'p': opt.port = (unsigned)parse_num(optarg, 0, 65535, "port"); break;
@@ -143,6 +147,7 @@ static void parse_args(int argc, char **argv)
 		case 'I': opt.idle_ms = (int)parse_num(optarg, 1, 600000, "idle ms"); break;
 		case 'T': opt.hard_timeout = (unsigned)parse_num(optarg, 1, 86400, "timeout"); break;
 		case 'F': opt.freeport = true; break;
+		case 'D': opt.slow_ms = parse_num(optarg, 1, 600000, "delay ms"); break;
 		case 'e': break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(1);
@@ -536,7 +541,7 @@ static int make_listener(void)
 		die("IPV6_V6ONLY: %s", strerror(errno));
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0)
 		die("bind %s:%u: %s", opt.laddr, opt.port, strerror(errno));
-	if (!opt.freeport && listen(fd, 128) < 0)
+	if (!opt.freeport && listen(fd, opt.slow_ms ? 0 : 128) < 0)
 		die("listen: %s", strerror(errno));
 	return fd;
 }
@@ -577,6 +582,11 @@ int main(int argc, char **argv)
 	}
 	if (opt.portfile)
 		write_portfile(port);
+	if (opt.slow_ms) {
+		struct timespec ts = { opt.slow_ms / 1000, (opt.slow_ms % 1000) * 1000000L };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
 
 	if (opt.mode == MODE_EPOLL)
 		run_epoll();

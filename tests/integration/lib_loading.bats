@@ -26,7 +26,8 @@ sorted() {
 @test "libproxyshim-client.so exports only the interposed symbols" {
 	want=$(sorted connect accept accept4 getsockopt $FD_HOOKS write writev send sendto \
 		sendmsg sendmmsg sendfile sendfile64 splice read readv recv recvfrom recvmsg \
-		recvmmsg __read_chk __recv_chk __recvfrom_chk syscall)
+		recvmmsg __read_chk __recv_chk __recvfrom_chk syscall \
+		execl execle execlp execv execve execveat execvp execvpe fexecve posix_spawn posix_spawnp system popen pclose)
 	[ "$(exports "$CLIENT")" = "$want" ]
 }
 

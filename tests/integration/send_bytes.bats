@@ -205,8 +205,9 @@ other_port() { echo $(($1 == 65535 ? 1 : $1 + 1)); }
 }
 
 @test "fork after a non-blocking connect, child and parent both write: still one header" {
-	# The pending header lives in the fd table, which fork copies; the first writer
-	# sends it, the other sees the socket has sent bytes already (regression test).
+	# The pending header moves at fork to a table parent and child share; the first
+	# writer sends it, the other finds it written there (send_failclosed.bats has the
+	# cases where the kernel has not sent it yet, and the limits).
 	local ver
 	printf 'child\nparent\n' >"$T/data"
 	for ver in 1 2; do
