@@ -32,8 +32,19 @@ struct ps_fdinfo {
 	uint64_t cookie;     /* identity: the socket's SO_COOKIE, unique for the kernel's
 			      * lifetime, checked before an entry is believed (a number
 			      * reused behind the shim's back has another cookie) */
-	struct ps_addr src;  /* CONN, SEND: the header's source, the original client */
-	struct ps_addr dst;  /* CONN, SEND: the header's destination */
+	union {
+		struct {
+			struct ps_addr src;  /* CONN, SEND: the header's source, the client */
+			struct ps_addr dst;  /* CONN, SEND: the header's destination */
+		};
+		struct {             /* LISTENER with PS_LISTENER_UNNESTED: the
+				      * application's epoll registration the shim could
+				      * not nest its set into, retried when one is needed */
+			int32_t epfd;
+			uint32_t events;
+			uint64_t data;
+		} reg;
+	};
 };
 
 /* LISTENER flags in 'sent'. */

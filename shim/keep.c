@@ -220,6 +220,38 @@ static void lost_at(struct set *s, unsigned i)
 	forget_at(s, i);
 }
 
+/* Nests set s into the application's epoll instance with the listener's event data,
+ * as registered there (so it takes the event for its listener). */
+static int nest(int epfd, int op, struct set *s, uint32_t events, epoll_data_t data)
+{
+	/* EPOLLEXCLUSIVE cannot apply to a nested epoll instance. */
+	struct epoll_event nested = {.events = events & (EPOLLIN | EPOLLET | EPOLLONESHOT),
+				     .data = data};
+	int first = op == EPOLL_CTL_ADD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+	if (real_epoll_ctl(epfd, first, s->epfd, &nested) == 0 ||
+	    real_epoll_ctl(epfd, first == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+			   s->epfd, &nested) == 0)
+		return 0;
+	return -1;
+}
+
+/* A listener whose set could not be nested when the application registered it (no
+ * descriptor for the set then): tried again now that a connection needs keeping, in
+ * the same epoll instance, once a no-op EPOLL_CTL_MOD of the listener there proves it is
+ * still registered in it. One-shot and exclusive registrations are not re-armed that
+ * way: their connections are refused. */
+static bool renest(int lfd, struct ps_fdinfo *li, struct set *s)
+{
+	struct epoll_event same = {.events = li->reg.events, .data.u64 = li->reg.data};
+	if ((li->reg.events & (EPOLLONESHOT | EPOLLEXCLUSIVE)) ||
+	    real_epoll_ctl(li->reg.epfd, EPOLL_CTL_MOD, lfd, &same) < 0 ||
+	    nest(li->reg.epfd, EPOLL_CTL_ADD, s, same.events, same.data) < 0)
+		return false;
+	li->sent &= ~PS_LISTENER_UNNESTED;
+	ps_fd_set(lfd, li);
+	return true;
+}
+
 int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer)
 {
 	const struct ps_config *c = ps_active();
@@ -227,7 +259,8 @@ int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *pee
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
 	struct kept k = {.fd = fd, .deadline = now_ms() + c->timeout_ms, .cookie = ps_fd_cookie(fd),
 			 .peer = *peer};
-	if (!s || (li->sent & PS_LISTENER_UNNESTED) || !k.cookie || !lock(&s->lock))
+	if (!s || !k.cookie || ((li->sent & PS_LISTENER_UNNESTED) && !renest(lfd, li, s)) ||
+	    !lock(&s->lock))
 		return -1;
 	if (atomic_load(&s->lfd1) != lfd + 1 || s->lcookie != li->cookie) {
 		release(s);  /* the listener was closed meanwhile */
@@ -356,19 +389,20 @@ void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 	}
 	if (!ev)
 		return;
-	/* The listener's own event data, so the application takes it for its listener.
-	 * EPOLLEXCLUSIVE cannot apply to a nested epoll instance. */
-	struct epoll_event nested = {
-		.events = ev->events & (EPOLLIN | EPOLLET | EPOLLONESHOT), .data = ev->data};
-	int first = op == EPOLL_CTL_ADD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
 	if ((s = create(fd, li.cookie, li.family)) &&
-	    (real_epoll_ctl(epfd, first, s->epfd, &nested) == 0 ||
-	     real_epoll_ctl(epfd, first == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
-			    s->epfd, &nested) == 0))
+	    nest(epfd, op, s, ev->events, ev->data) == 0) {
+		if (li.sent & PS_LISTENER_UNNESTED) {
+			li.sent &= ~PS_LISTENER_UNNESTED;
+			ps_fd_set(fd, &li);
+		}
 		return;
+	}
 	/* Not nested (EMFILE, ENOMEM…): the application could not hear of a kept
-	 * connection, so this listener's accepts wait for late headers instead. */
+	 * connection. Remembered, to be tried again when one needs keeping. */
 	li.sent |= PS_LISTENER_UNNESTED;
+	li.reg.epfd = epfd;
+	li.reg.events = ev->events;
+	li.reg.data = ev->data.u64;
 	ps_fd_set(fd, &li);
 }
 

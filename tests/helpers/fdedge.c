@@ -46,6 +46,10 @@ static void usage(FILE *f)
 	      "      leaves the connection untouched (its peer is the proxy)\n"
 	      "  spawn-idle N: N idle proxied connections, then popen(): it takes no header wait\n"
 	      "  exec-many N: N proxied connections across execve: every one keeps its client\n"
+	      "  exec-how HOW: one across execv, execvp, execvpe, execl, execlp, execle,\n"
+	      "      fexecve, execveat, or vfork+execv\n"
+	      "  scm-rights: one passed to another program over a UNIX socket (SCM_RIGHTS):\n"
+	      "      the receiver sees its real peer and the client's bytes intact\n"
 	      "  child FD...: (internal) prints each FD's peer as 'peer FD=ADDR:PORT'\n", f);
 }
 
@@ -439,6 +443,111 @@ static int exec_many(int n)
 	return verdict(right == n, "every inherited connection keeps its client");
 }
 
+/* One proxied connection across one exec-family call (made in a forked or vforked
+ * child): the new program reports the header's client. */
+static int exec_how(const char *how)
+{
+	extern char **environ;
+	int l = listener(0, 0), port = port_of(l, 0), x, pfd[2];
+	int c = proxied(l, port, 5555, &x);
+	char fdarg[16], out[256] = {0};
+	snprintf(fdarg, sizeof(fdarg), "%d", x);
+	char *argv[] = {self, "child", fdarg, NULL};
+	if (pipe(pfd) < 0)
+		die("pipe");
+	pid_t pid = !strcmp(how, "vfork") ? vfork() : fork();
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		if (!strcmp(how, "execv") || !strcmp(how, "vfork"))
+			execv(self, argv);
+		else if (!strcmp(how, "execvp"))
+			execvp(self, argv);
+		else if (!strcmp(how, "execvpe"))
+			execvpe(self, argv, environ);
+		else if (!strcmp(how, "execl"))
+			execl(self, self, "child", fdarg, (char *)NULL);
+		else if (!strcmp(how, "execlp"))
+			execlp(self, self, "child", fdarg, (char *)NULL);
+		else if (!strcmp(how, "execle"))
+			execle(self, self, "child", fdarg, (char *)NULL, environ);
+		else if (!strcmp(how, "fexecve")) {
+			int e = open(self, O_RDONLY);  /* not O_CLOEXEC: the kernel reads it */
+			fexecve(e, argv, environ);
+		} else if (!strcmp(how, "execveat"))
+			execveat(AT_FDCWD, self, argv, environ, 0);
+		_exit(127);
+	}
+	close(pfd[1]);
+	if (read(pfd[0], out, sizeof(out) - 1) < 0)
+		die("read");
+	int st;
+	waitpid(pid, &st, 0);
+	printf("%s: %s", how, out);
+	char want[64];
+	snprintf(want, sizeof(want), "peer %d=%s:5555\n", x, CLIENT_IP);
+	close(c);
+	return verdict(!strcmp(out, want), "the new program sees the header's client");
+}
+
+/* A proxied connection passed to another program over a UNIX socket: no state goes
+ * with it, so it reports its real peer (the proxy), never the client's own bytes. */
+static int scm_rights(void)
+{
+	int l = listener(0, 0), port = port_of(l, 0), x, sv[2], pfd[2];
+	const char *forged = "PROXY TCP4 " FORGED_IP " 127.0.0.1 1111 2222\r\nhello";
+	int c = proxied(l, port, 5555, &x);
+	put(c, forged);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || pipe(pfd) < 0)
+		die("socketpair");
+	pid_t pid = fork();
+	if (pid == 0) {
+		dup2(sv[1], 0);
+		dup2(pfd[1], 1);
+		execl(self, self, "receive", (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	char byte = 0, cbuf[CMSG_SPACE(sizeof(int))] = {0};
+	struct iovec iov = {&byte, 1};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			   .msg_controllen = sizeof(cbuf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &x, sizeof(int));
+	if (sendmsg(sv[0], &m, 0) != 1)
+		die("sendmsg");
+	char out[512] = {0};
+	ssize_t n = 0, r;
+	while (n < (ssize_t)sizeof(out) - 1 && (r = read(pfd[0], out + n, sizeof(out) - 1 - (size_t)n)) > 0)
+		n += r;
+	waitpid(pid, NULL, 0);
+	printf("receiver: %s", out);
+	char want[600];
+	snprintf(want, sizeof(want), "peer %s:%d data %s\n", PROXY_IP, port_of(c, 0), forged);
+	close(c);
+	return verdict(!strcmp(out, want), "the receiver sees the real peer and every byte");
+}
+
+/* (internal) the receiving end of scm_rights: one descriptor from fd 0. */
+static int receive(void)
+{
+	char byte, cbuf[CMSG_SPACE(sizeof(int))], data[256] = {0};
+	struct iovec iov = {&byte, 1};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			   .msg_controllen = sizeof(cbuf)};
+	int fd;
+	if (recvmsg(0, &m, 0) != 1 || !CMSG_FIRSTHDR(&m))
+		die("recvmsg");
+	memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof(int));
+	pause_ms(50);
+	if (recv(fd, data, sizeof(data) - 1, MSG_DONTWAIT) < 0)
+		die("recv");
+	printf("peer %s data %s\n", peer_str(fd), data);
+	return 0;
+}
+
 static int child(int argc, char **argv)
 {
 	for (int i = 2; i < argc; i++)
@@ -474,6 +583,12 @@ int main(int argc, char **argv)
 		return spawn_idle(arg, timeout_ms);
 	if (!strcmp(s, "exec-many"))
 		return exec_many(arg);
+	if (!strcmp(s, "exec-how") && argc > 2)
+		return exec_how(argv[2]);
+	if (!strcmp(s, "scm-rights"))
+		return scm_rights();
+	if (!strcmp(s, "receive"))
+		return receive();
 	if (!strcmp(s, "child"))
 		return child(argc, argv);
 	usage(stderr);

@@ -57,3 +57,16 @@ edge() {
 	edge exec-many 1000
 	[[ $OUT == *"1000 of 1000 connections kept their client"* ]]
 }
+
+@test "every exec flavour (execv, execvp, execvpe, execl, execlp, execle, fexecve, execveat, vfork+execv): the client crosses" {
+	local how
+	for how in execv execvp execvpe execl execlp execle fexecve execveat vfork; do
+		edge exec-how "$how"
+		[[ $OUT == *"ok: the new program sees the header's client"* ]] || fail "with $how"
+	done
+}
+
+@test "a proxied connection passed over a UNIX socket (SCM_RIGHTS): the receiver sees the real peer and every byte" {
+	edge scm-rights
+	[[ $OUT == *"ok: the receiver sees the real peer and every byte"* ]]
+}
