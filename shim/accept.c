@@ -8,7 +8,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <string.h>
+
+static bool nonblocking(int fd)
+{
+	int fl = ps_real.fcntl ? ps_real.fcntl(fd, F_GETFL) : (int)syscall(SYS_fcntl, fd, F_GETFL);
+	return fl >= 0 && (fl & O_NONBLOCK);
+}
 
 bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 {
@@ -27,6 +34,8 @@ bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 	    proto == IPPROTO_TCP) {
 		li->family = local.family;
 		li->selected = ps_portset_has(&c->ports, local.port);
+		if (li->selected && !nonblocking(lfd))
+			__atomic_store_n(&ps_blocking_listeners, 1, __ATOMIC_RELAXED);
 	}
 	ps_fd_set(lfd, li);
 	return li->selected;
@@ -109,17 +118,30 @@ int ps_claim(int fd, const struct ps_config *c, int family, const struct ps_addr
 	return ps_settle(fd, family, peer, room, r, &h, why, client);
 }
 
-static bool nonblocking(int fd)
+/* How the caller of accept on a listener waits, which decides what the shim may do
+ * while a header is late or after it closed a connection:
+ * - W_NONBLOCK: a non-blocking listener: EAGAIN, never a wait.
+ * - W_POLLED: a blocking listener the application watches (its epoll set, or the
+ *   calling thread's last poll/select reported it readable: PostgreSQL's postmaster,
+ *   which takes signals only inside select): ECONNABORTED, which accept's contract
+ *   allows, so it goes back to its loop; kept connections make the listener readable
+ *   there when their header completes.
+ * - W_BLOCK: a caller that just blocks in accept (thread per accept, prefork): it
+ *   waits for whichever connection completes first, never behind a slower one. */
+enum wait_kind { W_NONBLOCK, W_POLLED, W_BLOCK };
+
+static enum wait_kind wait_kind(int lfd, const struct ps_fdinfo *li)
 {
-	int fl = ps_real.fcntl ? ps_real.fcntl(fd, F_GETFL) : (int)syscall(SYS_fcntl, fd, F_GETFL);
-	return fl >= 0 && (fl & O_NONBLOCK);
+	if (nonblocking(lfd))
+		return W_NONBLOCK;
+	return (li->sent & PS_LISTENER_WATCHED) || ps_ready_last(lfd) ? W_POLLED : W_BLOCK;
 }
 
 /* Handles a connection just accepted on lfd: 0 to hand it over (ss then holds the
- * address to report), -1 when it was closed, 1 when it was kept aside (a non-blocking
- * listener never waits for a header). room is the caller's address buffer size. */
+ * address to report), -1 when it was closed, 1 when it was kept aside (its header is
+ * late). room is the caller's address buffer size; *wk is decided here if needed. */
 static int admit(int lfd, int fd, const struct ps_config *c, struct ps_fdinfo *li,
-		 struct sockaddr_storage *ss, socklen_t *sl, socklen_t room)
+		 struct sockaddr_storage *ss, socklen_t *sl, socklen_t room, int *wk)
 {
 	struct ps_addr peer, client;
 	struct pp_header h;
@@ -138,14 +160,17 @@ static int admit(int lfd, int fd, const struct ps_config *c, struct ps_fdinfo *l
 		return drop(fd);
 	}
 	enum ps_take t = ps_try_header(fd, c, &h, &why, 0);
-	if (t == PS_TAKE_MORE && nonblocking(lfd)) {
+	if (t == PS_TAKE_MORE) {
+		if (*wk < 0)
+			*wk = wait_kind(lfd, li);
 		if (ps_keep_add(lfd, li, fd, &peer) == 0)
 			return 1;
-		/* A non-blocking listener never waits: refused, and said so. */
-		why = "header incomplete and no room to keep the connection aside";
-		t = PS_TAKE_BAD;
-	} else if (t == PS_TAKE_MORE) {
-		t = ps_take_header(fd, c, &h, &why);
+		if (*wk == W_BLOCK) {  /* no room to keep it: the bounded wait */
+			t = ps_take_header(fd, c, &h, &why);
+		} else {  /* the application's loop never waits: refused, and said so */
+			why = "header incomplete and no room to keep the connection aside";
+			t = PS_TAKE_BAD;
+		}
 	}
 	int r = ps_settle(fd, li->family, &peer, room, t, &h, why, &client);
 	if (r < 0)
@@ -173,11 +198,10 @@ int ps_report(struct sockaddr *addr, socklen_t *alen, const struct ps_addr *a,
 
 /* A kept connection that is ready, given the flags of this accept4 call; -1 if none. */
 static int kept(int lfd, const struct ps_fdinfo *li, const struct ps_config *c, int flags,
-		socklen_t room, struct sockaddr_storage *ss, socklen_t *sl)
+		socklen_t room, struct sockaddr_storage *ss, socklen_t *sl, bool *closed)
 {
 	struct ps_addr client;
-	int named;
-	int fd = ps_keep_next(lfd, li, c, room, &client, &named);
+	int fd = ps_keep_next(lfd, li, c, room, &client, closed);
 	if (fd < 0)
 		return -1;
 	int fl = ps_real.fcntl(fd, F_GETFL);
@@ -187,25 +211,58 @@ static int kept(int lfd, const struct ps_fdinfo *li, const struct ps_config *c, 
 	return fd;
 }
 
+/* Whether a connection waits in lfd's queue now. */
+static bool pending(int lfd)
+{
+	struct pollfd p = {.fd = lfd, .events = POLLIN};
+	return REAL_LAZY(poll)(&p, 1, 0) > 0;
+}
+
+/* W_BLOCK with connections kept: waits until the listener has a new one or a kept one
+ * is decided (its header, or its deadline). -1 with EINTR when a signal came, as the
+ * accept it stands for would report. */
+static int wait_first(int lfd, const struct ps_fdinfo *li)
+{
+	struct pollfd p[2] = {{.fd = lfd, .events = POLLIN},
+			      {.fd = ps_keep_fd(lfd, li), .events = POLLIN}};
+	return p[1].fd < 0 || REAL_LAZY(poll)(p, 2, -1) >= 0 ? 0 : -1;
+}
+
 int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 {
 	const struct ps_config *c = ps_active();
 	struct ps_fdinfo li;
-	int saved = errno;
+	int saved = errno, wk = -1;
 	if (!c || (addr && !alen) || !selected(lfd, c, &li)) {
 		errno = saved;
 		return real_accept4(lfd, addr, alen, flags);
 	}
-	for (;;) {
+	for (bool acted = false;; acted = true) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		int fd = kept(lfd, &li, c, flags, addr ? *alen : 0, &ss, &sl);
+		int fd = kept(lfd, &li, c, flags, addr ? *alen : 0, &ss, &sl, &acted);
 		if (fd < 0) {
+			/* A blocking accept must not hold an application that could do
+			 * something else (after a connection was closed or kept), nor stand
+			 * a ready connection behind a late one. */
+			bool any_kept = ps_keep_fd(lfd, &li) >= 0;
+			if ((acted || any_kept) && (wk >= 0 || (wk = wait_kind(lfd, &li)) >= 0) &&
+			    wk != W_NONBLOCK && !pending(lfd)) {
+				if (wk == W_POLLED) {
+					errno = ECONNABORTED;
+					return -1;
+				}
+				if (any_kept) {
+					if (wait_first(lfd, &li) < 0)
+						return -1;
+					continue;
+				}
+			}
 			fd = real_accept4(lfd, (struct sockaddr *)&ss, &sl, flags);
 			if (fd < 0)
 				return fd;
-			if (admit(lfd, fd, c, &li, &ss, &sl, addr ? *alen : 0) != 0)
-				continue;  /* closed or kept: take the next one */
+			if (admit(lfd, fd, c, &li, &ss, &sl, addr ? *alen : 0, &wk) != 0)
+				continue;  /* closed or kept: the next one, as the caller waits */
 		}
 		if (addr)
 			copy_out(addr, alen, &ss, sl);

@@ -49,6 +49,7 @@ struct ps_fdinfo {
 
 /* LISTENER flags in 'sent'. */
 #define PS_LISTENER_UNNESTED 1u  /* in an epoll set the shim could not nest into */
+#define PS_LISTENER_WATCHED 2u   /* registered in an epoll set by the application */
 
 /* Highest fd + 1 the table can hold. */
 #define PS_FD_LIMIT (1u << 24)

@@ -114,6 +114,61 @@ static int ms_of(long long sec, long long nsec)
 	return ms < 0 ? 0 : ms > 0x7fffffff ? 0x7fffffff : (int)ms;
 }
 
+/* ---- what the last poll/select of each thread reported readable ---- */
+
+unsigned char ps_blocking_listeners;
+
+/* A blocking listener's accept behaves differently when the application watched it
+ * first (shim/accept.c): recorded only once such a listener exists. */
+#define READY_MAX 16
+enum { R_NONE, R_LIST, R_SET, R_ANY };
+static __thread __attribute__((tls_model("initial-exec"))) struct {
+	unsigned char kind;
+	unsigned char n;
+	int fd[READY_MAX];
+	fd_set set;
+} last_ready;
+
+static void note_poll(const struct pollfd *fds, nfds_t n, int r)
+{
+	if (!__atomic_load_n(&ps_blocking_listeners, __ATOMIC_RELAXED))
+		return;
+	last_ready.kind = r > 0 ? R_LIST : R_NONE;
+	last_ready.n = 0;
+	for (nfds_t i = 0; r > 0 && i < n && last_ready.kind == R_LIST; i++) {
+		if (!(fds[i].revents & (POLLIN | POLLERR | POLLHUP)))
+			continue;
+		if (last_ready.n == READY_MAX)
+			last_ready.kind = R_ANY;
+		else
+			last_ready.fd[last_ready.n++] = fds[i].fd;
+	}
+}
+
+static void note_select(int nfds, const fd_set *rd, int r)
+{
+	if (!__atomic_load_n(&ps_blocking_listeners, __ATOMIC_RELAXED))
+		return;
+	last_ready.kind = r <= 0 || !rd ? R_NONE : nfds <= FD_SETSIZE ? R_SET : R_ANY;
+	if (last_ready.kind == R_SET)
+		last_ready.set = *rd;
+}
+
+bool ps_ready_last(int fd)
+{
+	switch (last_ready.kind) {
+	case R_LIST:
+		for (unsigned i = 0; i < last_ready.n; i++)
+			if (last_ready.fd[i] == fd)
+				return true;
+		return false;
+	case R_SET:
+		return fd >= 0 && fd < FD_SETSIZE && FD_ISSET(fd, &last_ready.set);
+	default:
+		return last_ready.kind == R_ANY;
+	}
+}
+
 /* The call, then readiness that only refused datagrams gave withdrawn (shim/udp.h);
  * when nothing else was reported, the wait goes on for the time left. */
 static int poll_filtered(struct pollfd *fds, nfds_t n, ps_poll_call call,
@@ -124,8 +179,10 @@ static int poll_filtered(struct pollfd *fds, nfds_t n, ps_poll_call call,
 	ps_deadline_start(&dl, timeout_ms);
 	for (;;) {
 		int r = ps_keep_poll(fds, n, call, a);
-		if (r <= 0 || !ps_udp_on || (r = ps_udp_filter_poll(fds, n, r)) > 0)
+		if (r <= 0 || !ps_udp_on || (r = ps_udp_filter_poll(fds, n, r)) > 0) {
+			note_poll(fds, n, r);
 			return r;
+		}
 		if ((a->timeout = ps_deadline_left_ms(&dl)) == 0)
 			return 0;
 		if (a->ts) {
@@ -153,8 +210,10 @@ static int select_filtered(int nfds, fd_set *r, fd_set *w, fd_set *e, ps_select_
 	ps_deadline_start(&dl, timeout_ms);
 	for (;;) {
 		int res = ps_keep_select(nfds, r, w, e, call, a);
-		if (res <= 0 || !refilter || (res = ps_udp_filter_select(nfds, r, res)) > 0)
+		if (res <= 0 || !refilter || (res = ps_udp_filter_select(nfds, r, res)) > 0) {
+			note_select(nfds, r, res);
 			return res;
+		}
 		int ms = ps_deadline_left_ms(&dl);
 		if (ms == 0)
 			return 0;

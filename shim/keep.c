@@ -342,7 +342,7 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 }
 
 int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
-		 socklen_t room, struct ps_addr *client, int *named)
+		 socklen_t room, struct ps_addr *client, bool *closed)
 {
 	struct set *s;
 	if (!atomic_load_explicit(&kept_total, memory_order_relaxed) ||
@@ -366,14 +366,23 @@ int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 			return -1;
 		int got = ps_settle(fd, li->family, &peer, room, r, &h, why, client);
 		if (got >= 0) {
-			*named = got > 0;
 			if (!got)
 				*client = peer;
 			return fd;
 		}
 		ps_fd_clear((unsigned)fd, (unsigned)fd);
 		real_close(fd);
+		*closed = true;
 	}
+}
+
+int ps_keep_fd(int lfd, const struct ps_fdinfo *li)
+{
+	struct set *s;
+	if (!atomic_load_explicit(&kept_total, memory_order_relaxed) ||
+	    !(s = find(lfd, li->cookie)) || !s->n)
+		return -1;
+	return s->epfd;
 }
 
 void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
@@ -391,15 +400,15 @@ void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 		return;
 	if ((s = create(fd, li.cookie, li.family)) &&
 	    nest(epfd, op, s, ev->events, ev->data) == 0) {
-		if (li.sent & PS_LISTENER_UNNESTED) {
-			li.sent &= ~PS_LISTENER_UNNESTED;
+		if ((li.sent & PS_LISTENER_UNNESTED) || !(li.sent & PS_LISTENER_WATCHED)) {
+			li.sent = (li.sent & ~PS_LISTENER_UNNESTED) | PS_LISTENER_WATCHED;
 			ps_fd_set(fd, &li);
 		}
 		return;
 	}
 	/* Not nested (EMFILE, ENOMEM…): the application could not hear of a kept
 	 * connection. Remembered, to be tried again when one needs keeping. */
-	li.sent |= PS_LISTENER_UNNESTED;
+	li.sent |= PS_LISTENER_UNNESTED | PS_LISTENER_WATCHED;
 	li.reg.epfd = epfd;
 	li.reg.events = ev->events;
 	li.reg.data = ev->data.u64;

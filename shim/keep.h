@@ -19,10 +19,14 @@
 int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer);
 
 /* A kept connection of lfd that is ready to hand over, settled (recorded in the fd
- * table): its fd, with *client and *named = 1 when the header named one; -1 when
- * there is none. Bad and expired ones are closed and logged on the way. */
+ * table): its fd, with *client the address to report; -1 when there is none. Bad and
+ * expired ones are closed and logged on the way (*closed is then set). */
 int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
-		 socklen_t room, struct ps_addr *client, int *named);
+		 socklen_t room, struct ps_addr *client, bool *closed);
+
+/* The descriptor (the set's epoll instance) that becomes readable when a connection
+ * kept for listener lfd is decided; -1 when none is kept. */
+int ps_keep_fd(int lfd, const struct ps_fdinfo *li);
 
 /* After the application's epoll_ctl(epfd, op, fd, ev) succeeded. */
 void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev);

@@ -33,6 +33,13 @@ int ps_settle(int fd, int family, const struct ps_addr *peer, socklen_t room, en
 /* Decides (again) whether the shim applies to listening socket lfd and records it. */
 bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li);
 
+/* Set once a selected listener is blocking when noted: from then on poll and select
+ * record, per thread, which descriptors they reported readable (shim/hooks_recv.c). */
+extern unsigned char ps_blocking_listeners;
+
+/* Whether the calling thread's last poll/select reported fd readable. */
+bool ps_ready_last(int fd);
+
 /* Set by each library: the syscall() numbers it takes to its own interposers
  * (shim/hooks_syscall.c); NULL: none. */
 extern bool (*ps_syscall_takes)(long n);

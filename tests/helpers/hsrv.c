@@ -34,7 +34,7 @@
 
 extern char **environ;
 
-enum mode { M_BLOCK, M_EPOLL, M_THREADS, M_SPIN };
+enum mode { M_BLOCK, M_EPOLL, M_THREADS, M_SPIN, M_SELECT };
 
 static struct {
 	const char *laddr, *portfile;
@@ -81,7 +81,9 @@ static void usage(FILE *f)
 	      "  -P FILE    write the port to FILE once listening\n"
 	      "  -n COUNT   exit 0 after COUNT served connections (prints the summary line)\n"
 	      "  -m MODE    block (accept), epoll (non-blocking accept4), threads:N (N threads\n"
-	      "             in blocking accept4), spin (non-blocking accept4 in a busy loop)\n"
+	      "             in blocking accept4), spin (non-blocking accept4 in a busy loop),\n"
+	      "             select (blocking listener, accept after pselect, SIGTERM blocked\n"
+	      "             except in pselect and then stops the server: PostgreSQL's way)\n"
 	      "  -I MS      idle read timeout (default 2000)      -T SEC  hard timeout (30)\n"
 	      "  -s US      SIGUSR1 to the process every US microseconds (handler counts; no\n"
 	      "             SA_RESTART, so blocking calls see EINTR)\n"
@@ -133,6 +135,8 @@ static void parse_args(int argc, char **argv)
 				opt.mode = M_EPOLL;
 			else if (!strcmp(optarg, "spin"))
 				opt.mode = M_SPIN;
+			else if (!strcmp(optarg, "select"))
+				opt.mode = M_SELECT;
 			else if (!strncmp(optarg, "threads:", 8))
 				opt.mode = M_THREADS,
 				opt.nthreads = (int)num(optarg + 8, 1, MAX_THREADS);
@@ -316,6 +320,40 @@ static void *accept_loop(void *arg)
 			serve(fd, n);
 	}
 	return NULL;
+}
+
+/* As PostgreSQL's postmaster: a blocking listener, signals blocked except inside
+ * pselect, accept only once pselect reported the listener readable. SIGTERM (no
+ * SA_RESTART) stops it: "stopped" once it is back in its loop. */
+static void on_stop(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static void run_select(void)
+{
+	struct sigaction sa = {.sa_handler = on_stop};
+	sigset_t block, open_mask;
+	sigaction(SIGTERM, &sa, NULL);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, &open_mask);
+	sigdelset(&open_mask, SIGTERM);
+	for (;;) {
+		fd_set rd;
+		FD_ZERO(&rd);
+		FD_SET(lfd, &rd);
+		int n = pselect(lfd + 1, &rd, NULL, NULL, NULL, &open_mask);
+		if (stop) {
+			out_line("stopped\n");
+			_exit(0);
+		}
+		long nsigs;
+		int fd = n > 0 && FD_ISSET(lfd, &rd) ? take(0, &nsigs) : -1;
+		if (fd >= 0)
+			serve(fd, nsigs);
+	}
 }
 
 /* The epoll loop serves each connection once its first bytes (or EOF) are there. */
@@ -630,6 +668,8 @@ int main(int argc, char **argv)
 		run_children();
 	if (opt.mode == M_EPOLL)
 		run_epoll();
+	if (opt.mode == M_SELECT)
+		run_select();
 	for (int i = 1; opt.mode == M_THREADS && i < opt.nthreads; i++)
 		start_thread(accept_loop);
 	accept_loop(NULL);

@@ -1,0 +1,67 @@
+#!/usr/bin/env bats
+# Blocking listeners never freeze the daemon. A server that waits in select/poll before
+# a blocking accept (build/hsrv -m select: PostgreSQL's postmaster, which takes signals
+# only inside pselect) gets control back (ECONNABORTED) after the shim closes a
+# connection or keeps a late one aside; a server that just blocks in accept (-m block)
+# gets the first connection whose header completes, never one behind a slower one.
+
+load helpers
+load hostile
+
+# stops_within SECONDS: SIGTERM to the select server; it must print "stopped" (back in
+# its loop) and exit 0 within SECONDS.
+stops_within() {
+	kill -TERM "$SERVER_PID"
+	local st=0
+	wait_exit "$SERVER_PID" "$1" || st=$?
+	forget_pids "$SERVER_PID"
+	((st == 0)) || fail "the server did not stop within $1 s (status $st):" \
+		"$(cat "$T/server.out" "$T/server.err")"
+	grep -q '^stopped' "$T/server.out"
+}
+
+@test "select-first blocking server: a trusted connection without a header is closed and the server is back in its loop" {
+	start_hsrv PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=3000 -- -m select
+	hit bare "$PROXY" "$REQ" -e keep -t 2000
+	expect_refused_all bare 1
+	stops_within 2
+}
+
+@test "select-first blocking server: a silent trusted connection holds neither other clients nor the server" {
+	start_hsrv PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=3000 -- -m select
+	hit_bg silent "$PROXY" "" -p 0 -e keep -t 6000
+	sleep 0.2
+	hit whole "$PROXY" "$GOOD_HDR$REQ" -n 3 -t 1000
+	expect_served_all whole 3 "$GOOD_PEER"
+	stops_within 2
+}
+
+@test "select-first blocking server: a late header is served when it completes, the loop goes on meanwhile" {
+	start_hsrv PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=3000 -- -m select
+	hit_bg late "$PROXY" "$GOOD_HDR$REQ" -c 10 -d 800 -t 4000
+	sleep 0.2
+	hit whole "$PROXY" "$GOOD_HDR$REQ" -t 500
+	expect_served_all whole 1 "$GOOD_PEER"
+	wait_clients 5
+	expect_served_all late 1 "$GOOD_PEER"
+}
+
+@test "blocking accept without select: a ready connection is never served behind a late one" {
+	start_hsrv PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=3000 -- -m block
+	hit_bg late "$PROXY" "$GOOD_HDR$REQ" -c 10 -d 1500 -t 5000
+	sleep 0.2
+	hit whole "$PROXY" "$GOOD_HDR$REQ" -t 700
+	expect_served_all whole 1 "$GOOD_PEER"
+	wait_clients 5
+	expect_served_all late 1 "$GOOD_PEER"
+}
+
+@test "blocking accept without select: a silent trusted connection is closed at its deadline, the next one served" {
+	start_hsrv PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=1500 -- -m block
+	hit_bg silent "$PROXY" "" -p 0 -e keep -t 4000
+	sleep 0.1
+	hit whole "$PROXY" "$GOOD_HDR$REQ" -t 500
+	expect_served_all whole 1 "$GOOD_PEER"
+	wait_clients 5
+	expect_refused_all silent 1
+}
