@@ -59,16 +59,17 @@ static int drop(int fd)
 
 /* Remembers that a trusted connection needs no header any more, so that a program it
  * is handed to across exec does not look for one. */
-static int mark_handled(int fd, int family)
+static int mark_handled(int fd, uint64_t cookie, int family)
 {
 	struct ps_fdinfo hi = {.kind = PS_FD_HANDLED, .family = (uint16_t)family,
-			       .cookie = ps_fd_cookie(fd)};
+			       .cookie = cookie};
 	ps_fd_set(fd, &hi);
 	return 0;
 }
 
-int ps_settle(int fd, int family, const struct ps_addr *peer, socklen_t room, enum ps_take r,
-	      const struct pp_header *h, const char *why, struct ps_addr *client)
+int ps_settle(int fd, uint64_t cookie, int family, const struct ps_addr *peer,
+	      socklen_t room, enum ps_take r, const struct pp_header *h, const char *why,
+	      struct ps_addr *client)
 {
 	/* Addresses are formatted only for a line that is written: this is the hot path. */
 	char pa[PS_ADDR_STRLEN], ca[PS_ADDR_STRLEN];
@@ -83,7 +84,7 @@ int ps_settle(int fd, int family, const struct ps_addr *peer, socklen_t room, en
 			ps_log(PS_LOG_DEBUG, "proxy %s: %s, real addresses kept", pa,
 			       r == PS_TAKE_NONE ? "no header" : "header without addresses");
 		}
-		return mark_handled(fd, family);
+		return mark_handled(fd, cookie, family);
 	}
 	if (family == AF_INET && h->src.family == AF_INET6 && !ps_ip_is_v4mapped(h->src.ip) &&
 	    room && room < sizeof(struct sockaddr_in6)) {
@@ -94,7 +95,7 @@ int ps_settle(int fd, int family, const struct ps_addr *peer, socklen_t room, en
 		return -1;
 	}
 	struct ps_fdinfo ci = {.kind = PS_FD_CONN, .family = (uint16_t)family,
-			       .cookie = ps_fd_cookie(fd), .src = h->src, .dst = h->dst};
+			       .cookie = cookie, .src = h->src, .dst = h->dst};
 	if (!ps_fd_set(fd, &ci)) {
 		ps_log_limited("cannot record a client for fd %d (beyond the fd table); "
 			       "connection closed", fd);
@@ -107,15 +108,6 @@ int ps_settle(int fd, int family, const struct ps_addr *peer, socklen_t room, en
 		ps_log(PS_LOG_INFO, "proxy %s -> client %s", pa, ca);
 	}
 	return 1;
-}
-
-int ps_claim(int fd, const struct ps_config *c, int family, const struct ps_addr *peer,
-	     socklen_t room, struct ps_addr *client)
-{
-	struct pp_header h;
-	const char *why = NULL;
-	enum ps_take r = ps_take_header(fd, c, &h, &why);
-	return ps_settle(fd, family, peer, room, r, &h, why, client);
 }
 
 /* How the caller of accept on a listener waits, which decides what the shim may do
@@ -172,7 +164,8 @@ static int admit(int lfd, int fd, const struct ps_config *c, struct ps_fdinfo *l
 			t = PS_TAKE_BAD;
 		}
 	}
-	int r = ps_settle(fd, li->family, &peer, room, t, &h, why, &client);
+	/* Just accepted in this call: the number is not known to anyone else yet. */
+	int r = ps_settle(fd, ps_fd_cookie(fd), li->family, &peer, room, t, &h, why, &client);
 	if (r < 0)
 		return drop(fd);
 	if (r > 0)

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -87,12 +88,13 @@ PS_EXPORT int system(const char *cmd)
 
 struct piped {
 	FILE *f;
+	int fd;        /* the stream's descriptor, known without touching a closed FILE */
 	pid_t pid;
 	struct piped *next;
 };
 
 static pthread_mutex_t pipes_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct piped *pipes;
+static struct piped *_Atomic pipes;
 
 /* The child's end of the pipe onto fd 'to' (0 or 1); the streams of earlier popen
  * calls are not the child's to keep. */
@@ -101,8 +103,10 @@ static int child_actions(posix_spawn_file_actions_t *fa, int theirs, int to)
 	posix_spawn_file_actions_init(fa);
 	int r = posix_spawn_file_actions_adddup2(fa, theirs, to);
 	for (struct piped *p = pipes; !r && p; p = p->next)
-		if (fileno(p->f) != to)
-			r = posix_spawn_file_actions_addclose(fa, fileno(p->f));
+		if (p->fd != to)
+			r = posix_spawn_file_actions_addclose(fa, p->fd);
+	if (r)
+		posix_spawn_file_actions_destroy(fa);
 	return r;
 }
 
@@ -134,6 +138,7 @@ static FILE *open_pipe(const char *cmd, bool rd, bool cloexec)
 		fcntl(mine, F_SETFD, 0);
 	node->f = err ? NULL : fdopen(mine, rd ? "r" : "w");
 	if (node->f) {
+		node->fd = mine;
 		node->next = pipes;
 		pipes = node;
 	}
@@ -149,23 +154,37 @@ static FILE *open_pipe(const char *cmd, bool rd, bool cloexec)
 	return NULL;
 }
 
+/* glibc's reading of the mode: 'r' or 'w' (not both), and 'e', in any order. */
 PS_EXPORT FILE *popen(const char *cmd, const char *mode)
 {
+	bool rd = false, wr = false, cloexec = false;
 	if (!ps_exec_active())
 		return REAL_LAZY(popen)(cmd, mode);
-	if (!mode || (mode[0] != 'r' && mode[0] != 'w') ||
-	    strspn(mode + 1, "e") != strlen(mode + 1)) {
+	for (const char *m = mode; m && *m; m++) {
+		if (*m == 'r')
+			rd = true;
+		else if (*m == 'w')
+			wr = true;
+		else if (*m == 'e')
+			cloexec = true;
+		else
+			rd = wr = true;  /* invalid */
+	}
+	if (!mode || rd == wr) {
 		errno = EINVAL;
 		return NULL;
 	}
-	return open_pipe(cmd, mode[0] == 'r', strchr(mode, 'e') != NULL);
+	return open_pipe(cmd, rd, cloexec);
 }
 
-PS_EXPORT int pclose(FILE *f)
+/* Takes f's record out of the list; NULL if f is not a stream of ours. */
+static struct piped *unlist(FILE *f)
 {
 	struct piped **pp, *node = NULL;
+	if (!atomic_load_explicit(&pipes, memory_order_relaxed))
+		return NULL;
 	pthread_mutex_lock(&pipes_lock);
-	for (pp = &pipes; *pp; pp = &(*pp)->next) {
+	for (pp = (struct piped **)&pipes; *pp; pp = &(*pp)->next) {
 		if ((*pp)->f == f) {
 			node = *pp;
 			*pp = node->next;
@@ -173,10 +192,26 @@ PS_EXPORT int pclose(FILE *f)
 		}
 	}
 	pthread_mutex_unlock(&pipes_lock);
-	if (!node)  /* not one of ours: opened before the shim was active */
-		return REAL_LAZY(pclose)(f);
-	fclose(f);
+	return node;
+}
+
+/* As glibc's, where pclose is fclose: closing the stream waits for its child. */
+static int close_piped(struct piped *node, FILE *f)
+{
+	REAL_LAZY(fclose)(f);
 	int status = wait_child(node->pid);
 	free(node);
 	return status;
+}
+
+PS_EXPORT int pclose(FILE *f)
+{
+	struct piped *node = unlist(f);
+	return node ? close_piped(node, f) : REAL_LAZY(pclose)(f);
+}
+
+PS_EXPORT int fclose(FILE *f)
+{
+	struct piped *node = unlist(f);
+	return node ? close_piped(node, f) : REAL_LAZY(fclose)(f);
 }

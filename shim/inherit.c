@@ -25,6 +25,8 @@
  * cannot read instead of misreading it. Bump with any change to struct ps_fdinfo. */
 #define FORMAT "2:"
 
+static void lowat_default(int fd);
+
 /* ---- parent: encode ---------------------------------------------------------- */
 
 /* Fills one variable after another (PROXYSHIM_INHERIT, PROXYSHIM_INHERIT_1, ...) in the
@@ -97,9 +99,20 @@ static void count_one(int fd, const struct ps_fdinfo *info, void *ctx)
 		++*(size_t *)ctx;
 }
 
+static void unraise(int fd, const struct ps_fdinfo *info, void *ctx)
+{
+	(void)ctx;
+	if (info->kind == PS_FD_PENDING)
+		lowat_default(fd);
+}
+
 size_t ps_exec_prepare(void)
 {
 	size_t n = 0;
+	/* A deferred header's raised SO_RCVLOWAT must not reach a program that will not
+	 * take the header (one without the shim): the next shim raises it again. */
+	if (__atomic_load_n(&ps_inherit_pending, __ATOMIC_RELAXED))
+		ps_fd_each(unraise, NULL);
 	if (ps_active())
 		ps_fd_each(count_one, &n);
 	if (!n)
@@ -235,7 +248,7 @@ static int listening_on(uint16_t port)
 		while (!found && fgets(line, sizeof(line), f))
 			found = sscanf(line, " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x", &lport,
 				       &st) == 2 && lport == port && st == 0x0A;
-		fclose(f);
+		REAL_LAZY(fclose)(f);
 		if (found)
 			return 1;
 	}
@@ -375,6 +388,14 @@ static void defer(int fd, int family, const struct ps_addr *peer, uint64_t cooki
 		__atomic_store_n(&ps_inherit_pending, 1, __ATOMIC_RELEASE);
 }
 
+/* SO_RCVLOWAT back at the kernel's default: the shim raised it on a deferred header
+ * (a property of the socket, seen by every process holding it). */
+static void lowat_default(int fd)
+{
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+}
+
 static void adopt_fd(int fd, const struct ps_config *c, const struct ps_fdinfo *carried,
 		     unsigned n, struct seen *seen)
 {
@@ -412,12 +433,14 @@ static void adopt_fd(int fd, const struct ps_config *c, const struct ps_fdinfo *
 		       "proxy)", fd, pa);
 		return;
 	}
-	enum ps_take r = ps_try_header(fd, c, &h, &why, 0);
+	/* PS_TRY_KEPT: a parent may have left SO_RCVLOWAT raised (deferred too); it is
+	 * back at 1 unless the header is still incomplete. */
+	enum ps_take r = ps_try_header(fd, c, &h, &why, PS_TRY_KEPT);
 	if (r == PS_TAKE_MORE) {
 		defer(fd, local.family, &peer, cookie, c);
 		return;
 	}
-	if (ps_settle(fd, local.family, &peer, 0, r, &h, why, &client) < 0) {
+	if (ps_settle(fd, cookie, local.family, &peer, 0, r, &h, why, &client) < 0) {
 		sever(fd);
 		seen->severed[seen->n - 1] = seen->fd[seen->n - 1] == fd;
 	}
@@ -471,6 +494,7 @@ static int finish(int fd, const struct ps_fdinfo *e, const struct ps_config *c, 
 	enum ps_take r;
 	if (!never_read(fd)) {  /* someone took bytes meanwhile: no longer provable */
 		char pa[PS_ADDR_STRLEN];
+		lowat_default(fd);
 		ps_addr_format(&e->src, pa, sizeof(pa));
 		ps_log(PS_LOG_WARN, "fd %d: inherited connection from proxy %s was read before "
 		       "its header was taken: left untouched", fd, pa);
@@ -484,7 +508,7 @@ static int finish(int fd, const struct ps_fdinfo *e, const struct ps_config *c, 
 		r = ps_take_header_within(fd, c, &h, &why, left > 0 ? left : 0);
 	if (r == PS_TAKE_MORE)
 		return 0;
-	int got = ps_settle(fd, e->family, &e->src, 0, r, &h, why, &client);
+	int got = ps_settle(fd, e->cookie, e->family, &e->src, 0, r, &h, why, &client);
 	struct ps_fdinfo now;
 	o.e = got >= 0 && ps_fd_get(fd, &now) ? &now : NULL;
 	ps_fd_each(apply, &o);

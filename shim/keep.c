@@ -298,7 +298,7 @@ static int index_of(const struct set *s, int fd)
 /* Takes out one kept connection whose fate is decided: expired, or readable with the
  * header complete, bad, or the peer gone. -1 if none. Called with the set locked. */
 static int decide_one(struct set *s, const struct ps_config *c, struct pp_header *h,
-		      const char **why, enum ps_take *r, struct ps_addr *peer)
+		      const char **why, enum ps_take *r, struct kept *out)
 {
 	struct epoll_event ev[16];
 	long long now = now_ms();
@@ -310,7 +310,7 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 				continue;
 			}
 			*r = ps_try_header(fd, c, h, why, PS_TRY_KEPT | PS_TRY_EXPIRED);
-			*peer = s->k[i].peer;
+			*out = s->k[i];
 			remove_at(s, i);
 			return fd;
 		}
@@ -333,7 +333,7 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 		*r = ps_try_header(fd, c, h, why, PS_TRY_KEPT | hup);
 		if (*r == PS_TAKE_MORE)
 			continue;
-		*peer = s->k[i].peer;
+		*out = s->k[i];
 		remove_at(s, (unsigned)i);
 		return fd;
 	}
@@ -352,7 +352,7 @@ int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 		struct pp_header h;
 		const char *why = NULL;
 		enum ps_take r;
-		struct ps_addr peer;
+		struct kept k;
 		if (!lock(&s->lock))
 			return -1;
 		/* Released (and perhaps reused) since find: not this listener's any more. */
@@ -360,14 +360,23 @@ int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 			release(s);
 			return -1;
 		}
-		int fd = decide_one(s, c, &h, &why, &r, &peer);
+		int fd = decide_one(s, c, &h, &why, &r, &k);
 		release(s);
 		if (fd < 0)
 			return -1;
-		int got = ps_settle(fd, li->family, &peer, room, r, &h, why, client);
+		/* Out of the set now: a close of that number by the application no longer
+		 * reaches the shim's record. The entry is written for the kept socket's
+		 * cookie and believed only if the number still is that socket after. */
+		int got = ps_settle(fd, k.cookie, li->family, &k.peer, room, r, &h, why, client);
+		if (!still_ours(&k)) {
+			ps_fd_clear((unsigned)fd, (unsigned)fd);
+			ps_log(PS_LOG_WARN, "fd %d: a connection kept for its header was closed by "
+			       "the application; forgotten", fd);
+			continue;
+		}
 		if (got >= 0) {
 			if (!got)
-				*client = peer;
+				*client = k.peer;
 			return fd;
 		}
 		ps_fd_clear((unsigned)fd, (unsigned)fd);

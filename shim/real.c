@@ -139,4 +139,5 @@ void ps_real_resolve(void)
 	RESOLVE(system, 1);
 	RESOLVE(popen, 1);
 	RESOLVE(pclose, 1);
+	RESOLVE(fclose, 1);
 }

@@ -81,6 +81,7 @@ struct ps_real {
 	int (*system)(const char *);
 	FILE *(*popen)(const char *, const char *);
 	int (*pclose)(FILE *);
+	int (*fclose)(FILE *);
 };
 
 extern struct ps_real ps_real;

@@ -19,15 +19,13 @@ const struct ps_config *ps_active(void);
  * the next one accepted. */
 int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags);
 
-/* Takes the header off a connection from trusted proxy 'peer' (socket family 'family')
- * and records the outcome in the fd table. Returns 1 with *client set when the header
- * named the client, 0 when the connection keeps its real addresses, -1 when it must be
- * closed (logged). room: the caller's address buffer size, 0 when unknown. */
-int ps_claim(int fd, const struct ps_config *c, int family, const struct ps_addr *peer,
-	     socklen_t room, struct ps_addr *client);
-
-/* The part of ps_claim after the header was read (r, h, why from shim/consume.h). */
-int ps_settle(int fd, int family, const struct ps_addr *peer, socklen_t room, enum ps_take r, const struct pp_header *h, const char *why,
+/* Records the outcome of reading the header of connection fd (SO_COOKIE 'cookie')
+ * from trusted proxy 'peer' (socket family 'family'; r, h, why from shim/consume.h).
+ * Returns 1 with *client set when the header named the client, 0 when the connection
+ * keeps its real addresses, -1 when it must be closed (logged). room: the caller's
+ * address buffer size, 0 when unknown. */
+int ps_settle(int fd, uint64_t cookie, int family, const struct ps_addr *peer,
+	      socklen_t room, enum ps_take r, const struct pp_header *h, const char *why,
 	      struct ps_addr *client);
 
 /* Decides (again) whether the shim applies to listening socket lfd and records it. */

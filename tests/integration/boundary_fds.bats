@@ -60,3 +60,12 @@ edge() {
 	edge nofd-nonblocking
 	[[ $OUT == *"no room to keep the connection aside"* ]]
 }
+
+@test "a kept connection's number closed and reused by another thread during accept: never returned, never given an address" {
+	# build/slowcookie.so (after the shim) holds the shim's second look at the kept
+	# socket's identity for 200 ms, while the other thread closes and reuses the number.
+	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcookie.so"
+	EDGE_VARS=()
+	edge keep-race
+	[[ $OUT == *"closed by the application; forgotten"* ]]
+}

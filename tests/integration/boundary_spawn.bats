@@ -70,3 +70,8 @@ edge() {
 	edge scm-rights
 	[[ $OUT == *"ok: the receiver sees the real peer and every byte"* ]]
 }
+
+@test "popen streams as glibc's: fclose waits for the child, later popen calls work, every mode glibc takes" {
+	edge popen-fclose
+	[[ $OUT != *DEFECT* ]]
+}

@@ -81,10 +81,12 @@ expect_logged_not_timed_out() {
 
 # ---- EINTR ----
 
-# eintr MODE: SIGUSR1 every 2 ms (handler without SA_RESTART) while headers trickle in;
-# every connection is served with the header's address and signals did land during
-# the accept that took it; a header that never completes is still closed (timeout 800
-# ms, signals do not extend it), and the next connection is served.
+# eintr MODE MIN: SIGUSR1 every 2 ms (handler without SA_RESTART) while headers
+# trickle in; every connection is served with the header's address and at least MIN
+# signals landed during the accepts that took them; a header that never completes is
+# still closed (timeout 800 ms, signals do not extend it), and the next connection is
+# served. A single blocking accept waiting for a late header returns EINTR to such a
+# handler, as the kernel's accept would: there the signals land between accepts (MIN 0).
 eintr() {
 	start_hsrv PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=800 PROXYSHIM_LOG="$T/shim.log" \
 		-- -m "$1" -s 2000 -I 300
@@ -97,17 +99,17 @@ eintr() {
 	(($(count_matching "$T/server.out" "^conn .*peer=$GOOD_PEER") == 7))
 	local total
 	total=$(($(sed -n 's/.* sigs=\([0-9]*\)$/\1/p' "$T/server.out" | paste -sd+)))
-	((total > 20)) || fail "only $total signals landed during accept calls"
+	((total >= $2)) || fail "only $total signals landed during accept calls"
 	grep -q "proxy 127\.0\.0\.10:$(ports_of stuck):.*timed out" "$T/shim.log" ||
 		fail "the stuck header was not closed at its timeout:" "$(cat "$T/shim.log")"
 }
 
 @test "EINTR: signals during the header wait, blocking server" {
-	eintr block
+	eintr block 0
 }
 
 @test "EINTR: signals during the header wait, threaded blocking server" {
-	eintr threads:4
+	eintr threads:4 21
 }
 
 @test "EINTR: signals during the header wait, epoll server" {

@@ -72,6 +72,20 @@ modes_v1_v2() {
 	expect_reply "$(peerinfo_line "$CLIENT_IP:$CLIENT_PORT" "$DATA")"
 }
 
+# A shimmed shell (the inetd service's wrapper) starts while the header is incomplete:
+# its shim defers it, raising SO_RCVLOWAT (a property of the socket) so that polls wait
+# for the rest. The program it execs takes the header: its read of the few bytes after
+# it must not wait for more (the client keeps its side open).
+@test "inetd: a header deferred by a shimmed wrapper that execs the app: the app's read does not wait for more" {
+	printf '#!/bin/sh\nsleep 0.5\nexec %s -r read\n' "$PEERINFO" >"$T/wrapper"
+	chmod +x "$T/wrapper"
+	start_inetd "$(app_cmd PROXYSHIM_TRUSTED="$PROXY" -- "$T/wrapper")"
+	# 28 header bytes and 4 of data in two writes of 16: the second completes both
+	client "$PROXY" "$(hdr2)ping" -c 16 -d 300 -k -t 4000
+	expect_reply "$(peerinfo_line "$CLIENT_IP:$CLIENT_PORT" ping)"
+	((CLIENT_FIRST_MS < 2000)) || fail "the app answered after $CLIENT_FIRST_MS ms"
+}
+
 @test "inetd: a header in pieces (8 bytes every 40 ms) is taken off whole" {
 	inetd_app recv
 	client "$PROXY" "$(hdr2)" -c 8 -d 40
