@@ -328,3 +328,57 @@ ds_relay() {
 ds_relay_source() {
 	sed -n 's/.* successfully connected from local address AF=2 \([0-9.]*:[0-9]*\)$/\1/p' "$1" | tail -n 1
 }
+
+# ---- PostgreSQL ----
+# PostgreSQL refuses to run as root: the server runs as the postgres user (created by
+# Debian's package) through setpriv, in a DIR it can reach (world-traversable, owned by
+# postgres). Files under DIR: data/ (the cluster), postgres.err (the server's log:
+# log_connections on), initdb.log, the unix socket.
+
+ds_pg_bin() {
+	local d
+	d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+	echo "${d:-/nonexistent}"
+}
+
+ds_as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+
+# ds_postgres_init DIR: a fresh cluster in DIR/data (superuser postgres, trust).
+ds_postgres_init() {
+	mkdir -p "$1/data"
+	chmod 755 "$1"
+	chmod 700 "$1/data"
+	chown postgres:postgres "$1" "$1/data"
+	ds_as_postgres "$(ds_pg_bin)/initdb" -D "$1/data" -U postgres --auth=trust \
+		--no-sync >"$1/initdb.log" 2>&1
+}
+
+# ds_postgres_start DIR PORT [VAR=VALUE...]: the postmaster in the foreground on
+# 127.0.0.1:PORT; waits (30 s) until it accepts connections on its unix socket. Sets
+# DS_PID.
+ds_postgres_start() {
+	local dir=$1 port=$2 pid
+	shift 2
+	ds_bg "$dir" postgres "$@" -- setpriv --reuid=postgres --regid=postgres --init-groups \
+		"$(ds_pg_bin)/postgres" -D "$dir/data" -c listen_addresses=127.0.0.1 \
+		-c port="$port" -c unix_socket_directories="$dir" -c log_connections=on \
+		-c fsync=off -c shared_buffers=16MB -c max_connections=20
+	pid=$DS_PID
+	if ! ds_wait 30 ds_postgres_up "$dir" "$port" "$pid" || ! ds_listening "$port"; then
+		echo "postgres did not start:" >&2
+		tail -n 20 "$dir/postgres.err" >&2
+		return 1
+	fi
+	DS_PID=$pid
+}
+
+ds_postgres_up() {
+	ds_alive "$3" || return 0 # dead: stop waiting, the caller reports it
+	"$(ds_pg_bin)/pg_isready" -q -h "$1" -p "$2"
+}
+
+# ds_psql PORT SQL: psql over TCP to 127.0.0.1:PORT as postgres; unaligned rows.
+ds_psql() {
+	PGCONNECT_TIMEOUT=5 "$(ds_pg_bin)/psql" -X -h 127.0.0.1 -p "$1" -U postgres \
+		-d postgres -At -c "$2"
+}
