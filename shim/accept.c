@@ -221,6 +221,28 @@ static int wait_first(int lfd, const struct ps_fdinfo *li)
 	return p[1].fd < 0 || REAL_LAZY(poll)(p, 2, -1) >= 0 ? 0 : -1;
 }
 
+/* Before the real accept on lfd: a blocking accept must not hold an application that
+ * could do something else (once this call closed or kept a connection: 'acted'), nor
+ * stand a ready connection behind a late one. 0: go on to the real accept; 1: a kept
+ * connection may be decided, look again; -1: return (errno set). */
+static int before_accept(int lfd, const struct ps_fdinfo *li, bool acted, int *wk)
+{
+	bool any_kept = ps_keep_fd(lfd, li) >= 0;
+	if (!acted && !any_kept)
+		return 0;  /* the common case: no system call */
+	if (*wk < 0)
+		*wk = wait_kind(lfd, li);
+	if (*wk == W_NONBLOCK || pending(lfd))
+		return 0;
+	if (*wk == W_POLLED) {
+		errno = ECONNABORTED;
+		return -1;
+	}
+	if (!any_kept)
+		return 0;
+	return wait_first(lfd, li) < 0 ? -1 : 1;
+}
+
 int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 {
 	const struct ps_config *c = ps_active();
@@ -235,22 +257,11 @@ int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 		socklen_t sl = sizeof(ss);
 		int fd = kept(lfd, &li, c, flags, addr ? *alen : 0, &ss, &sl, &acted);
 		if (fd < 0) {
-			/* A blocking accept must not hold an application that could do
-			 * something else (after a connection was closed or kept), nor stand
-			 * a ready connection behind a late one. */
-			bool any_kept = ps_keep_fd(lfd, &li) >= 0;
-			if ((acted || any_kept) && (wk >= 0 || (wk = wait_kind(lfd, &li)) >= 0) &&
-			    wk != W_NONBLOCK && !pending(lfd)) {
-				if (wk == W_POLLED) {
-					errno = ECONNABORTED;
-					return -1;
-				}
-				if (any_kept) {
-					if (wait_first(lfd, &li) < 0)
-						return -1;
-					continue;
-				}
-			}
+			int next = before_accept(lfd, &li, acted, &wk);
+			if (next < 0)
+				return -1;
+			if (next > 0)
+				continue;
 			fd = real_accept4(lfd, (struct sockaddr *)&ss, &sl, flags);
 			if (fd < 0)
 				return fd;
