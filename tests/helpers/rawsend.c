@@ -36,7 +36,7 @@ static struct {
 	long delay_ms, wait_ms, timeout_ms, alarm_ms;
 	bool reply, keep_open, verbose, nonblock, again, filler, fork, cork, exec_now;
 	long conns, abandon;
-	const char *exec;
+	const char *exec, *abandon_exec;
 	const char *ways[WAYS_MAX];
 	int nways;
 } opt = { .timeout_ms = 5000, .conns = 1 };
@@ -71,6 +71,7 @@ static void usage(FILE *f)
 	      "  -L COUNT    first COUNT connections (made as the others) left unused: fork,\n"
 	      "              the child exits at once, the parent reaps it and closes the\n"
 	      "              socket; 'rawsend: abandoned=COUNT'\n"
+	      "  -l CMD      with -L: the child execs sh -c CMD instead, not waited for\n"
 	      "  -x CMD      once connected: the socket on fd 9 (inherited), exec sh -c CMD\n"
 	      "  -X CMD      the same right after connect() returns (still in progress with -N)\n"
 	      "  -v          report on stderr: 'rawsend: local=ADDR' once connected, 'first=MS'\n"
@@ -350,7 +351,7 @@ int main(int argc, char **argv)
 {
 	int c;
 	char *way;
-	while ((c = getopt(argc, argv, "s:c:d:w:rkt:vm:NA:RfCFL:M:x:X:h")) != -1) {
+	while ((c = getopt(argc, argv, "s:c:d:w:rkt:vm:NA:RfCFL:l:M:x:X:h")) != -1) {
 		switch (c) {
 		case 's': opt.src = optarg; break;
 		case 'c': opt.chunk = (size_t)num(optarg, 1, PAYLOAD_MAX, "chunk size"); break;
@@ -370,6 +371,7 @@ int main(int argc, char **argv)
 		case 'f': opt.filler = true; break;
 		case 'C': opt.cork = true; break;
 		case 'F': opt.fork = true; break;
+		case 'l': opt.abandon_exec = optarg; break;
 		case 'L': opt.abandon = num(optarg, 1, 100000, "abandon count"); break;
 		case 'M': opt.conns = num(optarg, 1, CONNS_MAX, "connection count"); break;
 		case 'x': opt.exec = optarg; break;
@@ -395,9 +397,12 @@ int main(int argc, char **argv)
 			perror("rawsend: fork");
 			return 2;
 		}
+		if (!pid && opt.abandon_exec)
+			execl("/bin/sh", "sh", "-c", opt.abandon_exec, (char *)NULL);
 		if (!pid)
 			_exit(0);
-		waitpid(pid, &ws, 0);
+		if (!opt.abandon_exec)
+			waitpid(pid, &ws, 0);
 		close(a);
 	}
 	if (opt.abandon)

@@ -175,6 +175,17 @@ log_lines() { grep -Ec "^proxyshim\\[[0-9]+\\]: error: $2" "$T/$1.err" || true; 
 	expect_eq "$(data_of 71)" "$(hdr 1)child\nparent\n" "the last connection"
 }
 
+@test "fork children that exec (the socket closed on exec) and live on do not hold the shared slot: after 70, a fork child still shares the next header" {
+	printf 'child\nparent\n' >"$T/data"
+	plain_server -n 71 -I 1000
+	rs abandonx 1 -N -L 70 -l 'exec sleep 3' -F -c 6 <"$T/data"
+	expect_ok abandonx
+	grep -q '^rawsend: child=0$' "$T/abandonx.err" || fail "the child failed" "$(cat "$T/abandonx.err")"
+	expect_eq "$(log_lines abandonx 'PROXY header pending at fork and no shared slot free')" 0 "log lines"
+	server_done 20
+	expect_eq "$(data_of 71)" "$(hdr 1)child\nparent\n" "the last connection"
+}
+
 @test "exec with the header pending on an inherited socket (connection up), v1 and v2: the header is written before exec, then the new program's bytes" {
 	local ver
 	for ver in 1 2; do
