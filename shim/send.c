@@ -80,6 +80,7 @@ static _Atomic uint64_t held_cookie[SLOTS];
 static _Atomic int32_t self;
 static _Atomic uint64_t forking;      /* slots whose fork in flight this fork counted */
 static _Atomic uint32_t sharing;      /* odd while slots are being taken (see drop_unused) */
+static _Atomic bool execing;          /* enlistments let go for an exec that may fail */
 
 enum { ST_SYN_SENT = 2, ST_CLOSE = 7 };   /* include/net/tcp_states.h */
 
@@ -399,9 +400,10 @@ static int flush_claimed(int fd, struct ps_fdinfo *e, bool nowait)
 		uint32_t s = atomic_load(&p->sent);
 		if (atomic_load(&p->cookie) != e->cookie || (s & SLOT_FINISHED)) {
 			/* An enlisted process's slot is only freed by the header's end: a fork
-			 * sibling wrote it. Elsewhere (no fork handlers ran) the slot may have
-			 * been freed for want of holders: only bytes on the wire prove it. */
-			bool enlisted = real_pid() == atomic_load(&self);
+			 * sibling wrote it. Elsewhere (no fork handlers ran, or during an exec
+			 * that let go) it may have been freed for want of holders: only bytes on
+			 * the wire prove the header went. */
+			bool enlisted = real_pid() == atomic_load(&self) && !atomic_load(&execing);
 			long long w = enlisted ? -1 : written(fd);
 			if (!enlisted && w >= 0 && w < (long long)build(e, hdr, sizeof(hdr))) {
 				e->sent |= SENT_ORPHAN;
@@ -719,6 +721,7 @@ static void send_exec_call(bool returned)
 	if (!pend || real_pid() != atomic_load(&self))
 		return;
 	if (!returned) {
+		atomic_store(&execing, true);
 		for (int i = 0; i < SLOTS; i++)
 			if (atomic_load(&held) & (1ull << i))
 				release(i);
@@ -727,6 +730,7 @@ static void send_exec_call(bool returned)
 	atomic_fetch_add(&sharing, 1);
 	ps_fd_each(reenlist, NULL);
 	atomic_fetch_add(&sharing, 1);
+	atomic_store(&execing, false);
 }
 
 void ps_send_init(void)
