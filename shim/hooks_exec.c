@@ -21,10 +21,8 @@ struct exec_call {
 	const posix_spawnattr_t *attr;
 };
 
-static int run(const struct exec_call *x, char *const *env)
+static int call(const struct exec_call *x, char *const *env)
 {
-	if (!ps_real.execvpe)  /* called before the constructor: resolve now */
-		ps_real_resolve();
 	switch (x->kind) {
 	case EX_VE:
 		return ps_real.execve(x->path, x->argv, env);
@@ -41,6 +39,22 @@ static int run(const struct exec_call *x, char *const *env)
 	default:
 		return ps_real.posix_spawnp(x->pid, x->path, x->fa, x->attr, x->argv, env);
 	}
+}
+
+static int run(const struct exec_call *x, char *const *env)
+{
+	bool replaces = x->kind != EX_SPAWN && x->kind != EX_SPAWNP;
+	if (!ps_real.execvpe)  /* called before the constructor: resolve now */
+		ps_real_resolve();
+	if (replaces && ps_on_exec)
+		ps_on_exec(false);
+	int r = call(x, env);
+	if (replaces && ps_on_exec) {
+		int saved = errno;
+		ps_on_exec(true);
+		errno = saved;
+	}
+	return r;
 }
 
 /* Up to this much state goes on the stack; more is mapped (and unmapped if the call

@@ -10,16 +10,17 @@
 
 void (*ps_on_forget)(unsigned first, unsigned last);
 void (*ps_on_copy)(int from, int to);
+void (*ps_on_exec)(bool returned);
 
 static void forget(unsigned first, unsigned last)
 {
 	struct ps_fdinfo e;
-	/* Only listeners and the shim's own descriptors concern ps_on_forget: spare the
-	 * common close of a connection the search. */
+	/* Only listeners, the shim's own descriptors and headers to send (their shared
+	 * slots) concern ps_on_forget: spare the common close of a connection the search. */
 	bool tell = ps_on_forget &&
 		    (first != last || (ps_fd_get((int)first, &e) &&
 				       (e.kind == PS_FD_LISTENER || e.kind == PS_FD_OWN ||
-					e.kind == PS_FD_KEPT)));
+					e.kind == PS_FD_KEPT || e.kind == PS_FD_SEND)));
 	ps_fd_clear(first, last);
 	ps_log_fd_closed(first, last);
 	if (tell)

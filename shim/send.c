@@ -39,22 +39,48 @@
 #define SENT_ALIASED (1u << 25)       /* dup'd: completion marks every copy */
 #define SENT_ORPHAN (1u << 26)        /* fork child that could not share: I/O fails */
 
-/* Headers pending at fork are rare (a fork between connect and the first I/O), and
- * a slot lives until its header completes or the connection dies. When none is free
- * the child's I/O on that socket fails (logged); the parent keeps sending alone. */
+/* Headers pending at fork are rare (a fork between connect and the first I/O). A slot
+ * lives until its header completes, the connection dies, or no process can still reach
+ * it: every process holding a copy of the pending state is enlisted in the slot (its
+ * pid), a fork in flight counts in 'state' until the child enlists itself, and the
+ * last one to let go (close, exec) frees it; a pid the kernel reports gone no longer
+ * holds. When none is free the child's I/O on that socket fails (logged); the parent
+ * keeps sending alone. */
 #define SLOTS 64
 #define SLOT_FINISHED 0x80000000u
+#define HOLDERS 16                    /* more: the slot is pinned until its header completes */
+#define COOKIE_SETUP UINT64_MAX       /* a slot being set up: no SO_COOKIE reaches it */
+
+/* state: forks in flight, flags, and a sequence bumped by every enlistment, so that a
+ * reclaimer's compare-and-swap fails if anyone enlisted since it looked. Forks in flight
+ * outlive the slot's use (a fork that failed is never told): they carry over. */
+#define ST_INFLIGHT 0x3fffffffull
+#define ST_PINNED (1ull << 30)        /* a holder did not fit: freed only when finished */
+#define ST_DEAD (1ull << 31)          /* reclaimed: no one may enlist */
+#define ST_SEQ (1ull << 32)
 
 struct pend {
 	_Atomic uint64_t cookie;  /* 0: free */
 	_Atomic uint32_t owner;   /* thread id of the writer, 0: none */
 	_Atomic uint32_t sent;    /* header bytes written; SLOT_FINISHED once over */
+	_Atomic uint64_t state;
+	_Atomic int32_t pid[HOLDERS];  /* enlisted processes, 0: none */
 };
 
 static struct pend *pend;             /* MAP_SHARED: fork children see the same */
 #define STRIPES 64
 static _Atomic uint32_t stripe[STRIPES];  /* pre-fork claims, by cookie */
 static _Atomic bool ever_pending;     /* spares fork a table scan when never needed */
+
+/* This process's enlistments: which slots, for which socket, under which pid. A process
+ * that did not run the fork handlers (vfork, a raw clone) has another pid than 'self'
+ * and is enlisted nowhere. */
+static _Atomic uint64_t held;
+static _Atomic uint64_t held_cookie[SLOTS];
+static _Atomic int32_t self;
+static _Atomic uint64_t forking;      /* slots whose fork in flight this fork counted */
+static _Atomic uint32_t sharing;      /* odd while slots are being taken (see drop_unused) */
+static _Atomic bool execing;          /* enlistments let go for an exec that may fail */
 
 enum { ST_SYN_SENT = 2, ST_CLOSE = 7 };   /* include/net/tcp_states.h */
 
@@ -181,6 +207,130 @@ static void give(_Atomic uint32_t *w, uint32_t me)
 	atomic_compare_exchange_strong(w, &me, 0);
 }
 
+/* ---- holders of a shared slot ---- */
+
+static int32_t real_pid(void)
+{
+	return (int32_t)syscall(SYS_getpid);
+}
+
+/* Only ESRCH proves a holder gone: a zombie, a reused pid or one we may not signal
+ * keeps the slot (it then waits for its header, as before holders were counted). */
+static bool gone(int32_t pid)
+{
+	int saved = errno;
+	bool r = syscall(SYS_kill, (pid_t)pid, 0) < 0 && errno == ESRCH;
+	errno = saved;
+	return r;
+}
+
+/* Bumps p's sequence, sets flags and adds d (+1, 0, -1) to the forks in flight;
+ * false once the slot was reclaimed. */
+static bool bump(struct pend *p, uint64_t flags, int d)
+{
+	uint64_t st = atomic_load(&p->state), n;
+	do {
+		if (st & ST_DEAD)
+			return false;
+		n = (st + ST_SEQ) | flags;
+		if (d > 0)
+			n += 1;
+		else if (d < 0 && (st & ST_INFLIGHT))
+			n -= 1;
+	} while (!atomic_compare_exchange_weak(&p->state, &st, n));
+	return true;
+}
+
+/* Frees slot i, still serving socket c, if no process can reach it: no fork in
+ * flight, no holder alive (gone ones are cleared), not pinned. The final
+ * compare-and-swap fails if anyone enlisted meanwhile: an enlistment writes its pid
+ * first, then bumps the sequence. */
+static bool try_free(int i, uint64_t c)
+{
+	struct pend *p = &pend[i];
+	uint64_t st = atomic_load(&p->state);
+	if ((st & (ST_DEAD | ST_PINNED | ST_INFLIGHT)) || atomic_load(&p->cookie) != c)
+		return false;
+	for (int k = 0; k < HOLDERS; k++) {
+		int32_t pid = atomic_load(&p->pid[k]);
+		if (pid && !gone(pid))
+			return false;
+		if (pid)
+			atomic_compare_exchange_strong(&p->pid[k], &pid, 0);
+	}
+	if (!atomic_compare_exchange_strong(&p->state, &st, (st + ST_SEQ) | ST_DEAD))
+		return false;
+	atomic_compare_exchange_strong(&p->cookie, &c, 0);
+	return true;
+}
+
+/* Enlists this process in slot i for socket c; d -1 in a fork child, whose fork in
+ * flight the parent counted. false if the slot no longer serves c. */
+static bool enlist(int i, uint64_t c, int d)
+{
+	struct pend *p = &pend[i];
+	int32_t me = atomic_load(&self), z = 0;
+	int k = 0;
+	while (k < HOLDERS && !atomic_compare_exchange_strong(&p->pid[k], &z, me))
+		k++, z = 0;
+	bool ok = bump(p, k == HOLDERS ? ST_PINNED : 0, d) && atomic_load(&p->cookie) == c;
+	if (ok) {
+		atomic_store(&held_cookie[i], c);
+		atomic_fetch_or(&held, 1ull << i);
+	} else if (k < HOLDERS) {
+		atomic_compare_exchange_strong(&p->pid[k], &me, 0);
+	}
+	return ok;
+}
+
+/* This process holds no copy of slot i's pending state any more. */
+static void release(int i)
+{
+	uint64_t bit = 1ull << i, c = atomic_load(&held_cookie[i]);
+	struct pend *p = &pend[i];
+	if (!(atomic_fetch_and(&held, ~bit) & bit) || atomic_load(&p->cookie) != c)
+		return;
+	for (int k = 0; k < HOLDERS; k++) {
+		int32_t me = atomic_load(&self);
+		atomic_compare_exchange_strong(&p->pid[k], &me, 0);
+	}
+	try_free(i, c);
+}
+
+static void used_slot(int fd, const struct ps_fdinfo *info, void *ctx)
+{
+	(void)fd;
+	unsigned i = (info->sent & SENT_SLOT_MASK) >> SENT_SLOT_SHIFT;
+	if (info->kind == PS_FD_SEND && i && !(info->sent & (SENT_DONE | SENT_ORPHAN)) &&
+	    info->cookie == atomic_load(&held_cookie[i - 1]))
+		*(uint64_t *)ctx |= 1ull << (i - 1);
+}
+
+/* After a close: slots no entry of this process refers to any more are let go. Not
+ * while slots are being taken (an entry gets its slot after the enlistment): those
+ * wait for the next close, or for this process to end. */
+static void drop_unused(void)
+{
+	uint32_t before = atomic_load(&sharing);
+	uint64_t used = 0;
+	if (before & 1)
+		return;
+	ps_fd_each(used_slot, &used);
+	uint64_t h = atomic_load(&held) & ~used;
+	if (atomic_load(&sharing) != before)
+		return;
+	for (int i = 0; i < SLOTS; i++)
+		if (h & (1ull << i))
+			release(i);
+}
+
+static void send_forget(unsigned first, unsigned last)
+{
+	(void)first, (void)last;
+	if (atomic_load(&held))
+		drop_unused();
+}
+
 struct mark {
 	uint64_t cookie;
 	uint32_t set;
@@ -206,6 +356,8 @@ static void finished(int fd, struct ps_fdinfo *e)
 		atomic_fetch_or(&p->sent, SLOT_FINISHED);
 		atomic_compare_exchange_strong(&p->cookie, &c, 0);
 	}
+	if (p && atomic_load(&held_cookie[p - pend]) == c)  /* the slot is over for everyone */
+		atomic_fetch_and(&held, ~(1ull << (p - pend)));
 	bool aliased = e->sent & SENT_ALIASED;
 	e->sent = SENT_DONE;
 	ps_fd_set(fd, e);
@@ -247,7 +399,22 @@ static int flush_claimed(int fd, struct ps_fdinfo *e, bool nowait)
 	if (p) {
 		uint32_t s = atomic_load(&p->sent);
 		if (atomic_load(&p->cookie) != e->cookie || (s & SLOT_FINISHED)) {
-			finished(fd, e);  /* a fork sibling wrote it */
+			/* An enlisted process's slot is only freed by the header's end: a fork
+			 * sibling wrote it. Elsewhere (no fork handlers ran, or during an exec
+			 * that let go) it may have been freed for want of holders: only bytes on
+			 * the wire prove the header went. */
+			bool enlisted = real_pid() == atomic_load(&self) && !atomic_load(&execing);
+			long long w = enlisted ? -1 : written(fd);
+			if (!enlisted && w >= 0 && w < (long long)build(e, hdr, sizeof(hdr))) {
+				e->sent |= SENT_ORPHAN;
+				ps_fd_set(fd, e);
+				ps_log(PS_LOG_ERROR, "fd %d: PROXY header pending in a process made "
+				       "without fork handlers and its shared state gone: I/O on it "
+				       "fails (EPIPE)", fd);
+				errno = EPIPE;
+				return -1;
+			}
+			finished(fd, e);
 			return 0;
 		}
 		sent = s;
@@ -415,16 +582,41 @@ static int find_slot(uint64_t cookie)
 	return -1;
 }
 
-static int new_slot(uint64_t cookie, uint32_t sent)
+/* A free slot for socket c, with this process as its one holder. Set up under
+ * COOKIE_SETUP, so that no one finds or reclaims it half made. Forks in flight carry
+ * over (see ST_INFLIGHT). */
+static int new_slot(uint64_t c, uint32_t sent)
 {
 	for (int i = 0; i < SLOTS; i++) {
-		uint64_t free_ = 0;
-		if (atomic_compare_exchange_strong(&pend[i].cookie, &free_, cookie)) {
-			atomic_store(&pend[i].sent, sent);
-			return i;
-		}
+		struct pend *p = &pend[i];
+		uint64_t free_ = 0, st, n;
+		if (!atomic_compare_exchange_strong(&p->cookie, &free_, COOKIE_SETUP))
+			continue;
+		atomic_store(&p->sent, sent);
+		for (int k = 0; k < HOLDERS; k++)
+			atomic_store(&p->pid[k], k ? 0 : atomic_load(&self));
+		st = atomic_load(&p->state);
+		do
+			n = (st + ST_SEQ) & ~(ST_DEAD | ST_PINNED);
+		while (!atomic_compare_exchange_weak(&p->state, &st, n));
+		atomic_store(&held_cookie[i], c);
+		atomic_store(&p->cookie, c);
+		return i;
 	}
 	return -1;
+}
+
+/* The table is full: frees every slot no process can reach any more (its holders
+ * closed their copies, exec'd or ended). */
+static bool reclaim(void)
+{
+	bool any = false;
+	for (int i = 0; i < SLOTS; i++) {
+		uint64_t c = atomic_load(&pend[i].cookie);
+		if (c && c != COOKIE_SETUP && try_free(i, c))
+			any = true;
+	}
+	return any;
 }
 
 /* Before fork, in the parent: each pending header not yet shared moves to a slot
@@ -441,12 +633,17 @@ static void share(int fd, const struct ps_fdinfo *info, void *ctx)
 		return;  /* left unshared: the child fails closed on it */
 	if (ps_fd_get(fd, &e) && e.kind == PS_FD_SEND && !(e.sent & SENT_DONE) && !slot_of(&e)) {
 		int i = find_slot(e.cookie);
-		if (i < 0)
+		if (i >= 0 && !((atomic_load(&held) >> i & 1) &&
+				atomic_load(&held_cookie[i]) == e.cookie) &&
+		    !enlist(i, e.cookie, 0))
+			i = -1;
+		if (i < 0 && (i = new_slot(e.cookie, e.sent & SENT_BYTES)) < 0 && reclaim())
 			i = new_slot(e.cookie, e.sent & SENT_BYTES);
 		if (i >= 0) {
 			e.sent = (e.sent & ~(SENT_BYTES | SENT_SLOT_MASK)) |
 				 (uint32_t)(i + 1) << SENT_SLOT_SHIFT;
 			ps_fd_set(fd, &e);
+			atomic_fetch_or(&held, 1ull << i);
 		}
 	}
 	give(w, me);
@@ -468,30 +665,87 @@ static void orphan(int fd, const struct ps_fdinfo *info, void *ctx)
 	       "free (%d): I/O on it fails in this child (EPIPE)", fd, dst, SLOTS);
 }
 
+/* The child is counted in flight in every slot this process holds before it exists,
+ * so that no slot is freed before the child enlists itself. A fork that fails leaves
+ * its count: that slot is then freed only when its header completes. */
 static void fork_prepare(void)
 {
-	if (atomic_load(&ever_pending))
-		ps_fd_each(share, NULL);
+	if (!pend || !atomic_load(&ever_pending))
+		return;
+	atomic_fetch_add(&sharing, 1);
+	ps_fd_each(share, NULL);
+	uint64_t h = atomic_load(&held), f = 0;
+	for (int i = 0; i < SLOTS; i++)
+		if ((h & (1ull << i)) && bump(&pend[i], 0, 1))
+			f |= 1ull << i;
+	atomic_store(&forking, f);
+	atomic_fetch_add(&sharing, 1);
 }
 
 static void fork_child(void)
 {
+	atomic_store(&self, real_pid());
 	for (int i = 0; i < STRIPES; i++)  /* held by threads that do not exist here */
 		atomic_store(&stripe[i], 0);
-	if (atomic_load(&ever_pending))
-		ps_fd_each(orphan, NULL);
+	if (!atomic_load(&ever_pending))
+		return;
+	uint64_t f = atomic_exchange(&forking, 0);
+	atomic_store(&held, 0);
+	for (int i = 0; i < SLOTS; i++)
+		if (f & (1ull << i))
+			enlist(i, atomic_load(&held_cookie[i]), -1);
+	ps_fd_each(orphan, NULL);
+}
+
+/* Before an exec that replaces this process: its copies are gone if it succeeds (closed
+ * on exec, or finished by ps_send_exec). If it fails, they are taken back, or fail
+ * (EPIPE) where the slot was freed meanwhile. A vfork child (another pid than 'self')
+ * leaves the parent's enlistments alone. */
+static void reenlist(int fd, const struct ps_fdinfo *info, void *ctx)
+{
+	(void)ctx;
+	struct ps_fdinfo e = *info;
+	unsigned i = (e.sent & SENT_SLOT_MASK) >> SENT_SLOT_SHIFT;
+	if (e.kind != PS_FD_SEND || !i || (e.sent & (SENT_DONE | SENT_ORPHAN)) ||
+	    ((atomic_load(&held) >> (i - 1) & 1) && atomic_load(&held_cookie[i - 1]) == e.cookie) ||
+	    enlist((int)i - 1, e.cookie, 0))
+		return;
+	e.sent |= SENT_ORPHAN;
+	ps_fd_set(fd, &e);
+	ps_log(PS_LOG_ERROR, "fd %d: PROXY header pending at a failed exec and its shared "
+	       "state gone: I/O on it fails (EPIPE)", fd);
+}
+
+static void send_exec_call(bool returned)
+{
+	if (!pend || real_pid() != atomic_load(&self))
+		return;
+	if (!returned) {
+		atomic_store(&execing, true);
+		for (int i = 0; i < SLOTS; i++)
+			if (atomic_load(&held) & (1ull << i))
+				release(i);
+		return;
+	}
+	atomic_fetch_add(&sharing, 1);
+	ps_fd_each(reenlist, NULL);
+	atomic_fetch_add(&sharing, 1);
+	atomic_store(&execing, false);
 }
 
 void ps_send_init(void)
 {
 	void *m = mmap(NULL, SLOTS * sizeof(struct pend), PROT_READ | PROT_WRITE,
 		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	atomic_store(&self, real_pid());
 	if (m != MAP_FAILED)
 		pend = m;
 	else
 		ps_log(PS_LOG_WARN, "no shared table: headers pending at fork fail closed in the child");
 	pthread_atfork(fork_prepare, NULL, fork_child);
 	ps_on_copy = ps_send_copied;
+	ps_on_forget = send_forget;
+	ps_on_exec = send_exec_call;
 }
 
 /* ---- exec ---- */

@@ -42,8 +42,14 @@ bool ps_ready_last(int fd);
  * (shim/hooks_syscall.c); NULL: none. */
 extern bool (*ps_syscall_takes)(long n);
 
-/* Set by the receiving library: told of every descriptor range the application closes. */
+/* Set by each library that needs it: told after the application closed a descriptor
+ * range, or one fd that held a listener, a kept connection, a descriptor of the
+ * shim's own or a header to send. */
 extern void (*ps_on_forget)(unsigned first, unsigned last);
+
+/* Set by the client library: told before an exec that replaces the process
+ * (returned false) and again if that exec failed (true). Not for posix_spawn. */
+extern void (*ps_on_exec)(bool returned);
 
 /* Set by the client library: told after fd 'to' became a copy of 'from' (dup family). */
 extern void (*ps_on_copy)(int from, int to);

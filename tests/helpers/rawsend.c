@@ -35,8 +35,8 @@ static struct {
 	size_t chunk;        /* 0: all at once */
 	long delay_ms, wait_ms, timeout_ms, alarm_ms;
 	bool reply, keep_open, verbose, nonblock, again, filler, fork, cork, exec_now;
-	long conns;
-	const char *exec;
+	long conns, abandon;
+	const char *exec, *abandon_exec;
 	const char *ways[WAYS_MAX];
 	int nways;
 } opt = { .timeout_ms = 5000, .conns = 1 };
@@ -68,6 +68,10 @@ static void usage(FILE *f)
 	      "              the parent waits ('rawsend: child=STATUS'), then sends the rest\n"
 	      "  -M COUNT    COUNT connections, all connected before any byte; each gets\n"
 	      "              the payload in turn\n"
+	      "  -L COUNT    first COUNT connections (made as the others) left unused: fork,\n"
+	      "              the child exits at once, the parent reaps it and closes the\n"
+	      "              socket; 'rawsend: abandoned=COUNT'\n"
+	      "  -l CMD      with -L: the child execs sh -c CMD instead, not waited for\n"
 	      "  -x CMD      once connected: the socket on fd 9 (inherited), exec sh -c CMD\n"
 	      "  -X CMD      the same right after connect() returns (still in progress with -N)\n"
 	      "  -v          report on stderr: 'rawsend: local=ADDR' once connected, 'first=MS'\n"
@@ -347,7 +351,7 @@ int main(int argc, char **argv)
 {
 	int c;
 	char *way;
-	while ((c = getopt(argc, argv, "s:c:d:w:rkt:vm:NA:RfCFM:x:X:h")) != -1) {
+	while ((c = getopt(argc, argv, "s:c:d:w:rkt:vm:NA:RfCFL:l:M:x:X:h")) != -1) {
 		switch (c) {
 		case 's': opt.src = optarg; break;
 		case 'c': opt.chunk = (size_t)num(optarg, 1, PAYLOAD_MAX, "chunk size"); break;
@@ -367,6 +371,8 @@ int main(int argc, char **argv)
 		case 'f': opt.filler = true; break;
 		case 'C': opt.cork = true; break;
 		case 'F': opt.fork = true; break;
+		case 'l': opt.abandon_exec = optarg; break;
+		case 'L': opt.abandon = num(optarg, 1, 100000, "abandon count"); break;
 		case 'M': opt.conns = num(optarg, 1, CONNS_MAX, "connection count"); break;
 		case 'x': opt.exec = optarg; break;
 		case 'X': opt.exec = optarg, opt.exec_now = true; break;
@@ -384,6 +390,23 @@ int main(int argc, char **argv)
 	size_t n = read_stdin(payload, sizeof payload);
 	if (opt.filler)
 		connect_to(argv[optind], port, true);
+	for (long i = 0; i < opt.abandon; i++) {
+		int a = connect_to(argv[optind], port, false), ws;
+		pid_t pid = fork();
+		if (pid < 0) {
+			perror("rawsend: fork");
+			return 2;
+		}
+		if (!pid && opt.abandon_exec)
+			execl("/bin/sh", "sh", "-c", opt.abandon_exec, (char *)NULL);
+		if (!pid)
+			_exit(0);
+		if (!opt.abandon_exec)
+			waitpid(pid, &ws, 0);
+		close(a);
+	}
+	if (opt.abandon)
+		fprintf(stderr, "rawsend: abandoned=%ld\n", opt.abandon);
 	int fds[CONNS_MAX];
 	for (long i = 0; i < opt.conns; i++)
 		fds[i] = connect_to(argv[optind], port, false);

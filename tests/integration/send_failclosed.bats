@@ -13,7 +13,8 @@
 #     (EALREADY, 0, EISCONN) still get the header first;
 #   - fork with the header pending: written once, by whichever process writes first,
 #     even when the child's header is still queued (TCP_CORK); a full shared table fails
-#     closed in the child; stdio in the child is caught in the parent;
+#     closed in the child; a socket every process closed (or exited with) unused gives
+#     its slot back; stdio in the child is caught in the parent;
 #   - exec with the header pending: finished before exec, or the connection reset.
 # A slow server (testserver -D: backlog 0, late accept) plus a filler connection keeps
 # a connect in progress for about 3 s (the SYN is dropped once, resent after 1 s).
@@ -155,6 +156,34 @@ log_lines() { grep -Ec "^proxyshim\\[[0-9]+\\]: error: $2" "$T/$1.err" || true; 
 		fi
 	done
 	expect_eq "$full $alone" "64 1" "connections with both writers' bytes, with the parent's alone"
+}
+
+@test "sockets closed by every process with the header pending at fork free their shared slot: after 70 abandoned, a fork child still shares the next header" {
+	local i
+	printf 'child\nparent\n' >"$T/data"
+	plain_server -n 71 -I 1000
+	rs abandon 1 -N -L 70 -F -c 6 <"$T/data"
+	expect_ok abandon
+	grep -q '^rawsend: abandoned=70$' "$T/abandon.err" || fail "not abandoned" "$(cat "$T/abandon.err")"
+	grep -q '^rawsend: child=0$' "$T/abandon.err" || fail "the child failed" "$(cat "$T/abandon.err")"
+	expect_eq "$(log_lines abandon 'PROXY header pending at fork and no shared slot free')" 0 "log lines"
+	server_done 20
+	# nothing is written for a connection no one used; the last one gets one header
+	for ((i = 1; i <= 70; i++)); do
+		expect_eq "$(data_of $i)" EOF "abandoned connection $i"
+	done
+	expect_eq "$(data_of 71)" "$(hdr 1)child\nparent\n" "the last connection"
+}
+
+@test "fork children that exec (the socket closed on exec) and live on do not hold the shared slot: after 70, a fork child still shares the next header" {
+	printf 'child\nparent\n' >"$T/data"
+	plain_server -n 71 -I 1000
+	rs abandonx 1 -N -L 70 -l 'exec sleep 3' -F -c 6 <"$T/data"
+	expect_ok abandonx
+	grep -q '^rawsend: child=0$' "$T/abandonx.err" || fail "the child failed" "$(cat "$T/abandonx.err")"
+	expect_eq "$(log_lines abandonx 'PROXY header pending at fork and no shared slot free')" 0 "log lines"
+	server_done 20
+	expect_eq "$(data_of 71)" "$(hdr 1)child\nparent\n" "the last connection"
 }
 
 @test "exec with the header pending on an inherited socket (connection up), v1 and v2: the header is written before exec, then the new program's bytes" {
