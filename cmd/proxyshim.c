@@ -4,6 +4,7 @@
  * signals and exit status stay the command's. */
 #include "config.h"
 #include "elfinfo.h"
+#include "inherit.h"
 
 #include <elf.h>
 #include <errno.h>
@@ -279,6 +280,7 @@ int main(int argc, char **argv)
 	if (inspect("/proc/self/exe", &self_elf) != PS_ELF_OK)
 		self_elf.elf_class = 0;  /* no /proc: the word size and machine go unchecked */
 	check_target(argv[optind], 0);
+	unsetenv(PS_CHAIN_VAR);  /* the command starts a chain of its own */
 	execvp(argv[optind], argv + optind);
 	die("cannot run it: %s", strerror(errno));
 }

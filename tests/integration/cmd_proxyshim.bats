@@ -156,6 +156,39 @@ teardown() {
 	[ "$output" = "proxyshim: $T/elf32 is a 32-bit program and the library 64-bit: the loader cannot preload it" ]
 }
 
+# log_chain LEVEL: a server started through two `sh -c` (as a start script does) under
+# the shim at LEVEL, one proxied connection; its log in $T/log, the first sh's PID in
+# $T/sh.pid.
+log_chain() {
+	rm -f "$T/log" "$T/port"
+	shim_cmd --trust 127.0.0.10 --log "$T/log" --log-level "$1" -- sh -c \
+		'echo $$ > "$0"; sh -c "exec \"\$0\" -n 1 -P \"\$1\"" "$1" "$2"; :' \
+		"$T/sh.pid" "$PS_BUILD/testserver" "$T/port" > "$T/out" &
+	SRV=$!
+	for _ in $(seq 100); do [ -s "$T/port" ] && break; sleep 0.05; done
+	printf 'PROXY TCP4 127.0.0.44 127.0.0.1 4444 80\r\nhi' |
+		timeout 5 "$PS_BUILD/rawsend" -s 127.0.0.10 -r 127.0.0.1 "$(cat "$T/port")"
+	wait "$SRV"
+	SRV=
+	grep -q 'accept=127.0.0.44:4444' "$T/out"
+}
+
+@test "--log-level info: the shim is announced once per chain, then each listener and connection" {
+	PROXYSHIM_CHAIN=1 log_chain info  # a stale value from outside: the command's own chain
+	port=$(cat "$T/port")
+	sed 's/^proxyshim\[[0-9]*\]: //' "$T/log" > "$T/lines"
+	[ "$(wc -l < "$T/lines")" -eq 3 ]
+	[[ "$(sed -n 1p "$T/lines")" == "info: active in sh: 1 trusted networks, policy require"* ]]
+	[ "$(sed -n 2p "$T/lines")" = "info: testserver: listening on port $port" ]
+	[[ "$(sed -n 3p "$T/lines")" == "info: proxy 127.0.0.10:"*" -> client 127.0.0.44:4444" ]]
+	# debug has the rest: every program of the chain, and which chain it belongs to
+	log_chain debug
+	first=$(cat "$T/sh.pid")
+	grep -q "info: active in sh: " "$T/log"
+	grep -q "debug: active in testserver, in the chain of pid $first: " "$T/log"
+	[ "$(grep -c 'active in' "$T/log")" -ge 2 ]
+}
+
 @test "--version and --help" {
 	run shim_cmd --version
 	[[ "$output" =~ ^proxyshim\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
