@@ -91,7 +91,9 @@ static char *const *add_chain(char *const *env, char **out)
 static int ps_exec(const struct exec_call *x, char *const *envp)
 {
 	size_t n = ps_env_count(envp), room = ps_exec_prepare();
-	bool mark = chain_var[0] && ps_exec_active() && !has_chain(envp);
+	/* The copy is on the stack: a huge environment goes without the marker (the child
+	 * then logs at info as a chain's first program) rather than risk a small stack. */
+	bool mark = chain_var[0] && n < 4096 && ps_exec_active() && !has_chain(envp);
 	if (n > PS_ENV_MAX || (!room && !mark))
 		return run(x, envp);
 	size_t cap = n + ps_child_env_vars(room) + 2;  /* + the chain variable */
