@@ -9,6 +9,8 @@ SO_FLAGS = -shared -fvisibility=hidden -Wl,-z,relro,-z,now,-z,noexecstack,-z,def
 # Pure code: linked into the library and directly into the unit tests.
 PURE_SRC = shim/addr.c shim/pp_parse.c shim/pp_build.c shim/crc32c.c shim/cidr.c \
            shim/config.c shim/udp_map.c shim/dgram.c
+# Pure code of the command (ELF facts about its target): in the command and its tests.
+CMD_PURE_SRC = cmd/elfinfo.c
 # Code that interposes libc: only in the library.
 COMMON_SRC = $(PURE_SRC) shim/load.c shim/log.c shim/real.c shim/fdtable.c shim/hooks_fd.c \
              shim/hooks_syscall.c
@@ -27,9 +29,9 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubun
 PRODUCT = $(BUILD)/libproxyshim.so $(BUILD)/libproxyshim-client.so $(BUILD)/proxyshim
 all: $(PRODUCT) $(HELPERS)
 
-$(BUILD)/proxyshim: cmd/proxyshim.c $(PURE_SRC) $(HDRS)
+$(BUILD)/proxyshim: cmd/proxyshim.c $(CMD_PURE_SRC) $(PURE_SRC) $(HDRS) cmd/elfinfo.h
 	@mkdir -p $(@D)
-	$(CC) $(PS_CFLAGS) -DPS_VERSION='"$(VERSION)"' -Ishim -o $@ cmd/proxyshim.c $(PURE_SRC) $(LDFLAGS)
+	$(CC) $(PS_CFLAGS) -DPS_VERSION='"$(VERSION)"' -Ishim -o $@ cmd/proxyshim.c $(CMD_PURE_SRC) $(PURE_SRC) $(LDFLAGS)
 
 $(BUILD)/libproxyshim.so: $(LIB_SRC) $(HDRS) shim/exports.map
 	@mkdir -p $(@D)
@@ -49,9 +51,9 @@ $(BUILD)/%.so: tests/helpers/preload/%.c
 	@mkdir -p $(@D)
 	$(CC) $(PS_CFLAGS) -shared -o $@ $< $(LDFLAGS)
 
-$(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(PURE_SRC) $(HDRS)
+$(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(PURE_SRC) $(CMD_PURE_SRC) $(HDRS) cmd/elfinfo.h
 	@mkdir -p $(@D)
-	$(CC) $(PS_CFLAGS) -Ishim -o $@ $< $(PURE_SRC) $(CHECK_LIBS) $(LDFLAGS)
+	$(CC) $(PS_CFLAGS) -Ishim -Icmd -o $@ $< $(PURE_SRC) $(CMD_PURE_SRC) $(CHECK_LIBS) $(LDFLAGS)
 
 # Installs missing build and test dependencies (Debian), then builds and runs everything.
 test: deps
@@ -105,11 +107,11 @@ sanitize: deps
 # libFuzzer targets (clang); FUZZ_SECONDS each. Seeds: tests/fuzz/seeds/<target>/.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ishim
+FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ishim -Icmd
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(PURE_SRC) $(HDRS)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(PURE_SRC) $(CMD_PURE_SRC) $(HDRS)
 	@mkdir -p $(@D)
-	clang $(FUZZ_FLAGS) -o $@ $< $(PURE_SRC)
+	clang $(FUZZ_FLAGS) -o $@ $< $(PURE_SRC) $(CMD_PURE_SRC)
 
 fuzz: deps $(addprefix $(BUILD)/fuzz/,$(FUZZ_TARGETS))
 	@rc=0; for t in $(FUZZ_TARGETS); do \

@@ -3,15 +3,20 @@
  * the library to LD_PRELOAD and execs the command: no process in between, so the PID,
  * signals and exit status stay the command's. */
 #include "config.h"
+#include "elfinfo.h"
+#include "inherit.h"
 
 #include <elf.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -44,6 +49,8 @@ static const char usage[] =
 	"  --log TARGET         PROXYSHIM_LOG: stderr | syslog | /absolute/path\n"
 	"  --log-level L        PROXYSHIM_LOG_LEVEL: error | warn | info | debug\n"
 	"  --check              validate the configuration, print it, run nothing\n"
+	"  --force              run a command the shim cannot reach (Go, static, setuid,\n"
+	"                       another word size) with a warning instead of refusing it\n"
 	"  --version, --help\n";
 
 /* Flag → variable; the order of struct option entries below. */
@@ -54,7 +61,7 @@ static const char *const flag_var[] = {
 	"PROXYSHIM_SEND_SOURCE", "PROXYSHIM_UDP_PORTS", "PROXYSHIM_UDP_MODE",
 	"PROXYSHIM_UDP_IDLE_MS", "PROXYSHIM_SEND_UDP",
 };
-enum { OPT_CLIENT = 100, OPT_BOTH, OPT_CHECK, OPT_VERSION, OPT_HELP };
+enum { OPT_CLIENT = 100, OPT_BOTH, OPT_CHECK, OPT_VERSION, OPT_HELP, OPT_FORCE };
 
 static const struct option options[] = {
 	{"trust", 1, 0, 0}, {"policy", 1, 0, 1}, {"untrusted", 1, 0, 2}, {"timeout", 1, 0, 3},
@@ -63,7 +70,8 @@ static const struct option options[] = {
 	{"udp-ports", 1, 0, 11}, {"udp-mode", 1, 0, 12}, {"udp-idle", 1, 0, 13},
 	{"send-udp", 1, 0, 14},
 	{"client", 0, 0, OPT_CLIENT}, {"both", 0, 0, OPT_BOTH}, {"check", 0, 0, OPT_CHECK},
-	{"version", 0, 0, OPT_VERSION}, {"help", 0, 0, OPT_HELP}, {0, 0, 0, 0},
+	{"version", 0, 0, OPT_VERSION}, {"help", 0, 0, OPT_HELP}, {"force", 0, 0, OPT_FORCE},
+	{0, 0, 0, 0},
 };
 
 static void die(const char *fmt, const char *arg)
@@ -127,46 +135,89 @@ static int resolve(const char *cmd, char *out, size_t len)
 	return -1;
 }
 
-/* 1 if the ELF file has no program interpreter (statically linked), 0 if dynamic,
- * -1 if not ELF. Reads the 64-bit program headers (the platforms glibc targets here). */
-static int is_static(FILE *f)
+static int force;
+
+/* Refuses to run a target the shim cannot reach: one line saying why, exit 1. With
+ * --force the line is a warning and the target runs (without the shim, or with a
+ * shim that never sees its connections): the user asked for it, and is told. */
+__attribute__((format(printf, 1, 2))) static void unreachable(const char *fmt, ...)
 {
-	Elf64_Ehdr eh;
-	Elf64_Phdr ph;
-	if (fread(&eh, sizeof(eh), 1, f) != 1 || memcmp(eh.e_ident, ELFMAG, SELFMAG))
-		return -1;
-	for (int i = 0; i < eh.e_phnum; i++) {
-		if (fseek(f, (long)(eh.e_phoff + (Elf64_Off)i * eh.e_phentsize), SEEK_SET) ||
-		    fread(&ph, sizeof(ph), 1, f) != 1)
-			return -1;
-		if (ph.p_type == PT_INTERP)
-			return 0;
-	}
-	return 1;
+	char why[PATH_MAX + 200];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (!force)
+		die("%s", why);
+	fprintf(stderr, "proxyshim: warning: %s (--force: running it anyway)\n", why);
 }
 
-/* Refuses a target the loader would run without LD_PRELOAD. */
+/* The facts ps_elf_inspect finds in this command's own file: the libraries were
+ * built alongside it, so a target of another class or machine cannot load them. */
+static struct ps_elf self_elf;
+
+static enum ps_elf_result inspect(const char *path, struct ps_elf *e)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	enum ps_elf_result r = PS_ELF_NOT_ELF;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return PS_ELF_BAD;
+	}
+	void *map = st.st_size > 0 ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE,
+					  fd, 0)
+				   : MAP_FAILED;
+	close(fd);
+	if (map != MAP_FAILED) {
+		r = ps_elf_inspect(map, (size_t)st.st_size, e);
+		munmap(map, (size_t)st.st_size);
+	}
+	return r;
+}
+
+static void check_elf(const char *path, const struct ps_elf *e)
+{
+	if (self_elf.elf_class && e->elf_class != self_elf.elf_class)
+		unreachable("%s is a %d-bit program and the library %d-bit: the loader cannot "
+			    "preload it", path, e->elf_class == ELFCLASS32 ? 32 : 64,
+			    self_elf.elf_class == ELFCLASS32 ? 32 : 64);
+	else if (self_elf.elf_class && e->machine != self_elf.machine)
+		unreachable("%s is built for another machine (ELF machine %u, the library's %u): "
+			    "the loader cannot preload it", path, e->machine, self_elf.machine);
+	else if (e->go)
+		unreachable("%s is a Go program: its runtime makes system calls directly, so "
+			    "the shim never sees its connections", path);
+	else if (!e->dynamic)
+		unreachable("%s is statically linked: LD_PRELOAD cannot reach it", path);
+}
+
+/* Refuses a target the loader would run without LD_PRELOAD, or one whose connections
+ * never pass through libc. */
 static void check_target(const char *cmd, int depth)
 {
 	char path[PATH_MAX], line[PATH_MAX];
 	struct stat st;
+	struct ps_elf e;
 	if (resolve(cmd, path, sizeof(path)) < 0 || stat(path, &st) < 0)
 		die("%s: command not found", cmd);
 	if (st.st_mode & (S_ISUID | S_ISGID))
-		die("%s is setuid/setgid: the loader ignores LD_PRELOAD for it", path);
+		unreachable("%s is setuid/setgid: the loader ignores LD_PRELOAD for it", path);
 	if (getxattr(path, "security.capability", NULL, 0) >= 0)
-		die("%s has file capabilities (setcap): the loader ignores LD_PRELOAD for it",
-		    path);
+		unreachable("%s has file capabilities (setcap): the loader ignores LD_PRELOAD "
+			    "for it", path);
+	enum ps_elf_result r = inspect(path, &e);
+	if (r == PS_ELF_OK)
+		return check_elf(path, &e);
+	if (r == PS_ELF_BAD)
+		return unreachable("%s: cannot read it as a program (unreadable, or ELF headers "
+				   "that do not parse)", path);
 	FILE *f = fopen(path, "rb");
-	if (!f)
-		die("%s: cannot read it", path);
-	int st_static = is_static(f);
-	rewind(f);
-	char *got = fgets(line, sizeof(line), f);
-	fclose(f);
-	if (st_static == 1)
-		die("%s is statically linked: LD_PRELOAD cannot reach it", path);
-	if (st_static < 0 && got && !strncmp(line, "#!", 2) && depth == 0) {
+	char *got = f ? fgets(line, sizeof(line), f) : NULL;
+	if (f)
+		fclose(f);
+	if (got && !strncmp(line, "#!", 2) && depth == 0) {
 		char *interp = strtok(line + 2, " \t\n");
 		if (interp)
 			check_target(interp, 1);
@@ -201,6 +252,8 @@ int main(int argc, char **argv)
 			both = 1;
 		else if (opt == OPT_CHECK)
 			check = 1;
+		else if (opt == OPT_FORCE)
+			force = 1;
 		else if (opt == OPT_VERSION)
 			return puts("proxyshim " PS_VERSION) < 0;
 		else if (opt == OPT_HELP)
@@ -224,7 +277,10 @@ int main(int argc, char **argv)
 		print_config();
 		return 0;
 	}
+	if (inspect("/proc/self/exe", &self_elf) != PS_ELF_OK)
+		self_elf.elf_class = 0;  /* no /proc: the word size and machine go unchecked */
 	check_target(argv[optind], 0);
+	unsetenv(PS_CHAIN_VAR);  /* the command starts a chain of its own */
 	execvp(argv[optind], argv + optind);
 	die("cannot run it: %s", strerror(errno));
 }

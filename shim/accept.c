@@ -26,9 +26,12 @@ bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 	socklen_t pl = sizeof(proto);
 	if (real_getsockname(lfd, (struct sockaddr *)&ss, &sl) < 0)
 		return false;  /* not a socket: the real accept reports it */
+	uint64_t cookie = ps_fd_cookie(lfd);
+	/* listen() again on a known listener (a new backlog) is not a new one to announce */
+	bool known = ps_fd_get(lfd, li) && li->kind == PS_FD_LISTENER && li->cookie == cookie;
 	memset(li, 0, sizeof(*li));
 	li->kind = PS_FD_LISTENER;
-	li->cookie = ps_fd_cookie(lfd);  /* kept connections belong to this socket only */
+	li->cookie = cookie;  /* kept connections belong to this socket only */
 	if (ps_addr_from_sockaddr(&local, (struct sockaddr *)&ss, sl) == 0 &&
 	    real_getsockopt(lfd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) == 0 &&
 	    proto == IPPROTO_TCP) {
@@ -36,6 +39,10 @@ bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 		li->selected = ps_portset_has(&c->ports, local.port);
 		if (li->selected && !nonblocking(lfd))
 			__atomic_store_n(&ps_blocking_listeners, 1, __ATOMIC_RELAXED);
+		if (!known)
+			ps_log(li->selected ? PS_LOG_INFO : PS_LOG_DEBUG, "%s: listening on port %u%s",
+			       program_invocation_short_name, local.port,
+			       li->selected ? "" : ", not selected by PROXYSHIM_PORTS: untouched");
 	}
 	ps_fd_set(lfd, li);
 	return li->selected;

@@ -7,6 +7,9 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 enum exec_kind { EX_VE, EX_VPE, EX_FD, EX_AT, EX_SPAWN, EX_SPAWNP };
@@ -57,6 +60,43 @@ static int run(const struct exec_call *x, char *const *env)
 	return r;
 }
 
+/* "PROXYSHIM_CHAIN=PID", set once by the constructor; empty before it ran. */
+static char chain_var[sizeof(PS_CHAIN_VAR) + 24];
+
+bool ps_chain_start(const char **first)
+{
+	const char *v = getenv(PS_CHAIN_VAR);
+	if (v)
+		snprintf(chain_var, sizeof(chain_var), PS_CHAIN_VAR "=%.20s", v);
+	else
+		snprintf(chain_var, sizeof(chain_var), PS_CHAIN_VAR "=%d", (int)getpid());
+	*first = chain_var + sizeof(PS_CHAIN_VAR);
+	return !v;
+}
+
+static bool has_chain(char *const *envp)
+{
+	for (size_t i = 0; envp && envp[i]; i++)
+		if (!strncmp(envp[i], PS_CHAIN_VAR "=", sizeof(PS_CHAIN_VAR)))
+			return true;
+	return false;
+}
+
+/* env plus the chain variable, in out (which may already hold env, with room for one
+ * more pointer). */
+static char *const *add_chain(char *const *env, char **out)
+{
+	size_t k = 0;
+	if (env == out)
+		k = ps_env_count(out);
+	else
+		while (env && env[k])
+			out[k] = env[k], k++;
+	out[k++] = chain_var;
+	out[k] = NULL;
+	return out;
+}
+
 /* Up to this much state goes on the stack; more is mapped (and unmapped if the call
  * returns: in a vfork child whose exec succeeds, the parent keeps that mapping). */
 #define STACK_ROOM 65536
@@ -65,17 +105,21 @@ static int run(const struct exec_call *x, char *const *env)
 static int ps_exec(const struct exec_call *x, char *const *envp)
 {
 	size_t n = ps_env_count(envp), room = ps_exec_prepare();
-	if (n > PS_ENV_MAX || !room)
+	/* The copy is on the stack: a huge environment goes without the marker (the child
+	 * then logs at info as a chain's first program) rather than risk a small stack. */
+	bool mark = chain_var[0] && n < 4096 && ps_exec_active() && !has_chain(envp);
+	if (n > PS_ENV_MAX || (!room && !mark))
 		return run(x, envp);
-	size_t cap = n + ps_child_env_vars(room) + 1;
+	size_t cap = n + ps_child_env_vars(room) + 2;  /* + the chain variable */
 	char *out[cap];
-	char small[room <= STACK_ROOM ? room : 1];
+	char small[room && room <= STACK_ROOM ? room : 1];
 	char *buf = small;
 	if (room > STACK_ROOM &&
 	    (buf = mmap(NULL, room, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
 			0)) == MAP_FAILED)
 		return run(x, envp);  /* the child proves or leaves its sockets alone */
-	int r = run(x, ps_child_env(envp, out, cap, buf, room));
+	char *const *env = room ? ps_child_env(envp, out, cap - 1, buf, room) : envp;
+	int r = run(x, mark ? add_chain(env, out) : env);
 	if (buf != small) {
 		int saved = errno;
 		munmap(buf, room);

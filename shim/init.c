@@ -41,8 +41,13 @@ __attribute__((constructor)) static void ps_init(void)
 	ps_log_init(&config);
 	if (config.trusted.any)
 		ps_log(PS_LOG_WARN, "PROXYSHIM_TRUSTED=*: headers are honoured from any source");
-	ps_log(PS_LOG_INFO, "active in %s: %u trusted networks, policy %s, timeout %u ms",
-	       program_invocation_short_name, config.trusted.n,
+	/* Once per chain at info (a start script's every `sh -c` is noise there); each
+	 * listener the shim applies to is announced at info when it appears. */
+	const char *first;
+	enum ps_log_level level = ps_chain_start(&first) ? PS_LOG_INFO : PS_LOG_DEBUG;
+	ps_log(level, "active in %s%s%s: %u trusted networks, policy %s, timeout %u ms",
+	       program_invocation_short_name, level == PS_LOG_DEBUG ? ", in the chain of pid " : "",
+	       level == PS_LOG_DEBUG ? first : "", config.trusted.n,
 	       config.policy == PS_POLICY_REQUIRE ? "require" : "optional", config.timeout_ms);
 	ps_on_forget = ps_keep_forget;
 	pthread_atfork(NULL, NULL, fork_child);
@@ -50,7 +55,7 @@ __attribute__((constructor)) static void ps_init(void)
 	if (config.udp_active) {
 		ps_udp_init();
 		ps_syscall_takes = takes;
-		ps_log(PS_LOG_INFO, "udp: mode %s, idle %u ms",
+		ps_log(level, "udp: mode %s, idle %u ms",
 		       config.udp_first ? "first" : "every", config.udp_idle_ms);
 	}
 	ps_inherit_init(&config);

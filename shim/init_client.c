@@ -1,6 +1,7 @@
 /* Load-time set-up of libproxyshim-client.so (the same configuration parser as the
  * receiving side, so the same variables fail the same way). */
 #include "fdtable.h"
+#include "inherit.h"
 #include "log.h"
 #include "real.h"
 #include "send.h"
@@ -30,8 +31,11 @@ __attribute__((constructor)) static void ps_client_init(void)
 	if (!config.send_active)
 		return;
 	ps_log_init(&config);
-	ps_log(PS_LOG_INFO, "client active in %s: %u destinations, PROXY v%u",
-	       program_invocation_short_name, config.send_to.n, config.send_version);
+	const char *first;  /* once per chain at info, as the receiving side */
+	enum ps_log_level level = ps_chain_start(&first) ? PS_LOG_INFO : PS_LOG_DEBUG;
+	ps_log(level, "client active in %s%s%s: %u destinations, PROXY v%u",
+	       program_invocation_short_name, level == PS_LOG_DEBUG ? ", in the chain of pid " : "",
+	       level == PS_LOG_DEBUG ? first : "", config.send_to.n, config.send_version);
 	ps_send_init();
 	__atomic_store_n(&active, &config, __ATOMIC_RELEASE);
 	if (config.send_udp)

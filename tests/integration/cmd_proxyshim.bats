@@ -106,6 +106,89 @@ teardown() {
 	[ "$status" -eq 0 ]
 }
 
+@test "--force runs a setuid, setcap or static target after one warning line" {
+	cp /bin/true "$T/suid" && chmod u+s "$T/suid"
+	cp /bin/true "$T/capped" && setcap cap_net_bind_service+ep "$T/capped"
+	printf 'int main(void){return 3;}\n' > "$T/s.c"
+	cc -static -o "$T/static" "$T/s.c"
+	run shim_cmd --trust 127.0.0.1 --force -- "$T/suid"
+	[ "$status" -eq 0 ]
+	[ "$output" = "proxyshim: warning: $T/suid is setuid/setgid: the loader ignores LD_PRELOAD for it (--force: running it anyway)" ]
+	run shim_cmd --trust 127.0.0.1 --force -- "$T/capped"
+	[ "$status" -eq 0 ]
+	[[ "$output" == "proxyshim: warning: $T/capped has file capabilities"*"(--force: running it anyway)" ]]
+	run shim_cmd --trust 127.0.0.1 --force -- "$T/static"
+	[ "$status" -eq 3 ]
+	[ "$output" = "proxyshim: warning: $T/static is statically linked: LD_PRELOAD cannot reach it (--force: running it anyway)" ]
+}
+
+# fzf is a Go program linked against libc (cgo), shfmt a static one: both as Debian
+# builds them with its Go toolchain.
+@test "refuses a Go program, dynamically linked or static, naming it; --force runs it" {
+	local prog want why
+	for prog in /usr/bin/fzf /usr/bin/shfmt; do
+		[ -x "$prog" ] || { echo "missing $prog: run scripts/install-deps" >&2; return 1; }
+		cp "$prog" "$T/goprog"
+		why="$T/goprog is a Go program: its runtime makes system calls directly, so the shim never sees its connections"
+		run shim_cmd --trust 127.0.0.1 -- "$T/goprog" --version
+		[ "$status" -eq 1 ]
+		[ "$output" = "proxyshim: $why" ]
+		want=$("$T/goprog" --version)
+		run shim_cmd --trust 127.0.0.1 --force -- "$T/goprog" --version
+		[ "$status" -eq 0 ]
+		[ "${lines[0]}" = "proxyshim: warning: $why (--force: running it anyway)" ]
+		[ "${lines[1]}" = "$want" ]
+		[ "${#lines[@]}" -eq 2 ]
+	done
+	# Behind a #! line as well.
+	printf '#!%s\n' "$T/goprog" > "$T/script" && chmod +x "$T/script"
+	run shim_cmd --trust 127.0.0.1 -- "$T/script"
+	[ "$status" -eq 1 ]
+	[ "$output" = "proxyshim: $why" ]
+}
+
+@test "refuses a program of another word size, which the loader could not preload into" {
+	# An i386 ELF header: refused before anything runs, so no 32-bit toolchain needed.
+	python3 -c 'import struct, sys; sys.stdout.buffer.write(b"\x7fELF\x01\x01\x01" + bytes(9) + struct.pack("<HHIIIIIHHHHHH", 2, 3, 1, 0, 0, 0, 0, 52, 32, 0, 40, 0, 0))' > "$T/elf32"
+	chmod +x "$T/elf32"
+	run shim_cmd --trust 127.0.0.1 -- "$T/elf32"
+	[ "$status" -eq 1 ]
+	[ "$output" = "proxyshim: $T/elf32 is a 32-bit program and the library 64-bit: the loader cannot preload it" ]
+}
+
+# log_chain LEVEL: a server started through two `sh -c` (as a start script does) under
+# the shim at LEVEL, one proxied connection; its log in $T/log, the first sh's PID in
+# $T/sh.pid.
+log_chain() {
+	rm -f "$T/log" "$T/port"
+	shim_cmd --trust 127.0.0.10 --log "$T/log" --log-level "$1" -- sh -c \
+		'echo $$ > "$0"; sh -c "exec \"\$0\" -n 1 -P \"\$1\"" "$1" "$2"; :' \
+		"$T/sh.pid" "$PS_BUILD/testserver" "$T/port" > "$T/out" &
+	SRV=$!
+	for _ in $(seq 100); do [ -s "$T/port" ] && break; sleep 0.05; done
+	printf 'PROXY TCP4 127.0.0.44 127.0.0.1 4444 80\r\nhi' |
+		timeout 5 "$PS_BUILD/rawsend" -s 127.0.0.10 -r 127.0.0.1 "$(cat "$T/port")"
+	wait "$SRV"
+	SRV=
+	grep -q 'accept=127.0.0.44:4444' "$T/out"
+}
+
+@test "--log-level info: the shim is announced once per chain, then each listener and connection" {
+	PROXYSHIM_CHAIN=1 log_chain info  # a stale value from outside: the command's own chain
+	port=$(cat "$T/port")
+	sed 's/^proxyshim\[[0-9]*\]: //' "$T/log" > "$T/lines"
+	[ "$(wc -l < "$T/lines")" -eq 3 ]
+	[[ "$(sed -n 1p "$T/lines")" == "info: active in sh: 1 trusted networks, policy require"* ]]
+	[ "$(sed -n 2p "$T/lines")" = "info: testserver: listening on port $port" ]
+	[[ "$(sed -n 3p "$T/lines")" == "info: proxy 127.0.0.10:"*" -> client 127.0.0.44:4444" ]]
+	# debug has the rest: every program of the chain, and which chain it belongs to
+	log_chain debug
+	first=$(cat "$T/sh.pid")
+	grep -q "info: active in sh: " "$T/log"
+	grep -q "debug: active in testserver, in the chain of pid $first: " "$T/log"
+	[ "$(grep -c 'active in' "$T/log")" -ge 2 ]
+}
+
 @test "--version and --help" {
 	run shim_cmd --version
 	[[ "$output" =~ ^proxyshim\ [0-9]+\.[0-9]+\.[0-9]+$ ]]
