@@ -510,7 +510,7 @@ ds_smtp() {
 	IFS= read -r -t 5 line <&"$fd" && printf '%s\n' "${line%$'\r'}"
 	for cmd in "EHLO client.proxyshim.test" "MAIL FROM:<sender@client.proxyshim.test>" \
 		"RCPT TO:<$2>" "QUIT"; do
-		printf '%s\r\n' "$cmd" >&"$fd" 2>/dev/null || break
+		{ printf '%s\r\n' "$cmd" >&"$fd"; } 2>/dev/null || break
 		while IFS= read -r -t 5 line <&"$fd"; do
 			printf '%s\n' "${line%$'\r'}"
 			[[ $line == [0-9][0-9][0-9]-* ]] || break
