@@ -45,7 +45,8 @@ ds_clean_env() {
 
 # ds_bg DIR NAME [VAR=VALUE...] -- COMMAND ARGS...: COMMAND in the background with the
 # environment described above, stdin from /dev/null, stdout and stderr to
-# DIR/NAME.out and DIR/NAME.err (fd 3, bats' channel, closed). Sets DS_PID.
+# DIR/NAME.out and DIR/NAME.err (fd 3, bats' channel, closed). Sets DS_PID. DS_STDIN
+# names another file for stdin (opened read-write: vsftpd writes its fatal errors to fd 0).
 ds_bg() {
 	local dir=$1 name=$2 vars=()
 	shift 2
@@ -55,7 +56,8 @@ ds_bg() {
 	done
 	shift
 	ds_clean_env
-	env "${DS_ENV[@]}" "${vars[@]}" "$@" </dev/null >"$dir/$name.out" 2>"$dir/$name.err" 3>&- &
+	env "${DS_ENV[@]}" "${vars[@]}" "$@" 0<>"${DS_STDIN:-/dev/null}" >"$dir/$name.out" \
+		2>"$dir/$name.err" 3>&- &
 	DS_PID=$!
 	DS_PIDS+=("$DS_PID")
 }
@@ -381,4 +383,205 @@ ds_postgres_up() {
 ds_psql() {
 	PGCONNECT_TIMEOUT=5 "$(ds_pg_bin)/psql" -X -h 127.0.0.1 -p "$1" -U postgres \
 		-d postgres -At -c "$2"
+}
+
+# ---- vsftpd ----
+# Standalone (listen=YES, background=NO: one process per connection, forked by the
+# listener), anonymous read-only. Files under DIR/vsftpd: vsftpd.conf, pub/ (the
+# anonymous root, with file.txt), empty/ (its secure_chroot_dir), vsftpd.log (every
+# command and reply with the client's address), xferlog (transfers), vsftpd.oops (its
+# fatal errors, which it writes to fd 0). pasv_promiscuous stays NO: a passive data
+# connection must come from the address the control connection was accepted from.
+
+# ds_vsftpd_start DIR PORT PASV_MIN PASV_MAX [VAR=VALUE...]: vsftpd on 127.0.0.1:PORT,
+# passive data ports PASV_MIN..PASV_MAX. Sets DS_PID.
+ds_vsftpd_start() {
+	local dir=$1/vsftpd port=$2 pmin=$3 pmax=$4 pid
+	shift 4
+	mkdir -p "$dir/pub" "$dir/empty"
+	chmod 755 "$dir" "$dir/pub"
+	chmod 555 "$dir/empty"
+	echo "hello over ftp" >"$dir/pub/file.txt"
+	cat >"$dir/vsftpd.conf" <<-EOF2
+		listen=YES
+		listen_ipv6=NO
+		listen_address=127.0.0.1
+		listen_port=$port
+		background=NO
+		anonymous_enable=YES
+		no_anon_password=YES
+		anon_root=$dir/pub
+		local_enable=NO
+		write_enable=NO
+		pasv_enable=YES
+		pasv_min_port=$pmin
+		pasv_max_port=$pmax
+		secure_chroot_dir=$dir/empty
+		xferlog_enable=YES
+		dual_log_enable=YES
+		xferlog_file=$dir/xferlog
+		vsftpd_log_file=$dir/vsftpd.log
+		log_ftp_protocol=YES
+	EOF2
+	: >"$dir/vsftpd.oops"
+	DS_STDIN=$dir/vsftpd.oops ds_bg "$dir" vsftpd "$@" -- vsftpd "$dir/vsftpd.conf"
+	pid=$DS_PID
+	ds_wait 10 ds_listening "$port" || {
+		echo "vsftpd did not start:" >&2
+		cat "$dir/vsftpd.oops" "$dir/vsftpd.err" >&2
+		return 1
+	}
+	DS_PID=$pid
+}
+
+# ---- Postfix ----
+# An instance of its own: config_directory DIR/postfix/conf, queue_directory
+# DIR/postfix/queue, data_directory DIR/postfix/data, log DIR/postfix/maillog (through
+# postlogd). Only what smtpd needs to answer a session up to RCPT: no delivery, no
+# chroot. mynetworks is the proxy alone (127.0.0.10): a client seen as the proxy may relay,
+# any other is refused at RCPT. smtpd logs the client's port too
+# (`connect from unknown[ADDR]:PORT`); no reverse lookups.
+# The master starts every daemon with only the variables of import_environment (the
+# second argument, appended to Postfix's own defaults); VAR=VALUE words are the
+# master's own environment.
+# DIR must be reachable by the postfix user (see ds_world_dir).
+
+# ds_postfix_start DIR PORT IMPORT [VAR=VALUE...]: the master in the foreground in a
+# session of its own (on SIGTERM it signals its process group); smtpd on 127.0.0.1:PORT.
+# Sets DS_PID.
+ds_postfix_start() {
+	local dir=$1/postfix port=$2 import=$3 pid
+	shift 3
+	mkdir -p "$dir/conf" "$dir/queue" "$dir/data"
+	chmod 755 "$dir"
+	chown postfix "$dir/data"
+	cat >"$dir/conf/main.cf" <<-EOF2
+		compatibility_level = 3.6
+		queue_directory = $dir/queue
+		data_directory = $dir/data
+		mail_owner = postfix
+		setgid_group = postdrop
+		myhostname = mx.proxyshim.test
+		mydestination =
+		alias_maps =
+		alias_database =
+		biff = no
+		inet_interfaces = 127.0.0.1
+		inet_protocols = ipv4
+		mynetworks = 127.0.0.10/32
+		smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+		smtpd_peername_lookup = no
+		smtpd_client_port_logging = yes
+		maillog_file = $dir/maillog
+		maillog_file_prefixes = $dir
+		import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C $import
+	EOF2
+	cat >"$dir/conf/master.cf" <<-EOF2
+		127.0.0.1:$port inet n - n - - smtpd
+		cleanup   unix  n - n - 0 cleanup
+		rewrite   unix  - - n - - trivial-rewrite
+		proxymap  unix  - - n - - proxymap
+		anvil     unix  - - n - 1 anvil
+		bounce    unix  - - n - 0 bounce
+		defer     unix  - - n - 0 bounce
+		trace     unix  - - n - 0 bounce
+		postlog   unix-dgram n - n - 1 postlogd
+	EOF2
+	postfix -c "$dir/conf" check >"$dir/check.log" 2>&1 || {
+		echo "postfix check failed:" >&2
+		cat "$dir/check.log" >&2
+		return 1
+	}
+	ds_bg "$dir" master "$@" -- setsid /usr/lib/postfix/sbin/master -c "$dir/conf" -d
+	pid=$DS_PID
+	ds_wait 10 ds_listening "$port" || {
+		echo "postfix did not start:" >&2
+		cat "$dir/maillog" "$dir/master.err" >&2 2>/dev/null
+		return 1
+	}
+	DS_PID=$pid
+}
+
+# ds_smtp PORT RCPT: an SMTP session with 127.0.0.1:PORT (EHLO, MAIL FROM, RCPT TO:<RCPT>,
+# QUIT, without DATA); prints every reply line. Each reply is awaited up to 5 s.
+ds_smtp() {
+	local fd line cmd
+	exec {fd}<>"/dev/tcp/127.0.0.1/$1" || return 1
+	IFS= read -r -t 5 line <&"$fd" && printf '%s\n' "${line%$'\r'}"
+	for cmd in "EHLO client.proxyshim.test" "MAIL FROM:<sender@client.proxyshim.test>" \
+		"RCPT TO:<$2>" "QUIT"; do
+		{ printf '%s\r\n' "$cmd" >&"$fd"; } 2>/dev/null || break
+		while IFS= read -r -t 5 line <&"$fd"; do
+			printf '%s\n' "${line%$'\r'}"
+			[[ $line == [0-9][0-9][0-9]-* ]] || break
+		done
+	done
+	exec {fd}>&-
+}
+
+# ---- Dovecot ----
+# base_dir, state_dir and log under DIR/dovecot; users in DIR/dovecot/users (passwd-file,
+# alice / alice-pw, uid nobody, mail in DIR/dovecot/mail); IMAP without TLS. The login
+# line carries the client's port: `Login: user=<alice>, ..., rip=ADDR, rport=PORT, ...`.
+# Like Postfix's master, Dovecot's starts its processes with only the variables of
+# import_environment (the second argument, after TZ).
+# DIR must be reachable by the dovenull and nobody users (see ds_world_dir).
+
+# ds_dovecot_start DIR PORT IMPORT [VAR=VALUE...]: `dovecot -F` with an IMAP listener on
+# 127.0.0.1:PORT. Sets DS_PID.
+ds_dovecot_start() {
+	local dir=$1/dovecot port=$2 import=$3 pid
+	shift 3
+	mkdir -p "$dir/base" "$dir/state" "$dir/mail"
+	chmod 755 "$dir"
+	chown nobody "$dir/mail"
+	echo "alice:{PLAIN}alice-pw:$(id -u nobody):$(id -g nobody)::$dir/mail/alice" >"$dir/users"
+	cat >"$dir/dovecot.conf" <<-EOF2
+		base_dir = $dir/base
+		state_dir = $dir/state
+		log_path = $dir/dovecot.log
+		protocols = imap
+		listen = 127.0.0.1
+		ssl = no
+		disable_plaintext_auth = no
+		auth_mechanisms = plain login
+		mail_location = maildir:~/Maildir
+		first_valid_uid = 1
+		login_log_format_elements = user=<%u> method=%m rip=%r rport=%{rport} lip=%l mpid=%e %c
+		import_environment = TZ $import
+		passdb {
+		  driver = passwd-file
+		  args = $dir/users
+		}
+		userdb {
+		  driver = passwd-file
+		  args = $dir/users
+		}
+		service imap-login {
+		  inet_listener imap {
+		    address = 127.0.0.1
+		    port = $port
+		  }
+		  inet_listener imaps {
+		    port = 0
+		  }
+		}
+	EOF2
+	ds_bg "$dir" dovecot "$@" -- dovecot -F -c "$dir/dovecot.conf"
+	pid=$DS_PID
+	ds_wait 10 ds_listening "$port" || {
+		echo "dovecot did not start:" >&2
+		cat "$dir/dovecot.log" "$dir/dovecot.err" >&2 2>/dev/null
+		return 1
+	}
+	DS_PID=$pid
+}
+
+# ds_world_dir: a new directory under /tmp that unprivileged daemon users can traverse
+# (bats' temp dirs are root's alone); prints it.
+ds_world_dir() {
+	local d
+	d=$(mktemp -d /tmp/proxyshim-dm.XXXXXX) || return 1
+	chmod 755 "$d"
+	echo "$d"
 }
