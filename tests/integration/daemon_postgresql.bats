@@ -78,8 +78,10 @@ pg_start_copy() {
 	port=$(free_port)
 	echo "$port" >"$d/port"
 	ds_postgres_start "$d" "$port" LD_PRELOAD="$PG_PRELOAD" PROXYSHIM_TRUSTED=127.0.0.10 \
-		PROXYSHIM_TIMEOUT_MS=3000 PROXYSHIM_LOG_LEVEL=info >&2 || return 1
-	file_track "$DS_PID"
+		PROXYSHIM_TIMEOUT_MS=3000 PROXYSHIM_LOG_LEVEL=info >&2
+	local st=$?
+	file_track "$DS_PID"  # stopped at the end even if it never came up
+	((st == 0)) || return 1
 	echo "$DS_PID" >"$d/pid"
 	echo "$d"
 }
@@ -177,8 +179,9 @@ pg_log() { cat "$1/postgres.err"; }
 	chown postgres:postgres "$d"
 	echo "host all all 127.0.0.10/32 trust" >>"$d/data/pg_hba.conf"
 	port=$(free_port)
-	ds_postgres_start "$d" "$port" || fail "postgres did not start"
+	ds_postgres_start "$d" "$port"
 	track "$DS_PID"
+	ds_alive "$DS_PID" || fail "postgres did not start"
 	local h=$T/haproxy
 	mkdir -p "$h"
 	local fe
