@@ -387,7 +387,7 @@ ds_psql() {
 # Debian's /usr/sbin/apache2 with a minimal configuration of our own (never /etc/apache2
 # nor its envvars): the parent runs as root and its children as www-data, so DIR must be
 # world-traversable. Files under DIR: apache2.conf, www/ (index.html, acl/index.html),
-# cgi-bin/addr (prints REMOTE_ADDR:REMOTE_PORT), access.log ("%a:%{remote}p %>s %U"),
+# cgi-bin/addr (prints REMOTE_ADDR:REMOTE_PORT), cgi-bin/slow, access.log ("%a:%{remote}p %>s %U"),
 # error.log, run/ (pid file, mutexes, cgid socket).
 # /acl/ is `Require ip 127.0.0.77`.
 
@@ -402,7 +402,10 @@ ds_apache_start() {
 	echo "acl ok" >"$dir/www/acl/index.html"
 	printf '#!/bin/sh\nprintf "Content-Type: text/plain\\n\\n%%s:%%s\\n" "$REMOTE_ADDR" "$REMOTE_PORT"\n' \
 		>"$dir/cgi-bin/addr"
-	chmod 755 "$dir" "$dir/www" "$dir/www/acl" "$dir/cgi-bin" "$dir/cgi-bin/addr"
+	# cgi-bin/slow?N: sleeps N (a digit) seconds, then prints its parent's PID (the child)
+	printf '#!/bin/sh\ncase "$QUERY_STRING" in [0-9]) sleep "$QUERY_STRING" ;; esac\nprintf "Content-Type: text/plain\\n\\n%%s\\n" "$PPID"\n' \
+		>"$dir/cgi-bin/slow"
+	chmod 755 "$dir" "$dir/www" "$dir/www/acl" "$dir/cgi-bin" "$dir/cgi-bin/addr" "$dir/cgi-bin/slow"
 	chmod 644 "$dir/www/index.html" "$dir/www/acl/index.html"
 	chown www-data "$dir/run"
 	cat >"$dir/apache2.conf" <<-EOF
@@ -424,7 +427,7 @@ ds_apache_start() {
 		LoadModule ${cgi}_module $m/mod_${cgi}.so
 		StartServers 2
 		MaxRequestWorkers 8
-		$([[ $mpm == event ]] && printf 'ThreadsPerChild 4\nServerLimit 2\nScriptSock %s/run/cgid.sock' "$dir")
+		$([[ $mpm == event ]] && printf 'ThreadsPerChild 4\nServerLimit 2\nMinSpareThreads 4\nMaxSpareThreads 8\nScriptSock %s/run/cgid.sock' "$dir")
 		$([[ $mpm == prefork ]] && printf 'MinSpareServers 1\nMaxSpareServers 4')
 		KeepAlive Off
 		LogFormat "%a:%{remote}p %>s %U" client
@@ -457,8 +460,9 @@ ds_apache_start() {
 }
 
 # ---- lighttpd ----
-# Files under DIR/lighttpd: lighttpd.conf, www/index.html, access.log ("%a %s %U"),
-# error.log. Runs as www-data after binding, so DIR/lighttpd is world-traversable.
+# Files under DIR/lighttpd: lighttpd.conf, www/index.html, access.log ("%a %s %U",
+# through a piped logger: lighttpd buffers a log file for seconds, a pipe it writes per
+# request), error.log. Runs as www-data, which opens the logs: DIR must be world-traversable.
 
 # ds_lighttpd_start DIR PORT [VAR=VALUE...]: lighttpd -D on 127.0.0.1:PORT. Sets DS_PID.
 ds_lighttpd_start() {
@@ -468,6 +472,7 @@ ds_lighttpd_start() {
 	echo "hello" >"$dir/www/index.html"
 	chmod 755 "$dir" "$dir/www"
 	chmod 644 "$dir/www/index.html"
+	chown www-data "$dir"
 	cat >"$dir/lighttpd.conf" <<-EOF
 		server.document-root = "$dir/www"
 		server.bind = "127.0.0.1"
@@ -476,7 +481,8 @@ ds_lighttpd_start() {
 		server.groupname = "www-data"
 		server.errorlog = "$dir/error.log"
 		server.modules = ("mod_accesslog")
-		accesslog.filename = "$dir/access.log"
+		index-file.names = ("index.html")
+		accesslog.filename = "|exec cat >>$dir/access.log"
 		accesslog.format = "%a %s %U"
 	EOF
 	ds_bg "$dir" lighttpd "$@" -- lighttpd -D -f "$dir/lighttpd.conf"

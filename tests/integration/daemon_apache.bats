@@ -227,6 +227,28 @@ expired() {
 	expired event
 }
 
+# A connection kept for its late header belongs to the prefork child that accepted it.
+# Here that child then takes a 2 s request while the other child is idle: the header
+# completes at 0.8 s, and the connection must be served then, not when the busy child
+# next calls accept (2 s later).
+@test "apache prefork: a header completed while the child that kept it serves a slow request is served at once" {
+	: >"$AP/prefork/proxyshim.log"
+	printf 'PROXY TCP4 127.0.0.66 127.0.0.1 6666 80\r\nGET /cgi-bin/addr HTTP/1.0\r\n\r\n' |
+		"$PS_BUILD/hammer" -v -c 22 -d 800 -s 127.0.0.10 -t 5000 127.0.0.1 "$PF_PORT" \
+			>"$T/split.out" 2>&1 &
+	track $!
+	sleep 0.2
+	get 127.0.0.78 "$PF_PORT" '/cgi-bin/slow?2'
+	expect_eq "$CODE" 200 "slow request"
+	ds_wait 5 grep -q summary "$T/split.out" || fail "no result"
+	local ms
+	ms=$(sed -n 's/.* result=served .* ms=\([0-9]*\) .*/\1/p' "$T/split.out")
+	[[ -n $ms ]] || fail "the late-header connection was not served:" "$(cat "$T/split.out")"
+	expect_log "$AP/prefork/proxyshim.log" 'proxy 127\.0\.0\.10:[0-9]+ -> client 127\.0\.0\.66:6666'
+	((ms < 1500)) || fail "served after $ms ms (header complete at 800 ms; the slow request ran in child $OUT," \
+		"$(grep -o 'proxyshim\[[0-9]*\]: info: proxy 127.0.0.10.*6666' "$AP/prefork/proxyshim.log") )"
+}
+
 # ---- control: the same Apache without the shim ----
 
 @test "control, no shim: through HAProxy Apache sees HAProxy (127.0.0.10) and refuses .77 on /acl/" {
