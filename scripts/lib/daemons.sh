@@ -585,3 +585,139 @@ ds_world_dir() {
 	chmod 755 "$d"
 	echo "$d"
 }
+
+# ---- Apache httpd ----
+# Debian's /usr/sbin/apache2 with a minimal configuration of our own (never /etc/apache2
+# nor its envvars): the parent runs as root and its children as www-data, so DIR must be
+# world-traversable. Files under DIR: apache2.conf, www/ (index.html, acl/index.html),
+# cgi-bin/addr (prints REMOTE_ADDR:REMOTE_PORT), cgi-bin/slow, access.log ("%a:%{remote}p %>s %U"),
+# error.log, run/ (pid file, mutexes, cgid socket).
+# /acl/ is `Require ip 127.0.0.77`.
+
+# ds_apache_start DIR PORT MPM [VAR=VALUE...]: apache2 -DFOREGROUND on 127.0.0.1:PORT,
+# MPM event (CGI by mod_cgid) or prefork (mod_cgi). Sets DS_PID (the parent).
+ds_apache_start() {
+	local dir=$1 port=$2 mpm=$3 m=/usr/lib/apache2/modules cgi=cgi pid
+	shift 3
+	[[ $mpm == event ]] && cgi=cgid
+	mkdir -p "$dir/www/acl" "$dir/cgi-bin" "$dir/run"
+	echo "hello" >"$dir/www/index.html"
+	echo "acl ok" >"$dir/www/acl/index.html"
+	printf '#!/bin/sh\nprintf "Content-Type: text/plain\\n\\n%%s:%%s\\n" "$REMOTE_ADDR" "$REMOTE_PORT"\n' \
+		>"$dir/cgi-bin/addr"
+	# cgi-bin/slow?N: sleeps N (a digit) seconds, then prints its parent's PID (the child)
+	printf '#!/bin/sh\ncase "$QUERY_STRING" in [0-9]) sleep "$QUERY_STRING" ;; esac\nprintf "Content-Type: text/plain\\n\\n%%s\\n" "$PPID"\n' \
+		>"$dir/cgi-bin/slow"
+	chmod 755 "$dir" "$dir/www" "$dir/www/acl" "$dir/cgi-bin" "$dir/cgi-bin/addr" "$dir/cgi-bin/slow"
+	chmod 644 "$dir/www/index.html" "$dir/www/acl/index.html"
+	chown www-data "$dir/run"
+	cat >"$dir/apache2.conf" <<-EOF
+		ServerRoot $dir
+		ServerName localhost
+		Listen 127.0.0.1:$port
+		PidFile $dir/run/apache2.pid
+		DefaultRuntimeDir $dir/run
+		Mutex file:$dir/run default
+		User www-data
+		Group www-data
+		ErrorLog $dir/error.log
+		LogLevel info
+		LoadModule mpm_${mpm}_module $m/mod_mpm_${mpm}.so
+		LoadModule authz_core_module $m/mod_authz_core.so
+		LoadModule authz_host_module $m/mod_authz_host.so
+		LoadModule alias_module $m/mod_alias.so
+		LoadModule dir_module $m/mod_dir.so
+		LoadModule ${cgi}_module $m/mod_${cgi}.so
+		StartServers 2
+		MaxRequestWorkers 8
+		$([[ $mpm == event ]] && printf 'ThreadsPerChild 4\nServerLimit 2\nMinSpareThreads 4\nMaxSpareThreads 8\nScriptSock %s/run/cgid.sock' "$dir")
+		$([[ $mpm == prefork ]] && printf 'MinSpareServers 1\nMaxSpareServers 4')
+		KeepAlive Off
+		LogFormat "%a:%{remote}p %>s %U" client
+		CustomLog $dir/access.log client
+		DocumentRoot $dir/www
+		<Directory />
+		    Require all denied
+		</Directory>
+		<Directory $dir/www>
+		    Require all granted
+		</Directory>
+		<Directory $dir/www/acl>
+		    Require ip 127.0.0.77
+		</Directory>
+		ScriptAlias /cgi-bin/ $dir/cgi-bin/
+		<Directory $dir/cgi-bin>
+		    Require all granted
+		</Directory>
+	EOF
+	# its own session: on shutdown prefork signals its whole process group (setsid, not
+	# a group leader here, execs without forking: DS_PID is apache2 itself)
+	ds_bg "$dir" apache2 "$@" -- setsid /usr/sbin/apache2 -d "$dir" -f "$dir/apache2.conf" -DFOREGROUND
+	pid=$DS_PID
+	ds_wait 10 ds_listening "$port" || {
+		echo "apache2 did not start:" >&2
+		cat "$dir/error.log" "$dir/apache2.err" >&2 2>/dev/null
+		return 1
+	}
+	DS_PID=$pid
+}
+
+# ---- lighttpd ----
+# Files under DIR/lighttpd: lighttpd.conf, www/index.html, access.log ("%a %s %U",
+# through a piped logger: lighttpd buffers a log file for seconds, a pipe it writes per
+# request), error.log. Runs as www-data, which opens the logs: DIR must be world-traversable.
+
+# ds_lighttpd_start DIR PORT [VAR=VALUE...]: lighttpd -D on 127.0.0.1:PORT. Sets DS_PID.
+ds_lighttpd_start() {
+	local dir=$1/lighttpd port=$2 pid
+	shift 2
+	mkdir -p "$dir/www"
+	echo "hello" >"$dir/www/index.html"
+	chmod 755 "$dir" "$dir/www"
+	chmod 644 "$dir/www/index.html"
+	chown www-data "$dir"
+	cat >"$dir/lighttpd.conf" <<-EOF
+		server.document-root = "$dir/www"
+		server.bind = "127.0.0.1"
+		server.port = $port
+		server.username = "www-data"
+		server.groupname = "www-data"
+		server.errorlog = "$dir/error.log"
+		server.modules = ("mod_accesslog")
+		index-file.names = ("index.html")
+		accesslog.filename = "|exec cat >>$dir/access.log"
+		accesslog.format = "%a %s %U"
+	EOF
+	ds_bg "$dir" lighttpd "$@" -- lighttpd -D -f "$dir/lighttpd.conf"
+	pid=$DS_PID
+	ds_wait 10 ds_listening "$port" || {
+		echo "lighttpd did not start:" >&2
+		cat "$dir/error.log" "$dir/lighttpd.err" >&2 2>/dev/null
+		return 1
+	}
+	DS_PID=$pid
+}
+
+# ---- memcached ----
+# ds_memcached_start DIR PORT [VAR=VALUE...]: memcached with 4 worker threads on
+# 127.0.0.1:PORT (TCP only), as nobody when started as root; verbose log in
+# DIR/memcached/memcached.err. Sets DS_PID.
+ds_memcached_start() {
+	local dir=$1/memcached port=$2 pid user=()
+	shift 2
+	mkdir -p "$dir"
+	[[ $(id -u) == 0 ]] && user=(-u nobody)
+	ds_bg "$dir" memcached "$@" -- memcached -t 4 -l 127.0.0.1 -p "$port" -U 0 -m 16 -v "${user[@]}"
+	pid=$DS_PID
+	ds_wait 10 ds_listening "$port" || {
+		echo "memcached did not start:" >&2
+		cat "$dir/memcached.err" >&2 2>/dev/null
+		return 1
+	}
+	DS_PID=$pid
+}
+
+# ds_memcached_cmd PORT COMMAND: one command over a new connection; its reply up to END.
+ds_memcached_cmd() {
+	printf '%s\r\nquit\r\n' "$2" | socat -t 2 - "TCP:127.0.0.1:$1" | tr -d '\r'
+}
