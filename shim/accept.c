@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <string.h>
+#include <time.h>
 
 static bool nonblocking(int fd)
 {
@@ -129,11 +130,29 @@ int ps_settle(int fd, uint64_t cookie, int family, const struct ps_addr *peer,
  *   waits for whichever connection completes first, never behind a slower one. */
 enum wait_kind { W_NONBLOCK, W_POLLED, W_BLOCK };
 
+/* The listener this thread last answered ECONNABORTED for, and its ps_waits then. */
+static __thread __attribute__((tls_model("initial-exec"))) int aborted_fd = -1;
+static __thread __attribute__((tls_model("initial-exec"))) unsigned aborted_at;
+
 static enum wait_kind wait_kind(int lfd, const struct ps_fdinfo *li)
 {
 	if (nonblocking(lfd))
 		return W_NONBLOCK;
-	return (li->sent & PS_LISTENER_WATCHED) || ps_ready_last(lfd) ? W_POLLED : W_BLOCK;
+	bool watched = (li->sent & PS_LISTENER_WATCHED) || ps_ready_take(lfd);
+	/* Back in accept after ECONNABORTED without a readiness wait in between: a caller
+	 * that blocks in accept (Apache prefork with one listener registers it in an
+	 * epoll set it never waits on). */
+	if (watched && !(aborted_fd == lfd && aborted_at == ps_waits))
+		return W_POLLED;
+	return W_BLOCK;
+}
+
+static int aborted(int lfd)
+{
+	aborted_fd = lfd;
+	aborted_at = ps_waits;
+	errno = ECONNABORTED;
+	return -1;
 }
 
 /* Handles a connection just accepted on lfd: 0 to hand it over (ss then holds the
@@ -218,14 +237,29 @@ static bool pending(int lfd)
 	return REAL_LAZY(poll)(&p, 1, 0) > 0;
 }
 
-/* W_BLOCK with connections kept: waits until the listener has a new one or a kept one
- * is decided (its header, or its deadline). -1 with EINTR when a signal came, as the
- * accept it stands for would report. */
+/* How long a process holding kept connections leaves a new one to other processes
+ * blocked in accept on the same listener (prefork servers) before taking it itself. */
+#define SIBLING_GRACE_NS 2000000
+
+/* W_BLOCK with connections kept: waits until a kept one is decided (its header, or its
+ * deadline) or the listener has a new one that no other process takes. A prefork
+ * child that took the new one would hold its kept connections while it serves it,
+ * with idle siblings; a single acceptor takes it after the grace. -1 with EINTR when a
+ * signal came, as the accept it stands for would report. */
 static int wait_first(int lfd, const struct ps_fdinfo *li)
 {
 	struct pollfd p[2] = {{.fd = lfd, .events = POLLIN},
 			      {.fd = ps_keep_fd(lfd, li), .events = POLLIN}};
-	return p[1].fd < 0 || REAL_LAZY(poll)(p, 2, -1) >= 0 ? 0 : -1;
+	while (p[1].fd >= 0) {
+		if (REAL_LAZY(poll)(p, 2, -1) < 0)
+			return -1;
+		if (p[1].revents || !(p[0].revents & POLLIN))
+			return 0;
+		nanosleep(&(struct timespec){0, SIBLING_GRACE_NS}, NULL);
+		if (pending(lfd))
+			return 0;  /* nobody else took it */
+	}
+	return 0;
 }
 
 /* Before the real accept on lfd: a blocking accept must not hold an application that
@@ -241,10 +275,8 @@ static int before_accept(int lfd, const struct ps_fdinfo *li, bool acted, int *w
 		*wk = wait_kind(lfd, li);
 	if (*wk == W_NONBLOCK || pending(lfd))
 		return 0;
-	if (*wk == W_POLLED) {
-		errno = ECONNABORTED;
-		return -1;
-	}
+	if (*wk == W_POLLED)
+		return aborted(lfd);
 	if (!any_kept)
 		return 0;
 	return wait_first(lfd, li) < 0 ? -1 : 1;

@@ -117,56 +117,74 @@ static int ms_of(long long sec, long long nsec)
 /* ---- what the last poll/select of each thread reported readable ---- */
 
 unsigned char ps_blocking_listeners;
+__thread __attribute__((tls_model("initial-exec"))) unsigned ps_waits;
 
 /* A blocking listener's accept behaves differently when the application watched it
- * first (shim/accept.c): recorded only once such a listener exists. */
-#define READY_MAX 16
-enum { R_NONE, R_LIST, R_SET, R_ANY };
+ * first (shim/accept.c): recorded only once such a listener exists. Each report is
+ * taken by one accept: a thread that accepts again without polling again (or whose
+ * record came from its parent across fork) is a caller that blocks in accept. */
+#define READY_HIGH 16
 static __thread __attribute__((tls_model("initial-exec"))) struct {
-	unsigned char kind;
-	unsigned char n;
-	int fd[READY_MAX];
-	fd_set set;
+	fd_set low;              /* fds below FD_SETSIZE reported readable */
+	unsigned char n_high;    /* and up to READY_HIGH above it */
+	bool any_high;           /* more than that: the next accept above it takes this */
+	int high[READY_HIGH];
 } last_ready;
+
+static void ready_clear(void)
+{
+	FD_ZERO(&last_ready.low);
+	last_ready.n_high = 0;
+	last_ready.any_high = false;
+}
+
+static void ready_note(int fd)
+{
+	if (fd >= 0 && fd < FD_SETSIZE)
+		FD_SET(fd, &last_ready.low);
+	else if (last_ready.n_high < READY_HIGH)
+		last_ready.high[last_ready.n_high++] = fd;
+	else
+		last_ready.any_high = true;
+}
 
 static void note_poll(const struct pollfd *fds, nfds_t n, int r)
 {
 	if (!__atomic_load_n(&ps_blocking_listeners, __ATOMIC_RELAXED))
 		return;
-	last_ready.kind = r > 0 ? R_LIST : R_NONE;
-	last_ready.n = 0;
-	for (nfds_t i = 0; r > 0 && i < n && last_ready.kind == R_LIST; i++) {
-		if (!(fds[i].revents & (POLLIN | POLLERR | POLLHUP)))
-			continue;
-		if (last_ready.n == READY_MAX)
-			last_ready.kind = R_ANY;
-		else
-			last_ready.fd[last_ready.n++] = fds[i].fd;
-	}
+	ready_clear();
+	for (nfds_t i = 0; r > 0 && i < n; i++)
+		if (fds[i].revents & (POLLIN | POLLERR | POLLHUP))
+			ready_note(fds[i].fd);
 }
 
 static void note_select(int nfds, const fd_set *rd, int r)
 {
 	if (!__atomic_load_n(&ps_blocking_listeners, __ATOMIC_RELAXED))
 		return;
-	last_ready.kind = r <= 0 || !rd ? R_NONE : nfds <= FD_SETSIZE ? R_SET : R_ANY;
-	if (last_ready.kind == R_SET)
-		last_ready.set = *rd;
+	ready_clear();
+	if (r > 0 && rd)
+		for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++)
+			if (FD_ISSET(fd, rd))
+				FD_SET(fd, &last_ready.low);
 }
 
-bool ps_ready_last(int fd)
+bool ps_ready_take(int fd)
 {
-	switch (last_ready.kind) {
-	case R_LIST:
-		for (unsigned i = 0; i < last_ready.n; i++)
-			if (last_ready.fd[i] == fd)
-				return true;
-		return false;
-	case R_SET:
-		return fd >= 0 && fd < FD_SETSIZE && FD_ISSET(fd, &last_ready.set);
-	default:
-		return last_ready.kind == R_ANY;
+	if (fd >= 0 && fd < FD_SETSIZE) {
+		bool was = FD_ISSET(fd, &last_ready.low);
+		FD_CLR(fd, &last_ready.low);
+		return was;
 	}
+	for (unsigned i = 0; i < last_ready.n_high; i++) {
+		if (last_ready.high[i] == fd) {
+			last_ready.high[i] = last_ready.high[--last_ready.n_high];
+			return true;
+		}
+	}
+	bool any = last_ready.any_high;
+	last_ready.any_high = false;
+	return any;
 }
 
 /* The call, then readiness that only refused datagrams gave withdrawn (shim/udp.h);
@@ -176,6 +194,7 @@ static int poll_filtered(struct pollfd *fds, nfds_t n, ps_poll_call call,
 {
 	struct ps_deadline dl;
 	struct timespec left;
+	ps_waits++;
 	ps_deadline_start(&dl, timeout_ms);
 	for (;;) {
 		int r = ps_keep_poll(fds, n, call, a);
@@ -200,6 +219,7 @@ static int select_filtered(int nfds, fd_set *r, fd_set *w, fd_set *e, ps_select_
 	struct timeval left_tv;
 	fd_set r0, w0, e0;
 	bool refilter = ps_udp_on && r && nfds <= FD_SETSIZE;
+	ps_waits++;
 	if (refilter) {
 		r0 = *r;
 		if (w)

@@ -269,6 +269,7 @@ SLOW int slow_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 
 PS_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
+	ps_waits++;
 	if (__builtin_expect(!ps_udp_epoll_watched(), 1))
 		return (int)REAL(epoll_wait, SYS_epoll_wait, epfd, ev, max, timeout);
 	return slow_epoll_wait(epfd, ev, max, timeout);
@@ -283,6 +284,7 @@ SLOW int slow_epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout
 PS_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
 			  const sigset_t *mask)
 {
+	ps_waits++;
 	if (__builtin_expect(!ps_udp_epoll_watched(), 1))
 		return REAL_LAZY(epoll_pwait)(epfd, ev, max, timeout, mask);
 	return slow_epoll_pwait(epfd, ev, max, timeout, mask);

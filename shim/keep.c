@@ -315,7 +315,7 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 			return fd;
 		}
 	}
-	int m = epoll_wait(s->epfd, ev, 16, 0);
+	int m = REAL_LAZY(epoll_wait)(s->epfd, ev, 16, 0);  /* the real one: not an application wait */
 	for (int j = 0; j < m; j++) {
 		int fd = ev[j].data.fd, i = index_of(s, fd);
 		uint64_t ticks;

@@ -35,8 +35,14 @@ bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li);
  * record, per thread, which descriptors they reported readable (shim/hooks_recv.c). */
 extern unsigned char ps_blocking_listeners;
 
-/* Whether the calling thread's last poll/select reported fd readable. */
-bool ps_ready_last(int fd);
+/* Whether the calling thread's last poll/select reported fd readable, and no accept
+ * took that report yet (this one takes it). */
+bool ps_ready_take(int fd);
+
+/* Readiness waits (poll, select, epoll_wait and their variants) the calling thread has
+ * made: tells an application that waits between accepts from one that comes straight
+ * back to accept. */
+extern __thread __attribute__((tls_model("initial-exec"))) unsigned ps_waits;
 
 /* Set by each library: the syscall() numbers it takes to its own interposers
  * (shim/hooks_syscall.c); NULL: none. */
