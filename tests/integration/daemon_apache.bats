@@ -12,15 +12,6 @@
 load helpers
 load daemons
 
-# A directory www-data can reach (bats' temp dirs are root's alone), with the library
-# copied into it for the same reason.
-ap_dir() {
-	local d
-	d=$(mktemp -d /tmp/proxyshim-ap.XXXXXX)
-	chmod 755 "$d"
-	echo "$d"
-}
-
 setup_file() {
 	need_cmds haproxy socat curl
 	[[ -x /usr/sbin/apache2 && -f /usr/lib/apache2/modules/mod_mpm_prefork.so ]] ||
@@ -28,10 +19,7 @@ setup_file() {
 	id www-data >/dev/null 2>&1 || skip "no www-data user"
 	file_dir
 	export AP AP_PRELOAD EV_PORT PF_PORT N0_PORT
-	AP=$(ap_dir)
-	echo "$AP" >"$FT/apdir"
-	cp "$PS_BUILD/libproxyshim.so" "$AP/"
-	chmod 755 "$AP/libproxyshim.so"
+	AP=$(file_world_dir)  # www-data must reach it
 	AP_PRELOAD="${PS_ASAN_RUNTIME:+$PS_ASAN_RUNTIME }$AP/libproxyshim.so"
 	local shim=(LD_PRELOAD="$AP_PRELOAD" PROXYSHIM_TRUSTED=127.0.0.10 PROXYSHIM_TIMEOUT_MS=3000
 		PROXYSHIM_LOG_LEVEL=info)
@@ -64,10 +52,7 @@ setup_file() {
 }
 
 teardown_file() {
-	local d=
-	[[ -f ${FT:-/nonexistent}/apdir ]] && d=$(<"$FT/apdir")
 	file_cleanup
-	[[ $d == /tmp/proxyshim-ap.* ]] && rm -rf "$d"
 }
 
 # For a failed test: Apache's logs and the shim's (they live outside $FT).

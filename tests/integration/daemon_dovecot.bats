@@ -16,10 +16,7 @@ setup_file() {
 	file_dir
 	export DV_OFF DV_ON PORT_ON FE_OFF FE_V2 FE_V1 W
 	# login and mail processes run as dovenull and nobody: a directory they can reach
-	W=$(ds_world_dir)
-	echo "$W" >"$FT/world"
-	cp "$PS_BUILD/libproxyshim.so" "$W/"
-	chmod 644 "$W/libproxyshim.so"
+	W=$(file_world_dir)
 	local pre="${PS_ASAN_RUNTIME:+$PS_ASAN_RUNTIME:}$W/libproxyshim.so" port_off
 
 	# the shim given to dovecot only: import_environment without it
@@ -47,11 +44,7 @@ setup_file() {
 }
 
 teardown_file() {
-	local w=
-	[[ -f ${FT:-/nonexistent}/world ]] && w=$(<"$FT/world")
 	file_cleanup
-	[[ $w == /tmp/proxyshim-dm.* ]] && rm -rf "$w"
-	return 0
 }
 
 # imap FRONTEND SOURCE: alice logs in and lists her mailboxes from SOURCE through

@@ -18,17 +18,16 @@ setup_file() {
 	file_dir
 	export PF_OFF PF_NAMES PF_ON PORT_ON FE_OFF_V1 FE_OFF_V2 FE_NAMES FE_V2 FE_V1 W
 	# the daemons run as the postfix user: a directory it can reach, with the library
-	W=$(ds_world_dir)
-	echo "$W" >"$FT/world"
-	cp "$PS_BUILD/libproxyshim.so" "$W/"
-	chmod 644 "$W/libproxyshim.so"
+	W=$(file_world_dir)
 	local pre="${PS_ASAN_RUNTIME:+$PS_ASAN_RUNTIME:}$W/libproxyshim.so" port_off port_names
 	local shim=(LD_PRELOAD="$pre" PROXYSHIM_TRUSTED=127.0.0.10 PROXYSHIM_LOG_LEVEL=info)
 
 	# the shim given to the master only: Postfix's default import_environment
 	PF_OFF=$W/off
 	port_off=$(free_port)
-	ds_postfix_start "$PF_OFF" "$port_off" "" "${shim[@]}" PROXYSHIM_PORTS="$port_off"
+	# (debug: the master says it is active, as a later program of a start-up chain)
+	ds_postfix_start "$PF_OFF" "$port_off" "" "${shim[@]}" PROXYSHIM_PORTS="$port_off" \
+		PROXYSHIM_LOG_LEVEL=debug
 	file_track "$DS_PID"
 	# the master's environment, imported by name
 	PF_NAMES=$W/names
@@ -60,11 +59,7 @@ setup_file() {
 }
 
 teardown_file() {
-	local w=
-	[[ -f ${FT:-/nonexistent}/world ]] && w=$(<"$FT/world")
 	file_cleanup
-	[[ $w == /tmp/proxyshim-dm.* ]] && rm -rf "$w"
-	return 0
 }
 
 # smtp FRONTEND SOURCE: an SMTP session (up to RCPT to a remote domain) from SOURCE

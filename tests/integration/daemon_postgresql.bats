@@ -20,15 +20,6 @@ hba() {
 	EOF
 }
 
-# A directory the postgres user can reach (bats' own temp dirs are root's alone), with
-# the library copied into it for the same reason.
-pg_dir() {
-	local d
-	d=$(mktemp -d /tmp/proxyshim-pg.XXXXXX)
-	chmod 755 "$d"
-	echo "$d"
-}
-
 setup_file() {
 	need_cmds haproxy socat setpriv
 	[[ -x $(ds_pg_bin)/postgres ]] || skip "postgresql not installed (scripts/install-deps)"
@@ -41,12 +32,9 @@ setup_file() {
 	fi
 	file_dir
 	export PG PG_TEMPLATE PG_PORT PG_PRELOAD
-	PG_TEMPLATE=$(pg_dir)
-	echo "$PG_TEMPLATE" >"$FT/pgdirs"
+	PG_TEMPLATE=$(file_world_dir)  # the postgres user must reach it
 	ds_postgres_init "$PG_TEMPLATE" || fail "initdb failed: $(tail "$PG_TEMPLATE/initdb.log")"
 	hba >"$PG_TEMPLATE/data/pg_hba.conf"
-	cp "$PS_BUILD/libproxyshim.so" "$PG_TEMPLATE/"
-	chmod 755 "$PG_TEMPLATE/libproxyshim.so"
 	PG_PRELOAD="${PS_ASAN_RUNTIME:+$PS_ASAN_RUNTIME }$PG_TEMPLATE/libproxyshim.so"
 	PG=$(pg_start_copy) || fail "postgres did not start"
 	PG_PORT=$(<"$PG/port")
@@ -64,15 +52,14 @@ setup_file() {
 }
 
 teardown_file() {
-	file_cleanup_pg
+	file_cleanup
 }
 
 # pg_start_copy: a postmaster under the shim on a copy of the template cluster, on a
 # free port; prints its directory (the port in DIR/port). Recorded for teardown.
 pg_start_copy() {
 	local d port
-	d=$(pg_dir)
-	echo "$d" >>"$FT/pgdirs"
+	d=$(file_world_dir)
 	cp -a "$PG_TEMPLATE/data" "$d/"
 	chown postgres:postgres "$d"
 	port=$(free_port)
@@ -84,16 +71,6 @@ pg_start_copy() {
 	((st == 0)) || return 1
 	echo "$DS_PID" >"$d/pid"
 	echo "$d"
-}
-
-file_cleanup_pg() {
-	local dirs=()
-	[[ -f ${FT:-/nonexistent}/pgdirs ]] && mapfile -t dirs <"$FT/pgdirs"
-	file_cleanup
-	local d
-	for d in "${dirs[@]}"; do
-		[[ $d == /tmp/proxyshim-pg.* ]] && rm -rf "$d"
-	done
 }
 
 # q FRONTEND SOURCE SQL: psql from SOURCE through HAProxy's FRONTEND port (OUT, STATUS).
@@ -173,8 +150,7 @@ pg_log() { cat "$1/postgres.err"; }
 
 @test "control: postgres behind HAProxy without the shim sees HAProxy (127.0.0.10)" {
 	local d port
-	d=$(pg_dir)
-	echo "$d" >>"$FT/pgdirs"
+	d=$(file_world_dir)
 	cp -a "$PG_TEMPLATE/data" "$d/"
 	chown postgres:postgres "$d"
 	echo "host all all 127.0.0.10/32 trust" >>"$d/data/pg_hba.conf"

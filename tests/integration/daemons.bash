@@ -26,12 +26,29 @@ file_dir() {
 
 file_track() { echo "$1" >>"$FT/pids"; }
 
-# file_cleanup: stops what file_track recorded (children of the file's shell), removes $FT.
+# file_world_dir: a directory under /tmp that a daemon's unprivileged user can reach
+# (bats' temp dirs are root's alone), with libproxyshim.so copied into it for the same
+# reason; file_cleanup removes it. Prints it.
+file_world_dir() {
+	local d
+	d=$(ds_world_dir) || fail "cannot make a directory under /tmp"
+	echo "$d" >>"$FT/worlddirs"
+	cp "$PS_BUILD/libproxyshim.so" "$d/"
+	chmod 755 "$d" "$d/libproxyshim.so"
+	echo "$d"
+}
+
+# file_cleanup: stops what file_track recorded (children of the file's shell), removes $FT
+# and the directories of file_world_dir.
 file_cleanup() {
 	[[ -n ${FT:-} && -d $FT ]] || return 0
-	local pids=()
+	local pids=() dirs=() d
 	mapfile -t pids <"$FT/pids"
 	((${#pids[@]})) && ds_stop "${pids[@]}"
+	[[ -f $FT/worlddirs ]] && mapfile -t dirs <"$FT/worlddirs"
+	for d in "${dirs[@]}"; do
+		[[ $d == /tmp/proxyshim-dm.* ]] && rm -rf "$d"
+	done
 	rm -rf "$FT"
 }
 
