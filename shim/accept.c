@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
 
@@ -38,7 +39,7 @@ bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 	    proto == IPPROTO_TCP) {
 		li->family = local.family;
 		li->selected = ps_portset_has(&c->ports, local.port);
-		if (li->selected && !nonblocking(lfd))
+		if (li->selected)  /* blocking now, or later through fcntl */
 			__atomic_store_n(&ps_blocking_listeners, 1, __ATOMIC_RELAXED);
 		if (!known)
 			ps_log(li->selected ? PS_LOG_INFO : PS_LOG_DEBUG, "%s: listening on port %u%s",
@@ -130,36 +131,38 @@ int ps_settle(int fd, uint64_t cookie, int family, const struct ps_addr *peer,
  *   waits for whichever connection completes first, never behind a slower one. */
 enum wait_kind { W_NONBLOCK, W_POLLED, W_BLOCK };
 
-/* The listener this thread last answered ECONNABORTED for, and its ps_waits then. */
-static __thread __attribute__((tls_model("initial-exec"))) int aborted_fd = -1;
-static __thread __attribute__((tls_model("initial-exec"))) unsigned aborted_at;
+/* The listener of this thread's previous accept, and its ps_waits then. */
+static __thread __attribute__((tls_model("initial-exec"))) int last_fd = -1;
+static __thread __attribute__((tls_model("initial-exec"))) unsigned last_waits;
 
-static enum wait_kind wait_kind(int lfd, const struct ps_fdinfo *li)
+void ps_accept_fork_child(void)
 {
-	if (nonblocking(lfd))
-		return W_NONBLOCK;
-	bool watched = (li->sent & PS_LISTENER_WATCHED) || ps_ready_take(lfd);
-	/* Back in accept after ECONNABORTED without a readiness wait in between: a caller
-	 * that blocks in accept (Apache prefork with one listener registers it in an
-	 * epoll set it never waits on). */
-	if (watched && !(aborted_fd == lfd && aborted_at == ps_waits))
-		return W_POLLED;
-	return W_BLOCK;
+	last_fd = -1;
 }
 
-static int aborted(int lfd)
+/* 'ready': the thread's last poll/select reported lfd readable (taken by this call).
+ * An epoll registration counts only if the thread waited for readiness since its
+ * previous accept on lfd: Apache prefork with one listener registers it in an epoll
+ * set it never waits on, and comes straight back to accept after ECONNABORTED. */
+struct caller {
+	bool ready, waited;
+	int wk;  /* enum wait_kind once decided, -1 before */
+};
+
+static enum wait_kind wait_kind(int lfd, const struct ps_fdinfo *li, struct caller *cl)
 {
-	aborted_fd = lfd;
-	aborted_at = ps_waits;
-	errno = ECONNABORTED;
-	return -1;
+	if (cl->wk < 0)
+		cl->wk = nonblocking(lfd) ? W_NONBLOCK
+			 : cl->ready || ((li->sent & PS_LISTENER_WATCHED) && cl->waited) ? W_POLLED
+											 : W_BLOCK;
+	return cl->wk;
 }
 
 /* Handles a connection just accepted on lfd: 0 to hand it over (ss then holds the
  * address to report), -1 when it was closed, 1 when it was kept aside (its header is
  * late). room is the caller's address buffer size; *wk is decided here if needed. */
 static int admit(int lfd, int fd, const struct ps_config *c, struct ps_fdinfo *li,
-		 struct sockaddr_storage *ss, socklen_t *sl, socklen_t room, int *wk)
+		 struct sockaddr_storage *ss, socklen_t *sl, socklen_t room, struct caller *cl)
 {
 	struct ps_addr peer, client;
 	struct pp_header h;
@@ -179,11 +182,9 @@ static int admit(int lfd, int fd, const struct ps_config *c, struct ps_fdinfo *l
 	}
 	enum ps_take t = ps_try_header(fd, c, &h, &why, 0);
 	if (t == PS_TAKE_MORE) {
-		if (*wk < 0)
-			*wk = wait_kind(lfd, li);
 		if (ps_keep_add(lfd, li, fd, &peer) == 0)
 			return 1;
-		if (*wk == W_BLOCK) {  /* no room to keep it: the bounded wait */
+		if (wait_kind(lfd, li, cl) == W_BLOCK) {  /* no room to keep it: the bounded wait */
 			t = ps_take_header(fd, c, &h, &why);
 		} else {  /* the application's loop never waits: refused, and said so */
 			why = "header incomplete and no room to keep the connection aside";
@@ -237,6 +238,21 @@ static bool pending(int lfd)
 	return REAL_LAZY(poll)(&p, 1, 0) > 0;
 }
 
+/* Whether every signal the application handles has SA_RESTART: then an accept the
+ * shim's wait stands for would have been restarted, not interrupted. Asked only when a
+ * signal came. */
+static bool all_restart(void)
+{
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+		if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &sa) == 0 &&
+		    sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN &&
+		    !(sa.sa_flags & SA_RESTART))
+			return false;
+	}
+	return true;
+}
+
 /* How long a process holding kept connections leaves a new one to other processes
  * blocked in accept on the same listener (prefork servers) before taking it itself. */
 #define SIBLING_GRACE_NS 2000000
@@ -251,8 +267,11 @@ static int wait_first(int lfd, const struct ps_fdinfo *li)
 	struct pollfd p[2] = {{.fd = lfd, .events = POLLIN},
 			      {.fd = ps_keep_fd(lfd, li), .events = POLLIN}};
 	while (p[1].fd >= 0) {
-		if (REAL_LAZY(poll)(p, 2, -1) < 0)
+		if (REAL_LAZY(poll)(p, 2, -1) < 0) {
+			if (errno == EINTR && all_restart())
+				continue;  /* the kernel would have restarted the accept */
 			return -1;
+		}
 		if (p[1].revents || !(p[0].revents & POLLIN))
 			return 0;
 		nanosleep(&(struct timespec){0, SIBLING_GRACE_NS}, NULL);
@@ -266,17 +285,18 @@ static int wait_first(int lfd, const struct ps_fdinfo *li)
  * could do something else (once this call closed or kept a connection: 'acted'), nor
  * stand a ready connection behind a late one. 0: go on to the real accept; 1: a kept
  * connection may be decided, look again; -1: return (errno set). */
-static int before_accept(int lfd, const struct ps_fdinfo *li, bool acted, int *wk)
+static int before_accept(int lfd, const struct ps_fdinfo *li, bool acted, struct caller *cl)
 {
 	bool any_kept = ps_keep_fd(lfd, li) >= 0;
 	if (!acted && !any_kept)
 		return 0;  /* the common case: no system call */
-	if (*wk < 0)
-		*wk = wait_kind(lfd, li);
-	if (*wk == W_NONBLOCK || pending(lfd))
+	enum wait_kind wk = wait_kind(lfd, li, cl);
+	if (wk == W_NONBLOCK || pending(lfd))
 		return 0;
-	if (*wk == W_POLLED)
-		return aborted(lfd);
+	if (wk == W_POLLED) {
+		errno = ECONNABORTED;
+		return -1;
+	}
 	if (!any_kept)
 		return 0;
 	return wait_first(lfd, li) < 0 ? -1 : 1;
@@ -286,17 +306,24 @@ int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 {
 	const struct ps_config *c = ps_active();
 	struct ps_fdinfo li;
-	int saved = errno, wk = -1;
+	int saved = errno;
 	if (!c || (addr && !alen) || !selected(lfd, c, &li)) {
 		errno = saved;
 		return real_accept4(lfd, addr, alen, flags);
 	}
+	/* Each readiness report is taken by one accept; 'waited': a readiness wait came
+	 * between this thread's previous accept on lfd and this one. */
+	struct caller cl = {.wk = -1, .waited = last_fd != lfd || last_waits != ps_waits,
+			    .ready = __atomic_load_n(&ps_blocking_listeners, __ATOMIC_RELAXED) &&
+				     ps_ready_take(lfd)};
+	last_fd = lfd;
+	last_waits = ps_waits;
 	for (bool acted = false;; acted = true) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		int fd = kept(lfd, &li, c, flags, addr ? *alen : 0, &ss, &sl, &acted);
 		if (fd < 0) {
-			int next = before_accept(lfd, &li, acted, &wk);
+			int next = before_accept(lfd, &li, acted, &cl);
 			if (next < 0)
 				return -1;
 			if (next > 0)
@@ -304,7 +331,7 @@ int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 			fd = real_accept4(lfd, (struct sockaddr *)&ss, &sl, flags);
 			if (fd < 0)
 				return fd;
-			if (admit(lfd, fd, c, &li, &ss, &sl, addr ? *alen : 0, &wk) != 0)
+			if (admit(lfd, fd, c, &li, &ss, &sl, addr ? *alen : 0, &cl) != 0)
 				continue;  /* closed or kept: the next one, as the caller waits */
 		}
 		if (addr)

@@ -57,6 +57,15 @@ static int consume(struct peek *p, size_t len)
 	return 0;
 }
 
+/* TCP urgent data (MSG_OOB) with a header: the kernel counts it toward readiness while
+ * a peek never shows it, so the header would never complete and the socket would stay
+ * readable (a spin). No proxy sends it. */
+static bool urgent(int fd)
+{
+	char c;
+	return real_recv(fd, &c, 1, MSG_OOB | MSG_PEEK | MSG_DONTWAIT) >= 0;
+}
+
 /* One peek and parse. */
 static enum ps_take attempt(struct peek *p, const struct ps_config *c, struct pp_header *h,
 			    const char **why, bool hup)
@@ -90,8 +99,13 @@ static enum ps_take attempt(struct peek *p, const struct ps_config *c, struct pp
 			p->want = h->need;
 			break;
 		}
-		if (p->want <= p->cap)
+		if (p->want <= p->cap) {
+			if (urgent(p->fd)) {
+				*why = "urgent data with the header";
+				return PS_TAKE_BAD;
+			}
 			break;
+		}
 		if (grow(p) < 0) {
 			*why = "out of memory for a large header";
 			return PS_TAKE_BAD;

@@ -138,6 +138,11 @@ static void ready_clear(void)
 	last_ready.any_high = false;
 }
 
+void ps_ready_fork_child(void)
+{
+	ready_clear();
+}
+
 static void ready_note(int fd)
 {
 	if (fd >= 0 && fd < FD_SETSIZE)

@@ -21,6 +21,8 @@ const struct ps_config *ps_active(void)
 static void fork_child(void)
 {
 	ps_fd_fork_child();
+	ps_ready_fork_child();
+	ps_accept_fork_child();
 	ps_keep_init();
 	if (ps_udp_on)
 		ps_udp_fork_child();

@@ -4,6 +4,7 @@
 #include "real.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <sched.h>
 #include <string.h>
@@ -280,6 +281,9 @@ int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *pee
 		return -1;
 	}
 	ps_fd_set(fd, &(struct ps_fdinfo){.kind = PS_FD_KEPT, .cookie = k.cookie});
+	/* The shim's until handed over (kept() sets the caller's flag then): a program
+	 * spawned meanwhile must not hold it open. */
+	ps_real.fcntl(fd, F_SETFD, FD_CLOEXEC);
 	s->k[s->n++] = k;
 	atomic_fetch_add(&kept_total, 1);
 	rearm(s);
@@ -403,6 +407,8 @@ void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 	if (op == EPOLL_CTL_DEL) {
 		if ((s = find(fd, li.cookie)))
 			real_epoll_ctl(epfd, EPOLL_CTL_DEL, s->epfd, NULL);
+		li.sent &= ~PS_LISTENER_WATCHED;  /* no longer watched there */
+		ps_fd_set(fd, &li);
 		return;
 	}
 	if (!ev)

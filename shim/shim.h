@@ -31,13 +31,17 @@ int ps_settle(int fd, uint64_t cookie, int family, const struct ps_addr *peer,
 /* Decides (again) whether the shim applies to listening socket lfd and records it. */
 bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li);
 
-/* Set once a selected listener is blocking when noted: from then on poll and select
- * record, per thread, which descriptors they reported readable (shim/hooks_recv.c). */
+/* Set once a selected listener exists: from then on poll and select record, per
+ * thread, which descriptors they reported readable (shim/hooks_recv.c). */
 extern unsigned char ps_blocking_listeners;
 
 /* Whether the calling thread's last poll/select reported fd readable, and no accept
  * took that report yet (this one takes it). */
 bool ps_ready_take(int fd);
+
+/* In a fork child: what the parent's thread recorded is not the child's. */
+void ps_ready_fork_child(void);
+void ps_accept_fork_child(void);
 
 /* Readiness waits (poll, select, epoll_wait and their variants) the calling thread has
  * made: tells an application that waits between accepts from one that comes straight
