@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -54,6 +55,14 @@ static void usage(FILE *f)
 	      "  keep-race: a kept connection's number closed by another thread and reused\n"
 	      "      while accept hands it over (widened by build/slowcookie.so): the\n"
 	      "      application's own socket is never returned nor given an address\n"
+	      "  urgent-header: urgent data inside a late header: refused, no spin\n"
+	      "  sa-restart: a blocking accept waiting for a late header under SA_RESTART\n"
+	      "      signal handlers: never EINTR\n"
+	      "  keep-spawn: a program spawned while a connection is kept does not hold it\n"
+	      "  fork-select: the parent selects, its fork child accepts: never ECONNABORTED\n"
+	      "  poll-once: one poll, then a plain accept loop: never ECONNABORTED\n"
+	      "  nb-then-block: a listener made blocking with fcntl in a select loop: the\n"
+	      "      loop keeps control while a header is late\n"
 	      "  popen-fclose: fclose of a popen stream waits for its child, later popen\n"
 	      "      calls work, the modes glibc takes are taken\n"
 	      "  child FD...: (internal) prints each FD's peer as 'peer FD=ADDR:PORT'\n", f);
@@ -343,6 +352,204 @@ static int keep_race(void)
 	int bad = verdict(got != pair[0] || got < 0, "accept never returns the application's own socket");
 	bad |= verdict(family == AF_UNIX, "the application's socket reports its own address");
 	close(c1);
+	return bad;
+}
+
+/* ---- blocking listeners and how their callers wait ---- */
+
+static void *finish_later(void *arg);
+static volatile sig_atomic_t ticks;
+static void on_tick(int sig)
+{
+	(void)sig;
+	ticks++;
+}
+
+/* Accepts on blocking l until a connection or an error other than EINTR/ECONNABORTED
+ * the scenario allows; prints what it saw. */
+static int accept_noting(int l, const char *who, int *eintr, int *aborted)
+{
+	for (;;) {
+		int fd = accept(l, NULL, NULL);
+		if (fd >= 0)
+			return fd;
+		if (errno == EINTR && eintr) {
+			++*eintr;
+			continue;
+		}
+		if (errno == ECONNABORTED && aborted) {
+			++*aborted;
+			continue;
+		}
+		printf("%s: accept: %s\n", who, strerror(errno));
+		return -1;
+	}
+}
+
+/* The proxy sends urgent (MSG_OOB) data in the middle of a header: refused at once, no
+ * spin (the kernel counts it toward readiness, a peek never shows it). */
+static int urgent_header(int timeout_ms)
+{
+	int l = listener(0, 1), port = port_of(l, 0);
+	int c1 = dial(PROXY_IP, 0, port);
+	put(c1, "PROXY TCP4 " CLIENT_IP " 127.0.0.1 5555");
+	pause_ms(50);
+	if (try_accept(l) >= 0 || errno != EAGAIN)
+		die("the partial header was not kept aside");
+	if (send(c1, "!", 1, MSG_OOB) != 1)
+		die("send MSG_OOB");
+	struct pollfd p = {.fd = l, .events = POLLIN};
+	long long t0 = now_ms();
+	int wakes = 0;
+	while (now_ms() - t0 < timeout_ms / 2 && wakes < 1000)
+		if (poll(&p, 1, 100) > 0 && try_accept(l) < 0 && errno == EAGAIN)
+			wakes++;
+	struct pollfd e = {.fd = c1, .events = POLLIN};
+	char b;
+	int closed = poll(&e, 1, 0) == 1 && recv(c1, &b, 1, MSG_DONTWAIT) <= 0;
+	printf("%d empty wake-ups in %d ms; the proxy's connection %s\n", wakes, timeout_ms / 2,
+	       closed ? "was closed" : "is still open");
+	int bad = verdict(wakes < 10, "no spin on urgent data");
+	bad |= verdict(closed, "the connection with urgent data is refused before its deadline");
+	return bad;
+}
+
+/* A blocking accept waiting for a late header while signals with SA_RESTART arrive:
+ * never EINTR (the kernel would restart the accept). */
+static int sa_restart(void)
+{
+	int l = listener(0, 0), port = port_of(l, 0), eintr = 0;
+	struct sigaction sa = {.sa_handler = on_tick, .sa_flags = SA_RESTART};
+	sigaction(SIGALRM, &sa, NULL);
+	struct itimerval it = {{0, 20000}, {0, 20000}};
+	int c1 = dial(PROXY_IP, 0, port);
+	put(c1, "PROXY TCP4 ");
+	pthread_t t;
+	pthread_create(&t, NULL, finish_later, &c1);
+	setitimer(ITIMER_REAL, &it, NULL);
+	int fd = accept_noting(l, "sa_restart", &eintr, NULL);
+	setitimer(ITIMER_REAL, &(struct itimerval){0}, NULL);
+	pthread_join(t, NULL);
+	printf("%d signals during the accept, %d EINTR; accepted %s\n", (int)ticks, eintr,
+	       fd >= 0 ? peer_str(fd) : "nothing");
+	int bad = verdict(ticks > 5 && eintr == 0, "no EINTR under SA_RESTART handlers");
+	bad |= verdict(fd >= 0 && strstr(peer_str(fd), CLIENT_IP), "the late connection is served");
+	return bad;
+}
+
+static void *finish_later(void *arg)
+{
+	int c1 = *(int *)arg;
+	char rest[64];
+	pause_ms(400);
+	snprintf(rest, sizeof(rest), "%s 127.0.0.1 5555 80\r\n", CLIENT_IP);
+	put(c1, rest);
+	return NULL;
+}
+
+/* A connection kept aside is not inherited by a program spawned meanwhile: closing it
+ * (its deadline) really closes it. */
+static int keep_spawn(int timeout_ms)
+{
+	extern char **environ;
+	int l = listener(0, 1), port = port_of(l, 0);
+	int c1 = dial(PROXY_IP, 0, port);
+	put(c1, "PROXY TCP4 ");
+	pause_ms(50);
+	if (try_accept(l) >= 0 || errno != EAGAIN)
+		die("the partial header was not kept aside");
+	pid_t pid;
+	char *argv[] = {"sleep", "5", NULL};
+	if (posix_spawnp(&pid, "sleep", NULL, NULL, argv, environ) != 0)
+		die("posix_spawnp");
+	pause_ms(timeout_ms + 100);
+	try_accept(l);  /* the deadline passed: the shim closes it */
+	struct pollfd e = {.fd = c1, .events = POLLIN};
+	char b;
+	int closed = poll(&e, 1, 500) == 1 && recv(c1, &b, 1, MSG_DONTWAIT) <= 0;
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return verdict(closed, "a kept connection closed at its deadline is closed for the peer");
+}
+
+/* A server whose parent select()s the listener and whose fork child accepts: the child
+ * is a blocking caller, never answered ECONNABORTED for its parent's select. */
+static int fork_select(void)
+{
+	int l = listener(0, 0), port = port_of(l, 0);
+	int c1 = dial(PROXY_IP, 0, port);
+	put(c1, "PROXY TCP4 ");
+	fd_set r;
+	FD_ZERO(&r);
+	FD_SET(l, &r);
+	select(l + 1, &r, NULL, NULL, NULL);
+	pthread_t t;
+	pthread_create(&t, NULL, finish_later, &c1);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fd = accept_noting(l, "child", NULL, NULL);
+		printf("child accepted %s\n", fd >= 0 ? peer_str(fd) : "nothing");
+		_exit(fd >= 0 && strstr(peer_str(fd), CLIENT_IP) ? 0 : 1);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	pthread_join(t, NULL);
+	return verdict(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		       "the fork child's blocking accept gets the late connection");
+}
+
+/* A server that polled once (its first client), then only blocks in accept: never
+ * ECONNABORTED for that old poll. */
+static int poll_once(void)
+{
+	int l = listener(0, 0), port = port_of(l, 0);
+	int c0 = dial(PROXY_IP, 0, port);
+	header(c0, 5000, port);
+	struct pollfd p = {.fd = l, .events = POLLIN};
+	poll(&p, 1, 1000);
+	int fd0 = accept(l, NULL, NULL);
+	int c1 = dial(PROXY_IP, 0, port);
+	put(c1, "PROXY TCP4 ");
+	pthread_t t;
+	pthread_create(&t, NULL, finish_later, &c1);
+	int aborted = 0, fd = accept_noting(l, "loop", NULL, &aborted);
+	pthread_join(t, NULL);
+	printf("first %s; then %d ECONNABORTED; accepted %s\n", fd0 >= 0 ? "served" : "lost",
+	       aborted, fd >= 0 ? peer_str(fd) : "nothing");
+	return verdict(aborted == 0 && fd >= 0, "a plain accept loop after one poll is never aborted");
+}
+
+/* A listener made non-blocking, then blocking again (fcntl), in a select loop: after a
+ * late header the loop gets control back within its tick, never held in accept. */
+static int nb_then_block(void)
+{
+	int l = listener(0, 1), port = port_of(l, 0);
+	fcntl(l, F_SETFL, fcntl(l, F_GETFL) & ~O_NONBLOCK);
+	int c1 = dial(PROXY_IP, 0, port);
+	put(c1, "PROXY TCP4 ");
+	pthread_t t;
+	pthread_create(&t, NULL, finish_later, &c1);
+	long long worst = 0, last = now_ms(), t0 = last;
+	int served = 0;
+	while (!served && now_ms() - t0 < 3000) {
+		fd_set r;
+		FD_ZERO(&r);
+		FD_SET(l, &r);
+		struct timeval tv = {0, 100000};
+		int n = select(l + 1, &r, NULL, NULL, &tv);
+		if (n > 0) {
+			int fd = accept(l, NULL, NULL);
+			served = fd >= 0 && strstr(peer_str(fd), CLIENT_IP) != NULL;
+		}
+		long long now = now_ms();
+		if (now - last > worst)
+			worst = now - last;
+		last = now;
+	}
+	pthread_join(t, NULL);
+	printf("longest time without control: %lld ms; served %d\n", worst, served);
+	int bad = verdict(worst < 300, "the select loop never loses control");
+	bad |= verdict(served, "the late connection is served");
 	return bad;
 }
 
@@ -675,6 +882,18 @@ int main(int argc, char **argv)
 		return spawn_idle(arg, timeout_ms);
 	if (!strcmp(s, "exec-many"))
 		return exec_many(arg);
+	if (!strcmp(s, "urgent-header"))
+		return urgent_header(timeout_ms);
+	if (!strcmp(s, "sa-restart"))
+		return sa_restart();
+	if (!strcmp(s, "keep-spawn"))
+		return keep_spawn(timeout_ms);
+	if (!strcmp(s, "fork-select"))
+		return fork_select();
+	if (!strcmp(s, "poll-once"))
+		return poll_once();
+	if (!strcmp(s, "nb-then-block"))
+		return nb_then_block();
 	if (!strcmp(s, "keep-race"))
 		return keep_race();
 	if (!strcmp(s, "popen-fclose"))

@@ -65,3 +65,40 @@ stops_within() {
 	wait_clients 5
 	expect_refused_all silent 1
 }
+
+# ---- the edges a review found (build/fdedge: server under the shim and proxy at once) ----
+
+# edge SCENARIO: fdedge under the shim (trusting 127.0.0.10, header timeout 1000 ms); its
+# output in OUT; fails unless it exits 0.
+edge() {
+	local st=0
+	OUT=$(under_shim PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=1000 \
+		-- timeout 30 "$PS_BUILD/fdedge" "$@" 2>&1) || st=$?
+	printf '%s\n' "$OUT"
+	((st == 0)) || fail "fdedge $* exit status $st:" "$OUT"
+}
+
+@test "urgent (MSG_OOB) data inside a late header: refused at once, no spin of the event loop" {
+	edge urgent-header
+	[[ $OUT == *"urgent data with the header"* ]]
+}
+
+@test "blocking accept waiting for a late header under SA_RESTART signal handlers: never EINTR" {
+	edge sa-restart
+}
+
+@test "a program spawned while a connection is kept aside does not hold it open past its deadline" {
+	edge keep-spawn
+}
+
+@test "the parent selects, its fork child blocks in accept: the child gets the late connection, never ECONNABORTED" {
+	edge fork-select
+}
+
+@test "one poll, then a plain blocking accept loop: never ECONNABORTED" {
+	edge poll-once
+}
+
+@test "a listener made blocking with fcntl in a select loop: the loop keeps control while a header is late" {
+	edge nb-then-block
+}
