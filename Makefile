@@ -67,13 +67,13 @@ demo: deps
 	@$(MAKE) --no-print-directory $(BUILD)/libproxyshim.so
 	@PS_BUILD=$(abspath $(BUILD)) scripts/demo
 
-# Benchmarks (issue 7): connections/s against nginx, the test servers and MariaDB with
+# Benchmarks: connections/s against nginx, the test servers and MariaDB with
 # and without the shim, syscalls, instructions, bulk throughput, state; one table, also
 # written to $(BUILD)/bench.txt. Run on a quiet machine; BENCH_* variables: scripts/bench.
 bench: all
 	@PS_BUILD=$(abspath $(BUILD)) scripts/bench
 
-# Soak (issue 6): SOAK_CONNS mixed connections (valid v1/v2, LOCAL, untrusted, malformed,
+# Soak: SOAK_CONNS mixed connections (valid v1/v2, LOCAL, untrusted, malformed,
 # slow, never completed) through HAProxy and directly at the threaded and epoll test
 # servers under the shim; checks addresses, accounting, fds and RSS. SOAK_* variables:
 # scripts/soak. CI runs SOAK_CONNS=5000.
@@ -81,7 +81,7 @@ SOAK_CONNS ?= 100000
 soak: all
 	@PS_BUILD=$(abspath $(BUILD)) SOAK_CONNS=$(SOAK_CONNS) scripts/soak
 
-# valgrind memcheck (issue 6): part of the integration suite and a short soak with the
+# valgrind memcheck: part of the integration suite and a short soak with the
 # servers (test servers, nginx, redis) under valgrind; "clean" or the errors.
 memcheck: deps
 	@$(MAKE) --no-print-directory all

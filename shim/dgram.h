@@ -1,5 +1,5 @@
 /* What to do with one datagram received on a selected UDP socket: the decision of
- * DESIGN.md "UDP (datagrams)" as a pure function of the configuration, the real
+ * the UDP contract (README, proxyshim(7)) as a pure function of the configuration, the real
  * sender, the bytes and the socket's flow table. */
 #ifndef PS_DGRAM_H
 #define PS_DGRAM_H

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# The MariaDB scenario (issue 4, ../shared/reference/seed-haproxy-proxy-protocol-mysql.txt):
+# The MariaDB scenario:
 # Debian's mariadbd, unmodified and without its own proxy_protocol_networks, preloaded
 # with the shim behind a real HAProxy (mode tcp, send-proxy / send-proxy-v2, mysql-check
 # health checks). Clients reach HAProxy from 127.0.0.11 and 127.0.0.12 (one-shot socat

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Non-blocking listeners never wait (DESIGN "Waiting", issue 7): on a non-blocking
+# Non-blocking listeners never wait: on a non-blocking
 # listener, a trusted connection whose header is incomplete is kept aside by the shim;
 # accept returns the next complete connection or EAGAIN, and the kept one is handed over
 # when its header completes, or closed and logged at PROXYSHIM_TIMEOUT_MS.

@@ -80,7 +80,7 @@ parallel_clients() {
 }
 
 @test "epoll event loop: a trickling header does not hold up the next connection" {
-	# DESIGN: on a non-blocking listener accept never waits; the incomplete connection
+	# The contract: on a non-blocking listener accept never waits; the incomplete connection
 	# is kept aside and the listener reported readable again once its header is in.
 	start_server PROXYSHIM_TRUSTED=$PROXY -- -n 2 -m epoll
 	client_bg slow "$PROXY" "$(v1 TCP4 127.0.0.11 127.0.0.2 10011 8443)$REQ" -c 1 -d 20

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Sending side (issue 5), byte for byte: a listener that records exactly what it
+# Sending side, byte for byte: a listener that records exactly what it
 # received (socat -u TCP-LISTEN … CREATE:file) shows that
 #   - connections to destinations not in PROXYSHIM_SEND_TO are untouched (cmp with what
 #     the client sent), including a listed address with another port;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Sending side (issue 5) against Debian's HAProxy 2.6: `bind 127.0.0.1:P accept-proxy`
+# Sending side against Debian's HAProxy 2.6: `bind 127.0.0.1:P accept-proxy`
 # only accepts connections that start with a PROXY header (v1 or v2, it detects which)
 # and logs the header's source as %ci:%cp and its destination as %fi:%fp. Clients run
 # under libproxyshim-client.so: rawsend and socat (mode tcp, to a testserver backend),

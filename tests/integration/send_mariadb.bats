@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Sending side (issue 5) against Debian's MariaDB with its NATIVE PROXY support
+# Sending side against Debian's MariaDB with its NATIVE PROXY support
 # (proxy_protocol_networks=127.0.0.0/8, no shim in the server), reached with the
 # `mariadb` client over TCP under libproxyshim-client.so. MariaDB speaks first (its
 # greeting), so the client reads before it writes: the header must go out when the

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Sending side (issue 5) against Debian's nginx: `listen 127.0.0.1:P proxy_protocol`
+# Sending side against Debian's nginx: `listen 127.0.0.1:P proxy_protocol`
 # requires a PROXY header (v1 or v2) on every connection and logs its source as
 # $proxy_protocol_addr:$proxy_protocol_port. curl connects without blocking (connect
 # returns EINPROGRESS, then poll and getsockopt(SO_ERROR)), so the header goes out on

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Relay mode (issue 5): a legacy relay that knows nothing of the PROXY protocol, socat
+# Relay mode: a legacy relay that knows nothing of the PROXY protocol, socat
 # `TCP-LISTEN:R,fork TCP:127.0.0.1:NGINX`, preloaded with BOTH libraries, in either
 # order. The receiving side (PROXYSHIM_TRUSTED=127.0.0.11) takes the header a trusted
 # client sends and makes getpeername() return the original client; the sending side

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# Sending side (issue 5) against the project's own receiving side: build/testserver under
+# Sending side against the project's own receiving side: build/testserver under
 # libproxyshim.so (PROXYSHIM_TRUSTED=127.0.0.1 or ::1, default policy `require`: a trusted
 # peer that sends no header is closed, so every served connection proves a header came)
 # <- rawsend under libproxyshim-client.so. The server's accept= shows the header's

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# UDP (issue 10) with real DNS daemons on loopback (scripts/lib/dns.sh):
+# UDP with real DNS daemons on loopback (scripts/lib/dns.sh):
 #   - dnsdist (useProxyProtocol=true: a v2 header on every datagram and TCP connection,
 #     sent from 127.0.0.10) in front of dnsmasq started under the shim;
 #   - tests/helpers/udpproxy.py, our own proxy: `every` like dnsdist, `first` like
@@ -275,7 +275,7 @@ expect_dm_never() {
 	sleep 0.3
 	expect_dm_never "$EVIL|$FORGED"
 	expect_log "$T/proxyshim.log" "${EVIL//./\\.}:[0-9]+ dropped"
-	# DESIGN: under reject only datagrams with a header are refused
+	# The contract: under reject only datagrams with a header are refused
 	local p
 	p=$(cport)
 	q "$DM_PORT" "$EVIL#$p" alpha.test

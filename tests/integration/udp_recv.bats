@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# UDP, receiving side (DESIGN "UDP (datagrams)"): on a socket bound to a port of
+# UDP, receiving side: on a socket bound to a port of
 # PROXYSHIM_UDP_PORTS, the recv family strips the v2 header of a trusted proxy's datagram
 # and reports the header's source; refused datagrams never reach the application (not
 # even as readiness); replies to an introduced client go back to its proxy.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# UDP, sending side (DESIGN "UDP (datagrams)", PROXYSHIM_SEND_UDP=every): under
+# UDP, sending side (PROXYSHIM_SEND_UDP=every): under
 # libproxyshim-client.so each datagram to a PROXYSHIM_SEND_TO destination gets a v2
 # DGRAM header, whatever libc call sends it; the application sees its own byte counts.
 # The receiver is udpsrv under libproxyshim.so (so the header's source is what it

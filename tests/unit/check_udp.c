@@ -82,7 +82,7 @@ START_TEST(test_map_idle)
 }
 END_TEST
 
-/* Replies never keep a flow alive (DESIGN "Replies": only datagrams received through
+/* Replies never keep a flow alive (only datagrams received through
  * the proxy do): lookups for sends, however frequent, leave the flow to expire at
  * learn + idle, and a lookup after that fails even before anything expires it. */
 START_TEST(test_map_send_never_refreshes)
