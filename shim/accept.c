@@ -238,6 +238,14 @@ static bool pending(int lfd)
 	return REAL_LAZY(poll)(&p, 1, 0) > 0;
 }
 
+/* Signals a thread raises by its own execution (a fault): never the one that woke a
+ * wait. ASan, for one, handles them without SA_RESTART. */
+static bool synchronous(int sig)
+{
+	return sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL ||
+	       sig == SIGTRAP || sig == SIGSYS || sig == SIGKILL || sig == SIGSTOP;
+}
+
 /* Whether every signal the application handles has SA_RESTART: then an accept the
  * shim's wait stands for would have been restarted, not interrupted. Asked only when a
  * signal came. */
@@ -245,7 +253,7 @@ static bool all_restart(void)
 {
 	for (int sig = 1; sig < NSIG; sig++) {
 		struct sigaction sa;
-		if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, NULL, &sa) == 0 &&
+		if (!synchronous(sig) && sigaction(sig, NULL, &sa) == 0 &&
 		    sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN &&
 		    !(sa.sa_flags & SA_RESTART))
 			return false;

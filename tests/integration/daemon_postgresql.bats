@@ -28,7 +28,8 @@ setup_file() {
 	# (`postgres --version` too), with or without the shim, as curl does (send.bash).
 	if [[ -n ${PS_ASAN_RUNTIME:-} ]] &&
 		! timeout 3 env LD_PRELOAD="$PS_ASAN_RUNTIME" "$(ds_pg_bin)/postgres" --version >/dev/null 2>&1; then
-		skip "postgres hangs at start with the ASan runtime preloaded (not the shim: libasan alone does it)"
+		file_skip "postgres hangs at start with the ASan runtime preloaded (not the shim: libasan alone does it)"
+		return 0
 	fi
 	file_dir
 	export PG PG_TEMPLATE PG_PORT PG_PRELOAD
