@@ -212,12 +212,17 @@ static void remove_at(struct set *s, unsigned i)
 	forget_at(s, i);
 }
 
+static void log_lost(int fd)
+{
+	ps_log(PS_LOG_WARN, "fd %d: a connection kept for its header was closed by the "
+	       "application; forgotten", fd);
+}
+
 /* Entry i's descriptor was closed behind the shim's back and its number may be the
  * application's now: forgotten, never read, closed or unregistered by number. */
 static void lost_at(struct set *s, unsigned i)
 {
-	ps_log(PS_LOG_WARN, "fd %d: a connection kept for its header was closed by the "
-	       "application; forgotten", s->k[i].fd);
+	log_lost(s->k[i].fd);
 	forget_at(s, i);
 }
 
@@ -374,8 +379,7 @@ int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 		int got = ps_settle(fd, k.cookie, li->family, &k.peer, room, r, &h, why, client);
 		if (!still_ours(&k)) {
 			ps_fd_clear((unsigned)fd, (unsigned)fd);
-			ps_log(PS_LOG_WARN, "fd %d: a connection kept for its header was closed by "
-			       "the application; forgotten", fd);
+			log_lost(fd);
 			continue;
 		}
 		if (got >= 0) {

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,8 @@
 #define PROXY_IP "127.0.0.10"
 #define CLIENT_IP "127.0.0.77"   /* the client the proxy's headers name */
 #define FORGED_IP "127.0.0.66"   /* the address a client tries to give itself */
+/* A client's own first bytes, which must never be taken for a header. */
+#define FORGED_LINE "PROXY TCP4 " FORGED_IP " 127.0.0.1 1111 2222\r\nhello"
 
 static void usage(FILE *f)
 {
@@ -156,6 +159,24 @@ static int verdict(int ok, const char *what)
 	return ok ? 0 : 1;
 }
 
+/* Whether fd holds exactly FORGED_LINE, unread by anyone else (read now; 'who' names fd
+ * in the output). */
+static bool holds_forged(int fd, const char *who)
+{
+	char buf[256] = {0};
+	ssize_t n = recv(fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
+	printf("%s read %zd bytes\n", who, n);
+	return n == (ssize_t)strlen(FORGED_LINE) && !memcmp(buf, FORGED_LINE, (size_t)n);
+}
+
+/* Whether the other end closed fd within ms (EOF or reset). */
+static bool peer_closed(int fd, int ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	char b;
+	return poll(&p, 1, ms) == 1 && recv(fd, &b, 1, MSG_DONTWAIT) <= 0;
+}
+
 /* ---- a stale address on a reused number ---- */
 
 static int stale(int rawclose, int port)
@@ -214,7 +235,7 @@ static int closerange(int use_file, int timeout_ms)
 	}
 	close_range((unsigned)predicted, (unsigned)predicted, 0);
 	int mine, feeder = -1;
-	const char *forged = "PROXY TCP4 " FORGED_IP " 127.0.0.1 1111 2222\r\nhello";
+	const char *forged = FORGED_LINE;
 	if (use_file) {
 		mine = open("/dev/null", O_RDONLY);
 	} else {
@@ -236,13 +257,8 @@ static int closerange(int use_file, int timeout_ms)
 		printf("accept returned fd %d, peer %s\n", got, peer_str(got));
 	bad |= verdict(got < 0 && e == EAGAIN, "accept returns nothing after the timeout");
 	bad |= verdict(fcntl(mine, F_GETFD) >= 0, "the app's own descriptor is still open");
-	if (!use_file) {
-		char buf[256] = {0};
-		ssize_t n = recv(mine, buf, sizeof(buf) - 1, MSG_DONTWAIT);
-		printf("own socket read %zd bytes\n", n);
-		bad |= verdict(n == (ssize_t)strlen(forged) && !memcmp(buf, forged, (size_t)n),
-			       "the app's own socket keeps every byte");
-	}
+	if (!use_file)
+		bad |= verdict(holds_forged(mine, "own socket"), "the app's own socket keeps every byte");
 	close(c1);
 	return bad;
 }
@@ -271,10 +287,7 @@ static int dup2_listener(void)
 		printf("accept on the new listener (port %d) returned a connection to port %d\n",
 		       new_port, port_of(got, 0));
 	bad |= verdict(got < 0, "the new listener gets none of the old one's connections");
-	struct pollfd p = {.fd = c1, .events = POLLIN};
-	char b;
-	int ended = poll(&p, 1, 2000) == 1 && recv(c1, &b, 1, MSG_DONTWAIT) <= 0;
-	bad |= verdict(ended, "the old listener's kept connection is closed");
+	bad |= verdict(peer_closed(c1, 2000), "the old listener's kept connection is closed");
 	return bad;
 }
 
@@ -404,9 +417,7 @@ static int urgent_header(int timeout_ms)
 	while (now_ms() - t0 < timeout_ms / 2 && wakes < 1000)
 		if (poll(&p, 1, 100) > 0 && try_accept(l) < 0 && errno == EAGAIN)
 			wakes++;
-	struct pollfd e = {.fd = c1, .events = POLLIN};
-	char b;
-	int closed = poll(&e, 1, 0) == 1 && recv(c1, &b, 1, MSG_DONTWAIT) <= 0;
+	bool closed = peer_closed(c1, 0);
 	printf("%d empty wake-ups in %d ms; the proxy's connection %s\n", wakes, timeout_ms / 2,
 	       closed ? "was closed" : "is still open");
 	int bad = verdict(wakes < 10, "no spin on urgent data");
@@ -464,9 +475,7 @@ static int keep_spawn(int timeout_ms)
 		die("posix_spawnp");
 	pause_ms(timeout_ms + 100);
 	try_accept(l);  /* the deadline passed: the shim closes it */
-	struct pollfd e = {.fd = c1, .events = POLLIN};
-	char b;
-	int closed = poll(&e, 1, 500) == 1 && recv(c1, &b, 1, MSG_DONTWAIT) <= 0;
+	bool closed = peer_closed(c1, 500);
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	return verdict(closed, "a kept connection closed at its deadline is closed for the peer");
@@ -571,7 +580,7 @@ static int proxied(int l, int port, int cport, int *x)
 static int spawn(const char *how)
 {
 	int l = listener(0, 0), port = port_of(l, 0), bad = 0;
-	const char *forged = "PROXY TCP4 " FORGED_IP " 127.0.0.1 1111 2222\r\nhello";
+	const char *forged = FORGED_LINE;
 	int x, c = proxied(l, port, 5555, &x);
 	put(c, forged);
 	pause_ms(50);
@@ -632,11 +641,7 @@ static int spawn(const char *how)
 	bad |= verdict(!strcmp(out, want), !strcmp(how, "lost")
 					   ? "the child leaves the connection untouched"
 					   : "the child sees the header's client");
-	char buf[256] = {0};
-	ssize_t n = recv(x, buf, sizeof(buf) - 1, MSG_DONTWAIT);
-	printf("parent read %zd bytes\n", n);
-	bad |= verdict(n == (ssize_t)strlen(forged) && !memcmp(buf, forged, (size_t)n),
-		       "the parent gets the client's bytes intact");
+	bad |= verdict(holds_forged(x, "parent"), "the parent gets the client's bytes intact");
 	close(c);
 	return bad;
 }
@@ -757,7 +762,7 @@ static int exec_how(const char *how)
 static int scm_rights(void)
 {
 	int l = listener(0, 0), port = port_of(l, 0), x, sv[2], pfd[2];
-	const char *forged = "PROXY TCP4 " FORGED_IP " 127.0.0.1 1111 2222\r\nhello";
+	const char *forged = FORGED_LINE;
 	int c = proxied(l, port, 5555, &x);
 	put(c, forged);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || pipe(pfd) < 0)

@@ -7,56 +7,40 @@
 
 load helpers
 
-FDEDGE=$PS_BUILD/fdedge
-
-# edge SCENARIO [ARGS...]: runs fdedge under the shim (trusting 127.0.0.10, header
-# timeout 500 ms, plus any VAR=VALUE in EDGE_VARS); its output in OUT, status in STATUS.
-edge() {
-	STATUS=0
-	OUT=$(under_shim PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=500 "${EDGE_VARS[@]}" \
-		-- timeout 30 "$FDEDGE" "$@" 2>&1) || STATUS=$?
-	printf '%s\n' "$OUT"
-	((STATUS == 0)) || fail "fdedge $* exit status $STATUS:" "$OUT"
-}
+EDGE_TIMEOUT_MS=500  # fdedge's header timeout in this file (edge, helpers.bash)
 
 @test "a number reused after fclose(fdopen(fd)) never reports the closed connection's client" {
 	local port
 	port=$(free_port)
-	EDGE_VARS=(PROXYSHIM_PORTS="$port")
-	edge stale-fclose "$port"
+	edge PROXYSHIM_PORTS="$port" -- stale-fclose "$port"
 	[[ $OUT == *"ok: a reused number reports its real peer"* ]]
 }
 
 @test "a number reused after syscall(SYS_close, fd) never reports the closed connection's client" {
 	local port
 	port=$(free_port)
-	EDGE_VARS=(PROXYSHIM_PORTS="$port")
-	edge stale-rawclose "$port"
+	edge PROXYSHIM_PORTS="$port" -- stale-rawclose "$port"
 	[[ $OUT == *"ok: a reused number reports its real peer"* ]]
 }
 
 @test "close_range over a kept connection, number reused by the app's own socket: never read or returned" {
-	EDGE_VARS=()
 	edge closerange-socket
 	[[ $OUT == *"ok: the app's own socket keeps every byte"* ]]
 	[[ $OUT != *"accept returned"* ]]
 }
 
 @test "close_range over a kept connection, number reused by the app's own file: never closed" {
-	EDGE_VARS=()
 	edge closerange-file
 	[[ $OUT == *"ok: the app's own descriptor is still open"* ]]
 }
 
 @test "dup2 of a new listener over one with kept connections: none handed over, the old ones closed" {
-	EDGE_VARS=()
 	edge dup2-listener
 	[[ $OUT == *"ok: the new listener gets none"* ]]
 	[[ $OUT == *"ok: the old listener's kept connection is closed"* ]]
 }
 
 @test "no descriptor left to keep a late header aside: non-blocking accept4 returns at once, refusal logged" {
-	EDGE_VARS=()
 	edge nofd-nonblocking
 	[[ $OUT == *"no room to keep the connection aside"* ]]
 }
@@ -65,7 +49,6 @@ edge() {
 	# build/slowcookie.so (after the shim) holds the shim's second look at the kept
 	# socket's identity for 200 ms, while the other thread closes and reuses the number.
 	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcookie.so"
-	EDGE_VARS=()
 	edge keep-race
 	[[ $OUT == *"closed by the application; forgotten"* ]]
 }

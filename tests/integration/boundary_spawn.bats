@@ -10,17 +10,7 @@
 
 load helpers
 
-FDEDGE=$PS_BUILD/fdedge
 
-# edge SCENARIO [ARGS...]: fdedge under the shim (header timeout 1000 ms); its output
-# in OUT; fails unless it exits 0.
-edge() {
-	local st=0
-	OUT=$(under_shim PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=1000 \
-		-- timeout 30 "$FDEDGE" "$@" 2>&1) || st=$?
-	printf '%s\n' "$OUT"
-	((st == 0)) || fail "fdedge $* exit status $st:" "$OUT"
-}
 
 # The client behind the proxy sends "PROXY TCP4 127.0.0.66 ..." as its first bytes.
 @test "system(): the child sees the header's client; the client's own PROXY line stays the parent's" {

@@ -159,6 +159,25 @@ is_listening() {
 	grep -q " 0100007F:$(printf %04X "$1") 00000000:0000 0A " /proc/net/tcp
 }
 
+# edge [VAR=VALUE... --] SCENARIO [ARGS...]: build/fdedge, which is both a server under
+# the shim and the trusted proxy ($PROXY), with PROXYSHIM_TRUSTED=$PROXY, a header timeout
+# of EDGE_TIMEOUT_MS (default 1000) and the given variables. Its output in OUT (and on
+# stdout); fails unless it exits 0 (1: it saw the defect, 2: its set-up failed).
+edge() {
+	local vars=() st=0
+	if [[ " $* " == *" -- "* ]]; then
+		while [[ $1 != -- ]]; do
+			vars+=("$1")
+			shift
+		done
+		shift
+	fi
+	OUT=$(under_shim PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS="${EDGE_TIMEOUT_MS:-1000}" \
+		"${vars[@]}" -- timeout 30 "$PS_BUILD/fdedge" "$@" 2>&1) || st=$?
+	printf '%s\n' "$OUT"
+	((st == 0)) || fail "fdedge $* exit status $st:" "$OUT"
+}
+
 # ---- clients ----
 
 # client SOURCE PAYLOAD [RAWSEND-OPTS...]: connects from SOURCE to

@@ -68,16 +68,6 @@ stops_within() {
 
 # ---- the edges a review found (build/fdedge: server under the shim and proxy at once) ----
 
-# edge SCENARIO: fdedge under the shim (trusting 127.0.0.10, header timeout 1000 ms); its
-# output in OUT; fails unless it exits 0.
-edge() {
-	local st=0
-	OUT=$(under_shim PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=1000 \
-		-- timeout 30 "$PS_BUILD/fdedge" "$@" 2>&1) || st=$?
-	printf '%s\n' "$OUT"
-	((st == 0)) || fail "fdedge $* exit status $st:" "$OUT"
-}
-
 @test "urgent (MSG_OOB) data inside a late header: refused at once, no spin of the event loop" {
 	edge urgent-header
 	[[ $OUT == *"urgent data with the header"* ]]
