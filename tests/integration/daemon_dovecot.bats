@@ -34,17 +34,9 @@ setup_file() {
 	ds_dovecot_start "$DV_ON" "$PORT_ON" "LD_PRELOAD=$pre PROXYSHIM_TRUSTED=127.0.0.10 PROXYSHIM_PORTS=$PORT_ON"
 	file_track "$DS_PID"
 
-	local h=$FT/haproxy
-	mkdir -p "$h"
-	FE_OFF=$(free_port)
-	FE_V2=$(free_port)
-	FE_V1=$(free_port)
-	ds_haproxy_config "$h"
-	ds_haproxy_route "$h" OFF "$FE_OFF" "127.0.0.1:$port_off" "send-proxy source 127.0.0.10"
-	ds_haproxy_route "$h" V2 "$FE_V2" "127.0.0.1:$PORT_ON" "send-proxy-v2 source 127.0.0.10"
-	ds_haproxy_route "$h" V1 "$FE_V1" "127.0.0.1:$PORT_ON" "send-proxy source 127.0.0.10"
-	ds_haproxy_start "$h"
-	file_track "$DS_PID"
+	file_haproxy "OFF:$port_off:send-proxy" \
+		"V2:$PORT_ON:send-proxy-v2" \
+		"V1:$PORT_ON:send-proxy"
 }
 
 teardown_file() {

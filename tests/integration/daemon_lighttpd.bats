@@ -14,12 +14,8 @@ setup_file() {
 	file_dir
 	# lighttpd opens its logs as www-data: a directory it can reach (bats' are root's)
 	export LT LT_PORT LT0_PORT FE_V2 FE_V1 FE_N0
-	LT=$(mktemp -d /tmp/proxyshim-lt.XXXXXX)
-	chmod 755 "$LT"
-	echo "$LT" >"$FT/ltdir"
-	cp "$PS_BUILD/libproxyshim.so" "$LT/"
-	chmod 755 "$LT/libproxyshim.so"
-	mkdir -p "$LT/shim" "$LT/plain" "$FT/haproxy"
+	LT=$(file_world_dir)
+	mkdir -p "$LT/shim" "$LT/plain"
 	LT_PORT=$(free_port)
 	ds_lighttpd_start "$LT/shim" "$LT_PORT" \
 		LD_PRELOAD="${PS_ASAN_RUNTIME:+$PS_ASAN_RUNTIME }$LT/libproxyshim.so" PROXYSHIM_TRUSTED=127.0.0.10 \
@@ -28,21 +24,13 @@ setup_file() {
 	LT0_PORT=$(free_port)
 	ds_lighttpd_start "$LT/plain" "$LT0_PORT" || fail "lighttpd (plain) did not start"
 	file_track "$DS_PID"
-	FE_V2=$(free_port) FE_V1=$(free_port) FE_N0=$(free_port)
-	local h=$FT/haproxy
-	ds_haproxy_config "$h"
-	ds_haproxy_route "$h" V2 "$FE_V2" "127.0.0.1:$LT_PORT" "send-proxy-v2 source 127.0.0.10"
-	ds_haproxy_route "$h" V1 "$FE_V1" "127.0.0.1:$LT_PORT" "send-proxy source 127.0.0.10"
-	ds_haproxy_route "$h" N0 "$FE_N0" "127.0.0.1:$LT0_PORT" "source 127.0.0.10"
-	ds_haproxy_start "$h" || fail "haproxy did not start"
-	file_track "$DS_PID"
+	file_haproxy "V2:$LT_PORT:send-proxy-v2" \
+		"V1:$LT_PORT:send-proxy" \
+		"N0:$LT0_PORT:"
 }
 
 teardown_file() {
-	local d=
-	[[ -f ${FT:-/nonexistent}/ltdir ]] && d=$(<"$FT/ltdir")
 	file_cleanup
-	[[ $d == /tmp/proxyshim-lt.* ]] && rm -rf "$d"
 }
 
 eval "daemons_$(declare -f teardown)"

@@ -21,15 +21,9 @@ setup_file() {
 	MC0_PORT=$(free_port)
 	ds_memcached_start "$FT/plain" "$MC0_PORT" || fail "memcached (plain) did not start"
 	file_track "$DS_PID"
-	FE_V2=$(free_port) FE_V1=$(free_port) FE_N0=$(free_port)
-	local h=$FT/haproxy
-	mkdir -p "$h"
-	ds_haproxy_config "$h"
-	ds_haproxy_route "$h" V2 "$FE_V2" "127.0.0.1:$MC_PORT" "send-proxy-v2 source 127.0.0.10"
-	ds_haproxy_route "$h" V1 "$FE_V1" "127.0.0.1:$MC_PORT" "send-proxy source 127.0.0.10"
-	ds_haproxy_route "$h" N0 "$FE_N0" "127.0.0.1:$MC0_PORT" "source 127.0.0.10"
-	ds_haproxy_start "$h" || fail "haproxy did not start"
-	file_track "$DS_PID"
+	file_haproxy "V2:$MC_PORT:send-proxy-v2" \
+		"V1:$MC_PORT:send-proxy" \
+		"N0:$MC0_PORT:"
 }
 
 teardown_file() {

@@ -45,21 +45,11 @@ setup_file() {
 	ds_postfix_start "$PF_ON" "$PORT_ON" "LD_PRELOAD=$pre PROXYSHIM_TRUSTED=127.0.0.10 PROXYSHIM_PORTS=$PORT_ON PROXYSHIM_LOG_LEVEL=info"
 	file_track "$DS_PID"
 
-	local h=$FT/haproxy
-	mkdir -p "$h"
-	FE_OFF_V1=$(free_port)
-	FE_OFF_V2=$(free_port)
-	FE_NAMES=$(free_port)
-	FE_V2=$(free_port)
-	FE_V1=$(free_port)
-	ds_haproxy_config "$h"
-	ds_haproxy_route "$h" OFF_V1 "$FE_OFF_V1" "127.0.0.1:$port_off" "send-proxy source 127.0.0.10"
-	ds_haproxy_route "$h" OFF_V2 "$FE_OFF_V2" "127.0.0.1:$port_off" "send-proxy-v2 source 127.0.0.10"
-	ds_haproxy_route "$h" NAMES "$FE_NAMES" "127.0.0.1:$port_names" "send-proxy-v2 source 127.0.0.10"
-	ds_haproxy_route "$h" V2 "$FE_V2" "127.0.0.1:$PORT_ON" "send-proxy-v2 source 127.0.0.10"
-	ds_haproxy_route "$h" V1 "$FE_V1" "127.0.0.1:$PORT_ON" "send-proxy source 127.0.0.10"
-	ds_haproxy_start "$h"
-	file_track "$DS_PID"
+	file_haproxy "OFF_V1:$port_off:send-proxy" \
+		"OFF_V2:$port_off:send-proxy-v2" \
+		"NAMES:$port_names:send-proxy-v2" \
+		"V2:$PORT_ON:send-proxy-v2" \
+		"V1:$PORT_ON:send-proxy"
 }
 
 teardown_file() {

@@ -40,16 +40,8 @@ setup_file() {
 	PG=$(pg_start_copy) || fail "postgres did not start"
 	PG_PORT=$(<"$PG/port")
 
-	local h=$FT/haproxy
-	mkdir -p "$h"
-	export FE_V2 FE_V1
-	FE_V2=$(free_port)
-	FE_V1=$(free_port)
-	ds_haproxy_config "$h"
-	ds_haproxy_route "$h" V2 "$FE_V2" "127.0.0.1:$PG_PORT" "send-proxy-v2 source 127.0.0.10"
-	ds_haproxy_route "$h" V1 "$FE_V1" "127.0.0.1:$PG_PORT" "send-proxy source 127.0.0.10"
-	ds_haproxy_start "$h"
-	file_track "$DS_PID"
+	file_haproxy "V2:$PG_PORT:send-proxy-v2" \
+		"V1:$PG_PORT:send-proxy"
 }
 
 teardown_file() {

@@ -42,21 +42,11 @@ setup_file() {
 		PROXYSHIM_TRUSTED=127.0.0.10 PROXYSHIM_TIMEOUT_MS=1000 PROXYSHIM_LOG_LEVEL=info
 	file_track "$DS_PID"
 
-	local h=$FT/haproxy
-	mkdir -p "$h"
-	FE_V2=$(free_port)
-	FE_V1=$(free_port)
-	FE_OFF=$(free_port)
-	FE_PLAIN=$(free_port)
-	FE_ALL=$(free_port)
-	ds_haproxy_config "$h"
-	ds_haproxy_route "$h" V2 "$FE_V2" "127.0.0.1:$FTP_PORT" "send-proxy-v2 source 127.0.0.10"
-	ds_haproxy_route "$h" V1 "$FE_V1" "127.0.0.1:$FTP_PORT" "send-proxy source 127.0.0.10"
-	ds_haproxy_route "$h" OFF "$FE_OFF" "127.0.0.1:$FTP_OFF_PORT" "send-proxy source 127.0.0.10"
-	ds_haproxy_route "$h" PLAIN "$FE_PLAIN" "127.0.0.1:$FTP_OFF_PORT" "source 127.0.0.10"
-	ds_haproxy_route "$h" ALL "$FE_ALL" "127.0.0.1:$FTP_ALL_PORT" "send-proxy-v2 source 127.0.0.10"
-	ds_haproxy_start "$h"
-	file_track "$DS_PID"
+	file_haproxy "V2:$FTP_PORT:send-proxy-v2" \
+		"V1:$FTP_PORT:send-proxy" \
+		"OFF:$FTP_OFF_PORT:send-proxy" \
+		"PLAIN:$FTP_OFF_PORT:" \
+		"ALL:$FTP_ALL_PORT:send-proxy-v2"
 }
 
 teardown_file() {

@@ -38,6 +38,24 @@ file_world_dir() {
 	echo "$d"
 }
 
+# file_haproxy NAME:PORT:OPTIONS...: the file's HAProxy (in $FT/haproxy), connecting
+# from 127.0.0.10, the trusted proxy: for each route a frontend on a free port, exported
+# as FE_NAME, to 127.0.0.1:PORT with server OPTIONS (send-proxy, send-proxy-v2, or
+# nothing for no header). Recorded for file_cleanup.
+file_haproxy() {
+	local h=$FT/haproxy r name port opts fe
+	mkdir -p "$h"
+	ds_haproxy_config "$h"
+	for r; do
+		IFS=: read -r name port opts <<<"$r"
+		fe=$(free_port)
+		export "FE_$name=$fe"
+		ds_haproxy_route "$h" "$name" "$fe" "127.0.0.1:$port" "${opts:+$opts }source 127.0.0.10"
+	done
+	ds_haproxy_start "$h" || fail "haproxy did not start"
+	file_track "$DS_PID"
+}
+
 # file_cleanup: stops what file_track recorded (children of the file's shell), removes $FT
 # and the directories of file_world_dir.
 file_cleanup() {
