@@ -265,6 +265,14 @@ static bool all_restart(void)
  * blocked in accept on the same listener (prefork servers) before taking it itself. */
 #define SIBLING_GRACE_NS 2000000
 
+/* Whether another process blocked in accept on lfd takes its pending connection
+ * within the grace. */
+static bool sibling_takes(int lfd)
+{
+	nanosleep(&(struct timespec){0, SIBLING_GRACE_NS}, NULL);
+	return !pending(lfd);
+}
+
 /* W_BLOCK with connections kept: waits until a kept one is decided (its header, or its
  * deadline) or the listener has a new one that no other process takes. A prefork
  * child that took the new one would hold its kept connections while it serves it,
@@ -282,8 +290,7 @@ static int wait_first(int lfd, const struct ps_fdinfo *li)
 		}
 		if (p[1].revents || !(p[0].revents & POLLIN))
 			return 0;
-		nanosleep(&(struct timespec){0, SIBLING_GRACE_NS}, NULL);
-		if (pending(lfd))
+		if (!sibling_takes(lfd))
 			return 0;  /* nobody else took it */
 	}
 	return 0;
@@ -299,7 +306,11 @@ static int before_accept(int lfd, const struct ps_fdinfo *li, bool acted, struct
 	if (!acted && !any_kept)
 		return 0;  /* the common case: no system call */
 	enum wait_kind wk = wait_kind(lfd, li, cl);
-	if (wk == W_NONBLOCK || pending(lfd))
+	if (wk == W_NONBLOCK)
+		return 0;
+	/* Holding kept connections, a process blocked in the real accept would leave them
+	 * undecided: a new connection goes to a process free to take it, if one is. */
+	if (pending(lfd) && (!any_kept || !sibling_takes(lfd)))
 		return 0;
 	if (wk == W_POLLED) {
 		errno = ECONNABORTED;

@@ -35,20 +35,12 @@ setup_file() {
 	ds_apache_start "$AP/plain" "$N0_PORT" event || fail "apache2 (plain) did not start"
 	file_track "$DS_PID"
 
-	local h=$FT/haproxy
-	mkdir -p "$h"
-	export FE_EV_V2 FE_EV_V1 FE_PF_V2 FE_PF_V1 FE_N0 FE_N0_V1
-	FE_EV_V2=$(free_port) FE_EV_V1=$(free_port) FE_PF_V2=$(free_port) FE_PF_V1=$(free_port)
-	FE_N0=$(free_port) FE_N0_V1=$(free_port)
-	ds_haproxy_config "$h"
-	ds_haproxy_route "$h" EV_V2 "$FE_EV_V2" "127.0.0.1:$EV_PORT" "send-proxy-v2 source 127.0.0.10"
-	ds_haproxy_route "$h" EV_V1 "$FE_EV_V1" "127.0.0.1:$EV_PORT" "send-proxy source 127.0.0.10"
-	ds_haproxy_route "$h" PF_V2 "$FE_PF_V2" "127.0.0.1:$PF_PORT" "send-proxy-v2 source 127.0.0.10"
-	ds_haproxy_route "$h" PF_V1 "$FE_PF_V1" "127.0.0.1:$PF_PORT" "send-proxy source 127.0.0.10"
-	ds_haproxy_route "$h" N0 "$FE_N0" "127.0.0.1:$N0_PORT" "source 127.0.0.10"
-	ds_haproxy_route "$h" N0_V1 "$FE_N0_V1" "127.0.0.1:$N0_PORT" "send-proxy source 127.0.0.10"
-	ds_haproxy_start "$h" || fail "haproxy did not start"
-	file_track "$DS_PID"
+	file_haproxy "EV_V2:$EV_PORT:send-proxy-v2" \
+		"EV_V1:$EV_PORT:send-proxy" \
+		"PF_V2:$PF_PORT:send-proxy-v2" \
+		"PF_V1:$PF_PORT:send-proxy" \
+		"N0:$N0_PORT:" \
+		"N0_V1:$N0_PORT:send-proxy"
 }
 
 teardown_file() {
@@ -196,11 +188,18 @@ expired() {
 }
 
 # More late headers than prefork has children (2): clients are still served at once.
+# Connections are kept per process: a prefork child that lost a race for a new
+# connection to a sibling waits in the kernel's accept, and its kept connections are
+# decided at its next accept (a known limit, README "Waiting"). A direct request after
+# their deadline gives every child that next accept.
 @test "apache prefork: 4 late trusted headers hold no worker; clients are served within 1 s" {
 	: >"$AP/prefork/proxyshim.log"
 	late "$PF_PORT" 4
 	timely prefork "$FE_PF_V2"
 	timely prefork "$FE_PF_V1"
+	sleep 3
+	get 127.0.0.77 "$PF_PORT" /index.html
+	get 127.0.0.77 "$PF_PORT" /index.html
 	expired prefork
 }
 
