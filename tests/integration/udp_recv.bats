@@ -690,7 +690,7 @@ rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 	((rss1 - rss0 <= 512)) || fail "server RSS grew from $rss0 to $rss1 kB"
 }
 
-@test "stress: 5,000 clients (more than the 4096-flow table): evictions logged, 0 wrong" {
+@test "stress: 5,000 clients (more than the default 4096-flow table): evictions logged, 0 wrong" {
 	udp_start PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_LOG_LEVEL=info -- -q -e sendto -t 600
 	storm -c 5000 -d 20000 -t 300
 	echo "# every, 5000 clients: $STORM" >&3
