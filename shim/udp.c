@@ -180,7 +180,7 @@ static void unlink_port(uint32_t i)
 {
 	struct udp_sock *s = slot(i);
 	uint32_t *head = &port_ring[s->port], p = i;
-	for (uint32_t n = 0; slot(p)->next != i && n < nslots; n++)  /* bounded: see fork */
+	for (uint32_t n = 0; slot(p)->next != i && n < nslots; n++)  /* bounded, as in find_slot */
 		p = slot(p)->next;
 	if (p == i || slot(p)->next != i) {
 		*head = 0;
@@ -288,12 +288,12 @@ static uint32_t find_slot(uint64_t cookie, uint16_t port)
 {
 	uint32_t h = port_ring[port];
 	if (h) {
-		uint32_t i = h - 1;
-		do {
+		uint32_t i = h - 1, n = 0;
+		do {  /* bounded: a fork may have copied a ring half changed */
 			if (slot(i)->cookie == cookie)
 				return i;
 			i = slot(i)->next;
-		} while (i != h - 1);
+		} while (i != h - 1 && ++n < nslots);
 	}
 	uint32_t i = new_slot();
 	if (i == NO_SLOT)
@@ -320,7 +320,7 @@ static bool record(int fd, int family, uint64_t cookie, uint16_t port)
 	if (locked)
 		unlock(&socks_lock);
 	if (ok && e.sent == NO_SLOT)
-		ps_log(PS_LOG_ERROR, "udp fd %d: no flow table for this socket (no memory): "
+		ps_log(PS_LOG_ERROR, "udp fd %d: no flow table for this socket (no memory for one): "
 		       "headers are still removed, but replies are not routed to proxies "
 		       "and `first` flows are not followed", fd);
 	return ok;
