@@ -660,13 +660,31 @@ struct reg {
 	uint64_t cookie, data;
 	uint32_t events;
 };
-#define REGS 64
-static struct reg regs[REGS];
+static struct reg *regs;      /* regs_cap entries, mmap'd; doubles when full */
+static unsigned regs_cap;
 unsigned ps_udp_nregs;
 
+/* Room for one more registration. Called with regs_lock held (as every reader is). */
+static bool regs_room(void)
+{
+	if (ps_udp_nregs < regs_cap)
+		return true;
+	unsigned cap = regs_cap ? regs_cap * 2 : 64;
+	struct reg *r = mmap(NULL, cap * sizeof(*r), PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (r == MAP_FAILED)
+		return false;
+	if (regs) {
+		memcpy(r, regs, ps_udp_nregs * sizeof(*r));
+		munmap(regs, regs_cap * sizeof(*r));
+	}
+	regs = r;
+	regs_cap = cap;
+	return true;
+}
 
-/* Registrations whose descriptor is no longer that selected socket go (the table is
- * small: it is swept when full). Called with regs_lock held. */
+/* Registrations whose descriptor is no longer that selected socket go (swept when
+ * the table is full, before it grows). Called with regs_lock held. */
 static void sweep(void)
 {
 	struct ps_fdinfo e;
@@ -690,17 +708,17 @@ void ps_udp_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 		if (i < ps_udp_nregs)
 			regs[i] = regs[--ps_udp_nregs];
 	} else {
-		if (i == ps_udp_nregs && ps_udp_nregs == REGS)
+		if (i == ps_udp_nregs && ps_udp_nregs == regs_cap)
 			sweep();
-		if (i == ps_udp_nregs && ps_udp_nregs < REGS)
+		if (i == ps_udp_nregs && regs_room())
 			ps_udp_nregs++;
 		if (i < ps_udp_nregs)
 			regs[i] = (struct reg){.epfd = epfd, .fd = fd, .cookie = e.cookie,
 					       .data = ev ? ev->data.u64 : 0,
 					       .events = ev ? ev->events : 0};
 		else
-			ps_log_limited("udp fd %d: more than %d epoll registrations of selected "
-				       "sockets: its readiness is not filtered", fd, REGS);
+			ps_log_limited("udp fd %d: no memory for its epoll registration (%u "
+				       "registrations): its readiness is not filtered", fd, regs_cap);
 	}
 	unlock(&regs_lock);
 }

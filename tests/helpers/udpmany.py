@@ -10,7 +10,9 @@ bounded by a 10 s timeout.
                   the reported source
   --sibling ADDR  a second socket bound to ADDR and the last socket's port
                   (SO_REUSEADDR, SO_REUSEPORT) sends the last socket's answers
-  --fork          a fork child serves the sockets (the parent waits for it)"""
+  --fork          a fork child serves the sockets (the parent waits for it)
+  --epoll         non-blocking sockets, all in one epoll instance; a socket reported
+                  readable with nothing to read prints 'spurious sock=I'"""
 import os
 import select
 import socket
@@ -21,6 +23,7 @@ args = sys.argv[1:]
 n = int(args.pop(0))
 echo = "--echo" in args
 fork = "--fork" in args
+use_epoll = "--epoll" in args
 sibling_addr = args[args.index("--sibling") + 1] if "--sibling" in args else None
 
 
@@ -49,12 +52,28 @@ if fork:
         _, st = os.waitpid(pid, 0)
         sys.exit(os.waitstatus_to_exitcode(st))
 
+ep = None
+if use_epoll:
+    ep = select.epoll()
+    for s in socks:
+        s.setblocking(False)
+        ep.register(s.fileno(), select.EPOLLIN)
+by_fd = {s.fileno(): s for s in socks}
+
+
+def wait(left):
+    if left <= 0:
+        return []
+    if ep:
+        return [by_fd[fd] for fd, _ in ep.poll(left)]
+    return select.select(socks, [], [], left)[0]
+
+
 pending = set(range(n))
 read0 = False
 end = time.monotonic() + 10
 while pending:
-    left = end - time.monotonic()
-    ready = select.select(socks, [], [], max(left, 0))[0] if left > 0 else []
+    ready = wait(end - time.monotonic())
     if not ready:
         sys.exit("udpmany: no datagram for sockets %s" % sorted(i + 1 for i in pending))
     for s in ready:
@@ -62,7 +81,11 @@ while pending:
         if s is last and not read0:
             print("read0=%d" % len(os.read(s.fileno(), 0)), flush=True)
             read0 = True
-        data, addr = s.recvfrom(2048)
+        try:
+            data, addr = s.recvfrom(2048)
+        except BlockingIOError:
+            print("spurious sock=%d" % (i + 1), flush=True)
+            continue
         print("sock=%d from=%s:%d payload=%r" % (i + 1, addr[0], addr[1], data), flush=True)
         if echo:
             out = sibling if s is last and sibling else s

@@ -357,7 +357,8 @@ print("\n".join(str(x.getsockname()[1]) for x in s))' "$1"
 
 # many_slow_start PORT...: one slow proxy connection per port, the I-th (from 1) with
 # client 127.0.0.(100+I):(10100+I); each sends its header's first 20 bytes and holds the
-# rest (and the request: $MANY_REQ, default $REQ) until many_slow_release.
+# rest (and the request: $MANY_REQ, default $REQ) until many_slow_release; the first
+# $MANY_HOLD (default 0) until many_slow_release --held.
 many_slow_start() {
 	local i=0 port hdr
 	MANY_SLOW=()
@@ -367,7 +368,8 @@ many_slow_start() {
 		emit "${hdr:0:20}" >"$T/slow$i.part"
 		emit "${hdr:20}${MANY_REQ:-$REQ}" >"$T/slow$i.rest"
 		"$PYTHON" "$SLOWCLIENT" --src "$PROXY" --port "$port" --part "$T/slow$i.part" \
-			--rest "$T/slow$i.rest" --release "$T/many.go" --status "$T/slow$i.status" \
+			--rest "$T/slow$i.rest" --status "$T/slow$i.status" \
+			--release "$T/$( ((i <= ${MANY_HOLD:-0})) && echo hold || echo many).go" \
 			--timeout 60 >"$T/reply.slow$i" 2>"$T/slow$i.err" &
 		MANY_SLOW+=($!)
 		PIDS+=($!)
@@ -378,11 +380,16 @@ many_slow_start() {
 	done
 }
 
-# many_slow_release: all send the rest; each must get "OK <its client>".
+# many_slow_release [--held]: all but the first $MANY_HOLD (--held: those) send the
+# rest; each must get "OK <its client>".
 many_slow_release() {
-	local i pid st
+	local i pid st first=$((${MANY_HOLD:-0} + 1)) last=${#MANY_SLOW[@]}
+	if [[ ${1:-} == --held ]]; then
+		first=1 last=${MANY_HOLD:-0}
+		: >"$T/hold.go"
+	fi
 	: >"$T/many.go"
-	for ((i = 1; i <= ${#MANY_SLOW[@]}; i++)); do
+	for ((i = first; i <= last; i++)); do
 		pid=${MANY_SLOW[i - 1]} st=0
 		wait_exit "$pid" 20 || st=$?
 		[[ $st == 0 && $(<"$T/reply.slow$i") == "OK 127.0.0.$((100 + i)):$((10100 + i))" ]] ||
@@ -398,18 +405,22 @@ many_slow_release() {
 	non_stalling py_line "${SLOW_V1:0:20}" "${SLOW_V1:20}$REQ"
 }
 
-@test "poll(), 12 listeners in one array, each holding a kept connection: every one is served when its header completes" {
+@test "poll(), 12 listeners in one array, each holding a kept connection: the last 4 are served when their headers complete while the first 8 still wait" {
 	command -v "$PYTHON" >/dev/null || skip "python3 not installed"
 	start_pollserver --listeners 12 PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=60000
+	MANY_HOLD=8
 	many_slow_start "${PORTS[@]}"
 	many_slow_release
+	many_slow_release --held
 }
 
-@test "select(), 12 listeners in one set, each holding a kept connection: every one is served when its header completes" {
+@test "select(), 12 listeners in one set, each holding a kept connection: the last 4 are served when their headers complete while the first 8 still wait" {
 	command -v "$PYTHON" >/dev/null || skip "python3 not installed"
 	start_pollserver --select --listeners 12 PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=60000
+	MANY_HOLD=8
 	many_slow_start "${PORTS[@]}"
 	many_slow_release
+	many_slow_release --held
 }
 
 @test "nginx (1 worker), 70 listen lines: every listener keeps a late connection; a withheld header on the 70th holds up none of 100 requests on the 1st" {

@@ -752,6 +752,20 @@ many_replies() {
 	many_replies 70 --sibling 127.0.0.2
 }
 
+@test "more than 64 selected sockets in one epoll instance (70): a refused datagram never reports the last one readable" {
+	many_start 70 --epoll
+	local i
+	for ((i = 1; i <= 70; i++)); do
+		UPORT=${PORTS[i - 1]}
+		((i == 70)) && usend $PROXY -- 'no header' && sleep 0.3
+		usend $PROXY -H "127.0.0.11:$((20000 + i)),127.0.0.1:$UPORT" -- "m$i"
+	done
+	wait_exit "$MANY_PID" 10 || fail "udpmany did not finish" "$(cat "$T/many.err")"
+	! grep -q '^spurious' "$T/many.out" || fail "readiness for a refused datagram:" "$(grep spurious "$T/many.out")"
+	grep -qx "sock=70 from=127.0.0.11:20070 payload=b'm70'" "$T/many.out" || fail "$(cat "$T/many.out")"
+	expect_log "$T/many.err" 'dropped|refused|no valid'
+}
+
 @test "more than 64 selected sockets, served by a fork child: every reply reaches the proxy" {
 	many_replies 70 --fork
 }
