@@ -340,17 +340,23 @@ static void run_select(void)
 	sigaddset(&block, SIGTERM);
 	sigprocmask(SIG_BLOCK, &block, &open_mask);
 	sigdelset(&open_mask, SIGTERM);
+	/* A bitmap of lfd + 1 bits: any fd, past FD_SETSIZE too (with -O), as select
+	 * allows. */
+	const size_t bits = 8 * sizeof(unsigned long);
+	size_t words = (size_t)lfd / bits + 1;
+	unsigned long *rd = calloc(words, sizeof(*rd));
+	if (!rd)
+		die("calloc");
 	for (;;) {
-		fd_set rd;
-		FD_ZERO(&rd);
-		FD_SET(lfd, &rd);
-		int n = pselect(lfd + 1, &rd, NULL, NULL, NULL, &open_mask);
+		memset(rd, 0, words * sizeof(*rd));
+		rd[(size_t)lfd / bits] = 1ul << ((size_t)lfd % bits);
+		int n = pselect(lfd + 1, (fd_set *)rd, NULL, NULL, NULL, &open_mask);
 		if (stop) {
 			out_line("stopped\n");
 			_exit(0);
 		}
 		long nsigs;
-		int fd = n > 0 && FD_ISSET(lfd, &rd) ? take(0, &nsigs) : -1;
+		int fd = n > 0 && (rd[(size_t)lfd / bits] >> ((size_t)lfd % bits) & 1) ? take(0, &nsigs) : -1;
 		if (fd >= 0)
 			serve(fd, nsigs);
 	}
