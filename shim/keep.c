@@ -288,7 +288,11 @@ static bool grow(struct set *s, unsigned bound)
 	return true;
 }
 
-/* Arms the timer for the earliest deadline (disarms it when nothing is kept). */
+/* Arms the timer for the earliest deadline (disarms it when nothing is kept). The timer
+ * is only ever armed for a time at or before every kept deadline (all share one
+ * timeout, so an added one is never the earliest): set when the first connection is
+ * kept, when it fired, and disarmed when the last one leaves. Removing another entry
+ * leaves it be: at worst it fires early once and is set again. */
 static void rearm(struct set *s)
 {
 	long long first = 0;
@@ -301,14 +305,15 @@ static void rearm(struct set *s)
 	timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
-/* Drops entry i without touching its descriptor. Also re-arms the timer: setting it
- * clears a pending expiry, which would otherwise keep the set (and so the
+/* Drops entry i without touching its descriptor. The last one disarms the timer:
+ * that also clears a pending expiry, which would otherwise keep the set (and so the
  * application's listener) readable with nothing to accept. */
 static void forget_at(struct set *s, unsigned i)
 {
 	s->k[i] = s->k[--s->n];
 	atomic_fetch_sub(&kept_total, 1);
-	rearm(s);
+	if (!s->n)
+		rearm(s);
 }
 
 /* Takes entry i (still the shim's socket) out of the set. */
@@ -419,7 +424,8 @@ int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *pee
 	ps_real.fcntl(fd, F_SETFD, FD_CLOEXEC);
 	s->k[s->n++] = k;
 	atomic_fetch_add(&kept_total, 1);
-	rearm(s);
+	if (s->n == 1)
+		rearm(s);
 	release(s);
 	return 0;
 }
@@ -453,11 +459,13 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 		}
 	}
 	int m = REAL_LAZY(epoll_wait)(s->epfd, ev, 16, 0);  /* the real one: not an application wait */
+	bool fired = false;
 	for (int j = 0; j < m; j++) {
 		int fd = ev[j].data.fd, i = index_of(s, fd);
 		uint64_t ticks;
 		if (fd == s->tfd) {
 			if (syscall(SYS_read, s->tfd, &ticks, sizeof(ticks)) < 0) {}
+			fired = true;
 			continue;
 		}
 		if (i < 0)
@@ -472,9 +480,12 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 			continue;
 		*out = s->k[i];
 		remove_at(s, (unsigned)i);
+		if (fired && s->n)
+			rearm(s);
 		return fd;
 	}
-	rearm(s);
+	if (fired)
+		rearm(s);
 	return -1;
 }
 
