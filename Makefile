@@ -25,7 +25,7 @@ HELPERS    = $(patsubst tests/helpers/%.c,$(BUILD)/%,$(wildcard tests/helpers/*.
              $(patsubst tests/helpers/preload/%.c,$(BUILD)/%.so,$(wildcard tests/helpers/preload/*.c))
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
-.PHONY: all test deps demo bench soak memcheck check-unit check-integration sanitize fuzz install uninstall dist clean
+.PHONY: all test deps demo bench soak memcheck check-symbols check-unit check-integration sanitize fuzz install uninstall dist clean
 PRODUCT = $(BUILD)/libproxyshim.so $(BUILD)/libproxyshim-client.so $(BUILD)/proxyshim
 all: $(PRODUCT) $(HELPERS)
 
@@ -57,7 +57,7 @@ $(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(PURE_SRC) $(CMD_PURE_SRC) $(
 
 # Installs missing build and test dependencies (Debian), then builds and runs everything.
 test: deps
-	$(MAKE) all check-unit check-integration
+	$(MAKE) all check-symbols check-unit check-integration
 
 deps:
 	@scripts/install-deps
@@ -87,6 +87,10 @@ soak: all
 memcheck: deps
 	@$(MAKE) --no-print-directory all
 	@PS_BUILD=$(abspath $(BUILD)) scripts/memcheck
+
+# No library calls its own interposers (a documented list aside): scripts/check-symbols.
+check-symbols: $(BUILD)/libproxyshim.so $(BUILD)/libproxyshim-client.so
+	@scripts/check-symbols $^
 
 check-unit: $(UNIT_TESTS)
 	@rc=0; for t in $(UNIT_TESTS); do echo "== $$t"; $$t || rc=1; done; exit $$rc

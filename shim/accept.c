@@ -15,7 +15,7 @@
 
 static bool nonblocking(int fd)
 {
-	int fl = ps_real.fcntl ? ps_real.fcntl(fd, F_GETFL) : (int)syscall(SYS_fcntl, fd, F_GETFL);
+	int fl = real_fcntl(fd, F_GETFL, 0);
 	return fl >= 0 && (fl & O_NONBLOCK);
 }
 
@@ -224,9 +224,9 @@ static int kept(int lfd, const struct ps_fdinfo *li, const struct ps_config *c, 
 	int fd = ps_keep_next(lfd, li, c, room, &client, closed);
 	if (fd < 0)
 		return -1;
-	int fl = ps_real.fcntl(fd, F_GETFL);
-	ps_real.fcntl(fd, F_SETFL, flags & SOCK_NONBLOCK ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
-	ps_real.fcntl(fd, F_SETFD, flags & SOCK_CLOEXEC ? FD_CLOEXEC : 0);
+	int fl = real_fcntl(fd, F_GETFL, 0);
+	real_fcntl(fd, F_SETFL, flags & SOCK_NONBLOCK ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
+	real_fcntl(fd, F_SETFD, flags & SOCK_CLOEXEC ? FD_CLOEXEC : 0);
 	*sl = ps_addr_to_sockaddr(&client, li->family, ss);
 	return fd;
 }

@@ -122,7 +122,7 @@ static FILE *open_pipe(const char *cmd, bool rd, bool cloexec)
 	}
 	int mine = rd ? p[0] : p[1], theirs = rd ? p[1] : p[0], to = rd ? 1 : 0;
 	if (theirs == to) {  /* dup2 onto itself would keep O_CLOEXEC */
-		int moved = fcntl(theirs, F_DUPFD_CLOEXEC, 3);
+		int moved = real_fcntl(theirs, F_DUPFD_CLOEXEC, 3);
 		real_close(theirs);
 		theirs = moved;
 	}
@@ -135,7 +135,7 @@ static FILE *open_pipe(const char *cmd, bool rd, bool cloexec)
 	if (theirs >= 0)
 		real_close(theirs);
 	if (!err && !cloexec)
-		fcntl(mine, F_SETFD, 0);
+		real_fcntl(mine, F_SETFD, 0);
 	node->f = err ? NULL : fdopen(mine, rd ? "r" : "w");
 	if (node->f) {
 		node->fd = mine;

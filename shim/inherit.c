@@ -62,7 +62,7 @@ static void carry_one(int fd, const struct ps_fdinfo *info, void *ctx)
 	const uint8_t *b = (const uint8_t *)info;
 	if (info->kind != PS_FD_CONN && info->kind != PS_FD_HANDLED)
 		return;
-	int flags = (int)syscall(SYS_fcntl, fd, F_GETFD);
+	int flags = real_fcntl(fd, F_GETFD, 0);
 	if (flags < 0 || (flags & FD_CLOEXEC))
 		return;  /* the child will not have it */
 	/* Still that socket? A number reused behind the shim's back is not carried. */
@@ -218,7 +218,7 @@ static int list_fds(int *fds, int max)
 	ssize_t got;
 	if (dfd < 0) {  /* no /proc: probe the usual range */
 		for (int fd = 0; fd < 1024 && n < max; fd++)
-			if (syscall(SYS_fcntl, fd, F_GETFD) >= 0)
+			if (real_fcntl(fd, F_GETFD, 0) >= 0)
 				fds[n++] = fd;
 		return n;
 	}
@@ -358,7 +358,7 @@ static int seen_before(struct seen *s, int fd, uint64_t cookie)
  * bad header and what follows) would still be read. */
 static void sever(int fd)
 {
-	int sv[2], fdflags = (int)syscall(SYS_fcntl, fd, F_GETFD);
+	int sv[2], fdflags = real_fcntl(fd, F_GETFD, 0);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		real_close(fd);  /* no replacement: at least the bytes never reach the app */
 		return;
@@ -492,7 +492,7 @@ static int finish(int fd, const struct ps_fdinfo *e, const struct ps_config *c, 
 	struct ps_addr client;
 	const char *why = NULL;
 	struct outcome o = {.cookie = e->cookie};
-	int fl = (int)syscall(SYS_fcntl, fd, F_GETFL);
+	int fl = real_fcntl(fd, F_GETFL, 0);
 	long long left = (long long)(int32_t)(e->sent - (uint32_t)clock_ms());
 	enum ps_take r;
 	if (!never_read(fd)) {  /* someone took bytes meanwhile: no longer provable */

@@ -421,7 +421,7 @@ int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *pee
 	ps_fd_set(fd, &(struct ps_fdinfo){.kind = PS_FD_KEPT, .cookie = k.cookie});
 	/* The shim's until handed over (kept() sets the caller's flag then): a program
 	 * spawned meanwhile must not hold it open. */
-	ps_real.fcntl(fd, F_SETFD, FD_CLOEXEC);
+	real_fcntl(fd, F_SETFD, FD_CLOEXEC);
 	s->k[s->n++] = k;
 	atomic_fetch_add(&kept_total, 1);
 	if (s->n == 1)

@@ -39,8 +39,7 @@ static int open_target(void)
 	}
 	default:
 		/* A copy of stderr as it is now: the daemon may close or reuse fd 2 later. */
-		return ps_real.fcntl ? ps_real.fcntl(2, F_DUPFD_CLOEXEC, 3)
-				     : (int)syscall(SYS_fcntl, 2, F_DUPFD_CLOEXEC, 3);
+		return real_fcntl(2, F_DUPFD_CLOEXEC, 3);
 	}
 }
 

@@ -56,7 +56,7 @@ static void die(const char *fmt, const char *name)
 {
 	char msg[200];
 	int n = snprintf(msg, sizeof(msg), fmt, name);
-	if (write(2, msg, (size_t)n) < 0) {}
+	if (ps_syscall(SYS_write, 2, msg, (size_t)n) < 0) {}
 	_exit(1);
 }
 

@@ -137,6 +137,10 @@ static inline int real_dup3(int fd, int to, int flags)
 {
 	return PS_REAL_OR_SYS(dup3, SYS_dup3, fd, to, flags);
 }
+static inline int real_fcntl(int fd, int cmd, long arg)
+{
+	return PS_REAL_OR_SYS(fcntl, SYS_fcntl, fd, cmd, arg);
+}
 static inline int real_close_range(unsigned first, unsigned last, int flags)
 {
 	return PS_REAL_OR_SYS(close_range, SYS_close_range, first, last, flags);

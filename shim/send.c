@@ -428,7 +428,7 @@ static int flush_claimed(int fd, struct ps_fdinfo *e, bool nowait)
 		errno = ECONNRESET;
 		return -1;
 	}
-	int fl = ps_real.fcntl ? ps_real.fcntl(fd, F_GETFL) : (int)syscall(SYS_fcntl, fd, F_GETFL);
+	int fl = real_fcntl(fd, F_GETFL, 0);
 	int flags = MSG_NOSIGNAL | (nowait || (fl >= 0 && (fl & O_NONBLOCK)) ? MSG_DONTWAIT : 0);
 	while (sent < len) {
 		ssize_t n = real_send(fd, hdr + sent, len - sent, flags);
@@ -759,7 +759,7 @@ static void before_exec(int fd, const struct ps_fdinfo *info, void *ctx)
 	struct ps_fdinfo e;
 	if (info->kind != PS_FD_SEND || (info->sent & SENT_DONE))
 		return;
-	int fdfl = ps_real.fcntl ? ps_real.fcntl(fd, F_GETFD) : (int)syscall(SYS_fcntl, fd, F_GETFD);
+	int fdfl = real_fcntl(fd, F_GETFD, 0);
 	if (fdfl < 0 || (fdfl & FD_CLOEXEC))
 		return;
 	if (flush(fd, true) == 0)
