@@ -62,6 +62,19 @@ ds_bg() {
 	DS_PIDS+=("$DS_PID")
 }
 
+# ds_bg_port DIR NAME SECONDS [VAR=VALUE...] -- COMMAND ARGS...: ds_bg for a program
+# that writes its port to the file named by its -P option (testserver, hsrv, sink,
+# udpsrv, ...): `-P DIR/NAME.port` is added to ARGS; waits up to SECONDS for the file.
+# Sets DS_PID and DS_PORT; status 1 if no port came (the program may still run: DS_PID).
+ds_bg_port() {
+	local dir=$1 name=$2 secs=$3
+	shift 3
+	rm -f "$dir/$name.port"
+	ds_bg "$dir" "$name" "$@" -P "$dir/$name.port"
+	ds_wait "$secs" test -s "$dir/$name.port" || return 1
+	DS_PORT=$(<"$dir/$name.port")
+}
+
 # ds_stop PID...: SIGTERM, up to 15 s for each to end (MariaDB shuts down cleanly), then
 # SIGKILL. Only the given PIDs, which must be children of this shell.
 ds_stop() { ds_stop_within 15 "$@"; }
@@ -167,34 +180,57 @@ ds_mariadb_client() {
 }
 
 # ---- nginx ----
-# Files under DIR/nginx: nginx.conf, www/ (index.html, acl/index.html), access.log
-# ("$remote_addr:$remote_port $status $request"), error.log, nginx.pid, temp dirs.
-# /acl/ is `allow 127.0.0.11; deny all;`.
+# Every nginx.conf of the tests, the demo and the bench is written by ds_nginx_conf and
+# nginx started by ds_nginx_run.
 
-# ds_nginx_start DIR PORT[,PORT...] WORKERS [VAR=VALUE...]: nginx (master and WORKERS
-# workers, `auto` allowed) on 127.0.0.1:PORT with a plain listen (no proxy_protocol), one
-# listen line per port of the list (one server). Sets DS_PID (the master).
-ds_nginx_start() {
-	local dir=$1/nginx port=${2%%,*} last=${2##*,} workers=$3 user= listen= p
-	for p in ${2//,/ }; do
-		listen+="listen 127.0.0.1:$p; "
+# ds_nginx_conf DIR [OPTION...]: writes DIR/nginx.conf: nginx in the foreground (`user
+# root` when root), its pid, error log (DIR/error.log) and temp paths under DIR, an http
+# block with one server rooted at DIR/www (made, with an index.html). Options:
+#   -l LISTEN      a listen directive's arguments ("127.0.0.1:8080 proxy_protocol"), one
+#                  line each; repeatable
+#   -w WORKERS     worker_processes (default 1; `auto` allowed)
+#   -c CONNS       worker_connections (default 256); above 4096 also
+#                  worker_rlimit_nofile CONNS + 64
+#   -e LEVEL       the error log's level (default info)
+#   -a FORMAT      log_format of the access log DIR/access.log (default: no access log)
+#   -h DIRECTIVES  more directives of the http block
+#   -s DIRECTIVES  more directives of the server block
+#   -x BLOCKS      more of the http block after the server (another server)
+#   -i TEXT        index.html's text (default "hello")
+ds_nginx_conf() {
+	local dir=$1 listen="" workers=1 conns=256 level=info access="access_log off;" http=""
+	local server="" extra="" index=hello user="" rlimit="" opt OPTIND=1 OPTARG
+	shift
+	while getopts "l:w:c:e:a:h:s:x:i:" opt; do
+		case $opt in
+		l) listen+="listen $OPTARG; " ;;
+		w) workers=$OPTARG ;;
+		c) conns=$OPTARG ;;
+		e) level=$OPTARG ;;
+		a) access="log_format main '$OPTARG'; access_log $dir/access.log main;" ;;
+		h) http=$OPTARG ;;
+		s) server=$OPTARG ;;
+		x) extra=$OPTARG ;;
+		i) index=$OPTARG ;;
+		*) echo "ds_nginx_conf: bad option" >&2; return 1 ;;
+		esac
 	done
-	shift 3
-	mkdir -p "$dir/www/acl" "$dir/tmp"
-	echo "hello" >"$dir/www/index.html"
-	echo "acl ok" >"$dir/www/acl/index.html"
+	mkdir -p "$dir/www" "$dir/tmp"
+	echo "$index" >"$dir/www/index.html"
 	[[ $(id -u) == 0 ]] && user="user root;"
+	((conns > 4096)) && rlimit="worker_rlimit_nofile $((conns + 64));"
 	cat >"$dir/nginx.conf" <<-EOF
 		$user
 		daemon off;
 		worker_processes $workers;
+		$rlimit
 		pid $dir/nginx.pid;
-		error_log $dir/error.log info;
-		events { worker_connections 256; }
+		error_log $dir/error.log $level;
+		events { worker_connections $conns; }
 		http {
 		    default_type text/plain;
-		    log_format client '\$remote_addr:\$remote_port \$status \$request';
-		    access_log $dir/access.log client;
+		    $access
+		    $http
 		    client_body_temp_path $dir/tmp/body;
 		    proxy_temp_path $dir/tmp/proxy;
 		    fastcgi_temp_path $dir/tmp/fastcgi;
@@ -203,21 +239,53 @@ ds_nginx_start() {
 		    server {
 		        $listen
 		        root $dir/www;
-		        location /acl/ {
-		            allow 127.0.0.11;
-		            deny all;
-		        }
+		        $server
 		    }
+		    $extra
 		}
 	EOF
-	ds_bg "$dir" nginx "$@" -- nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log"
+}
+
+# ds_nginx_run DIR OUTDIR NAME PORT [VAR=VALUE...] [-- PREFIX...]: nginx with
+# DIR/nginx.conf, started by ds_bg (output in OUTDIR/NAME.out and .err; PREFIX, for
+# example taskset, runs nginx); waits (20 s) until something listens on PORT. Sets
+# DS_PID (the master); status 1, with the logs on stderr, if nginx did not start.
+ds_nginx_run() {
+	local dir=$1 out=$2 name=$3 port=$4 vars=()
+	shift 4
+	while (($#)) && [[ $1 != -- ]]; do
+		vars+=("$1")
+		shift
+	done
+	(($#)) && shift
+	ds_bg "$out" "$name" "${vars[@]}" -- "$@" nginx -p "$dir/" -c "$dir/nginx.conf" \
+		-e "$dir/error.log"
 	local pid=$DS_PID
-	ds_wait 10 ds_listening "$last" || {
-		echo "nginx did not start:" >&2
-		cat "$dir/error.log" "$dir/nginx.err" >&2 2>/dev/null
+	ds_wait 20 ds_listening "$port" || {
+		echo "nginx ($dir) did not start:" >&2
+		cat "$dir/error.log" "$out/$name.err" >&2 2>/dev/null
 		return 1
 	}
 	DS_PID=$pid
+}
+
+# ds_nginx_start DIR PORT[,PORT...] WORKERS [VAR=VALUE...]: nginx (master and WORKERS
+# workers, `auto` allowed) on 127.0.0.1:PORT with a plain listen (no proxy_protocol), one
+# listen line per port of the list (one server). Files under DIR/nginx: nginx.conf, www/
+# (index.html, acl/index.html), access.log ("$remote_addr:$remote_port $status
+# $request"), error.log, nginx.pid, temp dirs. /acl/ is `allow 127.0.0.11; deny all;`.
+# Sets DS_PID (the master).
+ds_nginx_start() {
+	local dir=$1/nginx workers=$3 listen=() p
+	for p in ${2//,/ }; do
+		listen+=(-l "127.0.0.1:$p")
+	done
+	ds_nginx_conf "$dir" "${listen[@]}" -w "$workers" \
+		-a '$remote_addr:$remote_port $status $request' \
+		-s 'location /acl/ { allow 127.0.0.11; deny all; }'
+	mkdir -p "$dir/www/acl"
+	echo "acl ok" >"$dir/www/acl/index.html"
+	ds_nginx_run "$dir" "$dir" nginx "${2##*,}" "${@:4}"
 }
 
 # ---- redis ----

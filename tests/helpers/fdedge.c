@@ -24,6 +24,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#define HELPER_NAME "fdedge"
+#define HELPER_DIE_STATUS 2
+#include "common.h"
+
 #define PROXY_IP "127.0.0.10"
 #define CLIENT_IP "127.0.0.77"   /* the client the proxy's headers name */
 #define FORGED_IP "127.0.0.66"   /* the address a client tries to give itself */
@@ -72,19 +76,6 @@ static void usage(FILE *f)
 	      "  child FD...: (internal) prints each FD's peer as 'peer FD=ADDR:PORT'\n", f);
 }
 
-static void die(const char *what)
-{
-	fprintf(stderr, "fdedge: %s: %s\n", what, strerror(errno));
-	exit(2);
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void pause_ms(int ms)
 {
 	nanosleep(&(struct timespec){ms / 1000, ms % 1000 * 1000000L}, NULL);
@@ -125,7 +116,7 @@ static int listener(int port, int nonblocking)
 	struct sockaddr_in a = sin_of("127.0.0.1", port);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
 	    bind(fd, (void *)&a, sizeof(a)) < 0 || listen(fd, 64) < 0)
-		die("listener");
+		die_errno("listener");
 	return fd;
 }
 
@@ -136,14 +127,14 @@ static int dial(const char *src_ip, int src_port, int port)
 	struct sockaddr_in s = sin_of(src_ip, src_port), d = sin_of("127.0.0.1", port);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
 	    bind(fd, (void *)&s, sizeof(s)) < 0 || connect(fd, (void *)&d, sizeof(d)) < 0)
-		die("dial");
+		die_errno("dial");
 	return fd;
 }
 
 static void put(int fd, const char *s)
 {
 	if (write(fd, s, strlen(s)) != (ssize_t)strlen(s))
-		die("write");
+		die_errno("write");
 }
 
 /* The v1 header naming CLIENT_IP:cport as the client of a connection to port. */
@@ -187,14 +178,14 @@ static int stale(int rawclose, int port)
 	header(c1, 5555, port);
 	int x = accept(l1, NULL, NULL);
 	if (x < 0)
-		die("accept");
+		die_errno("accept");
 	printf("first: fd %d peer %s\n", x, peer_str(x));
 	if (rawclose) {
 		syscall(SYS_close, x);
 	} else {
 		FILE *f = fdopen(x, "r+");
 		if (!f)
-			die("fdopen");
+			die_errno("fdopen");
 		fclose(f);
 	}
 	close(c1);
@@ -228,7 +219,7 @@ static int closerange(int use_file, int timeout_ms)
 	put(c1, "PROXY TCP4 ");  /* and never the rest */
 	pause_ms(50);
 	if (try_accept(l) >= 0 || errno != EAGAIN)
-		die("the partial header was not kept aside");
+		die_errno("the partial header was not kept aside");
 	printf("kept connection: fd %d\n", predicted);
 	if (fcntl(predicted, F_GETFD) < 0) {
 		fprintf(stderr, "fdedge: the kept connection is not fd %d\n", predicted);
@@ -243,7 +234,7 @@ static int closerange(int use_file, int timeout_ms)
 		mine = socket(AF_INET, SOCK_STREAM, 0);
 		struct sockaddr_in d = sin_of("127.0.0.1", port_of(other, 0));
 		if (mine < 0 || connect(mine, (void *)&d, sizeof(d)) < 0)
-			die("own connection");
+			die_errno("own connection");
 		feeder = accept(other, NULL, NULL);
 		put(feeder, forged);
 	}
@@ -273,10 +264,10 @@ static int dup2_listener(void)
 	put(c1, "PROXY TCP4 " CLIENT_IP " ");
 	pause_ms(50);
 	if (try_accept(l) >= 0 || errno != EAGAIN)
-		die("the partial header was not kept aside");
+		die_errno("the partial header was not kept aside");
 	int s = listener(0, 1), new_port = port_of(s, 0);
 	if (dup2(s, l) != l)
-		die("dup2");
+		die_errno("dup2");
 	close(s);
 	char rest[64];
 	snprintf(rest, sizeof(rest), "127.0.0.1 5555 %d\r\n", port);
@@ -308,7 +299,7 @@ static int nofd_nonblocking(int timeout_ms)
 	getrlimit(RLIMIT_NOFILE, &old);
 	rl.rlim_max = old.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-		die("setrlimit");
+		die_errno("setrlimit");
 	long long t0 = now_ms();
 	int got = try_accept(l), e = errno;
 	long long took = now_ms() - t0;
@@ -333,7 +324,7 @@ static void *close_and_reuse(void *arg)
 	pause_ms(50);
 	close(kept_fd);  /* the application closes that number (a close_range, a bug) */
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) < 0)
-		die("socketpair");
+		die_errno("socketpair");
 	printf("closed %d; the application's socketpair took %d\n", kept_fd, pair[0]);
 	return NULL;
 }
@@ -347,7 +338,7 @@ static int keep_race(void)
 	put(c1, "PROXY TCP4 ");
 	pause_ms(50);
 	if (try_accept(l) >= 0 || errno != EAGAIN)
-		die("the partial header was not kept aside");
+		die_errno("the partial header was not kept aside");
 	char rest[64];
 	snprintf(rest, sizeof(rest), "%s 127.0.0.1 5555 %d\r\n", CLIENT_IP, port);
 	put(c1, rest);
@@ -409,9 +400,9 @@ static int urgent_header(int timeout_ms)
 	put(c1, "PROXY TCP4 " CLIENT_IP " 127.0.0.1 5555");
 	pause_ms(50);
 	if (try_accept(l) >= 0 || errno != EAGAIN)
-		die("the partial header was not kept aside");
+		die_errno("the partial header was not kept aside");
 	if (send(c1, "!", 1, MSG_OOB) != 1)
-		die("send MSG_OOB");
+		die_errno("send MSG_OOB");
 	struct pollfd p = {.fd = l, .events = POLLIN};
 	long long t0 = now_ms();
 	int wakes = 0;
@@ -469,11 +460,11 @@ static int keep_spawn(int timeout_ms)
 	put(c1, "PROXY TCP4 ");
 	pause_ms(50);
 	if (try_accept(l) >= 0 || errno != EAGAIN)
-		die("the partial header was not kept aside");
+		die_errno("the partial header was not kept aside");
 	pid_t pid;
 	char *argv[] = {"sleep", "5", NULL};
 	if (posix_spawnp(&pid, "sleep", NULL, NULL, argv, environ) != 0)
-		die("posix_spawnp");
+		die_errno("posix_spawnp");
 	pause_ms(timeout_ms + 100);
 	try_accept(l);  /* the deadline passed: the shim closes it */
 	bool closed = peer_closed(c1, 500);
@@ -574,7 +565,7 @@ static int proxied(int l, int port, int cport, int *x)
 	int c = dial(PROXY_IP, 0, port);
 	header(c, cport, port);
 	if ((*x = accept(l, NULL, NULL)) < 0)
-		die("accept");
+		die_errno("accept");
 	return c;
 }
 
@@ -595,9 +586,9 @@ static int spawn(const char *how)
 		char redir[4300];
 		snprintf(redir, sizeof(redir), "%s > %s", cmd, file);
 		if (o < 0 || system(redir) != 0)
-			die("system");
+			die_errno("system");
 		if (read(o, out, sizeof(out) - 1) < 0)
-			die("read");
+			die_errno("read");
 		unlink(file);
 		close(o);
 	} else if (!strcmp(how, "lost")) {
@@ -609,11 +600,11 @@ static int spawn(const char *how)
 			 "PROXYSHIM_TRUSTED=%s %s'", getenv("LD_PRELOAD"), PROXY_IP, cmd);
 		FILE *p = popen(lost, "r");
 		if (!p || !fgets(out, sizeof(out), p) || pclose(p) != 0)
-			die("popen");
+			die_errno("popen");
 	} else if (!strcmp(how, "popen")) {
 		FILE *p = popen(cmd, "r");
 		if (!p || !fgets(out, sizeof(out), p) || pclose(p) != 0)
-			die("popen");
+			die_errno("popen");
 	} else {
 		extern char **environ;
 		char *argv[] = {self, "child", fdarg, NULL};
@@ -621,14 +612,14 @@ static int spawn(const char *how)
 		pid_t pid;
 		posix_spawn_file_actions_t fa;
 		if (pipe(pfd) < 0)
-			die("pipe");
+			die_errno("pipe");
 		posix_spawn_file_actions_init(&fa);
 		posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
 		if (posix_spawn(&pid, self, &fa, NULL, argv, environ) != 0)
-			die("posix_spawn");
+			die_errno("posix_spawn");
 		close(pfd[1]);
 		if (read(pfd[0], out, sizeof(out) - 1) < 0)
-			die("read");
+			die_errno("read");
 		waitpid(pid, NULL, 0);
 	}
 	printf("child: %s", out);
@@ -658,7 +649,7 @@ static int spawn_idle(int n, int timeout_ms)
 	FILE *p = popen(cmd, "r");
 	char out[64];
 	if (!p || (fgets(out, sizeof(out), p), pclose(p)) != 0)
-		die("popen");
+		die_errno("popen");
 	long long took = now_ms() - t0;
 	printf("popen with %d idle proxied connections took %lld ms (header timeout %d ms)\n",
 	       n, took, timeout_ms);
@@ -675,11 +666,11 @@ static int exec_many(int n)
 	argv[k++] = self;
 	argv[k++] = "child";
 	if (n > 8000)
-		die("at most 8000 connections");
+		die_errno("at most 8000 connections");
 	for (int i = 0, x; i < n; i++) {
 		proxied(l, port, 7000 + i, &x);
 		if (x >= 65536)
-			die("descriptor too high");
+			die_errno("descriptor too high");
 		cport_of[x] = 7000 + i;
 		char *a = malloc(16);
 		snprintf(a, 16, "%d", x);
@@ -688,7 +679,7 @@ static int exec_many(int n)
 	argv[k] = NULL;
 	int pfd[2];
 	if (pipe(pfd) < 0)
-		die("pipe");
+		die_errno("pipe");
 	long long t0 = now_ms();
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -732,7 +723,7 @@ static int exec_how(const char *how)
 	snprintf(fdarg, sizeof(fdarg), "%d", x);
 	char *argv[] = {self, "child", fdarg, NULL};
 	if (pipe(pfd) < 0)
-		die("pipe");
+		die_errno("pipe");
 	pid_t pid = !strcmp(how, "vfork") ? vfork() : fork();
 	if (pid == 0) {
 		dup2(pfd[1], 1);
@@ -757,7 +748,7 @@ static int exec_how(const char *how)
 	}
 	close(pfd[1]);
 	if (read(pfd[0], out, sizeof(out) - 1) < 0)
-		die("read");
+		die_errno("read");
 	int st;
 	waitpid(pid, &st, 0);
 	printf("%s: %s", how, out);
@@ -776,7 +767,7 @@ static int scm_rights(void)
 	int c = proxied(l, port, 5555, &x);
 	put(c, forged);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 || pipe(pfd) < 0)
-		die("socketpair");
+		die_errno("socketpair");
 	pid_t pid = fork();
 	if (pid == 0) {
 		dup2(sv[1], 0);
@@ -795,7 +786,7 @@ static int scm_rights(void)
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cm), &x, sizeof(int));
 	if (sendmsg(sv[0], &m, 0) != 1)
-		die("sendmsg");
+		die_errno("sendmsg");
 	char out[512] = {0};
 	ssize_t n = 0, r;
 	while (n < (ssize_t)sizeof(out) - 1 && (r = read(pfd[0], out + n, sizeof(out) - 1 - (size_t)n)) > 0)
@@ -818,7 +809,7 @@ static int popen_fclose(void)
 	int bad = 0;
 	FILE *p = popen("echo first", "r");
 	if (!p || !fgets(line, sizeof(line), p))
-		die("popen");
+		die_errno("popen");
 	/* glibc's pclose is its fclose, and programs rely on it; GCC's malloc attribute on
 	 * popen says otherwise, hence the call through a pointer. */
 	int (*volatile close_stream)(FILE *) = fclose;
@@ -853,11 +844,11 @@ static int receive(void)
 			   .msg_controllen = sizeof(cbuf)};
 	int fd;
 	if (recvmsg(0, &m, 0) != 1 || !CMSG_FIRSTHDR(&m))
-		die("recvmsg");
+		die_errno("recvmsg");
 	memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof(int));
 	pause_ms(50);
 	if (recv(fd, data, sizeof(data) - 1, MSG_DONTWAIT) < 0)
-		die("recv");
+		die_errno("recv");
 	printf("peer %s data %s\n", peer_str(fd), data);
 	return 0;
 }
@@ -875,7 +866,7 @@ int main(int argc, char **argv)
 	int timeout_ms = t ? atoi(t) : 3000;
 	signal(SIGPIPE, SIG_IGN);
 	if (readlink("/proc/self/exe", self, sizeof(self) - 1) < 0)
-		die("readlink");
+		die_errno("readlink");
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2 || !strcmp(argv[1], "-h")) {
 		usage(argc < 2 ? stderr : stdout);

@@ -10,26 +10,20 @@
  * "summary served=N closed=N reset=N timeout=N connfail=N rst=N".
  * Exit status: 0 after every connection ended, 1 usage or set-up error. */
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "netaddr.h"
+#define HELPER_NAME "hammer"
+#include "clientloop.h"
 
 #define PAYLOAD_MAX (1 << 20)
-#define REPLY_KEEP 64
+#define REPLY_SHOWN 64   /* reply bytes shown with -v */
 
 enum end { END_SHUT, END_KEEP, END_RST };
-enum phase { CONNECTING, SENDING, WAITING };
 enum result { R_SERVED, R_CLOSED, R_RESET, R_TIMEOUT, R_CONNFAIL, R_RST, R_COUNT };
 static const char *const result_name[] = {"served", "closed", "reset", "timeout",
 					  "connfail", "rst"};
@@ -48,15 +42,9 @@ static socklen_t dlen, slen;
 static long counts[R_COUNT];
 
 struct conn {
-	int fd;
-	long idx;
-	enum phase phase;
-	size_t sent, split;   /* split: end of the first write (plen: one write) */
-	long long t0;         /* connect started, then connected (ms) */
-	long long next;       /* earliest time of the next write */
+	struct cl_conn cl;    /* t0: connect started, then connected */
+	size_t split;         /* end of the first write (plen: one write) */
 	unsigned port;
-	size_t got;
-	char reply[REPLY_KEEP];
 };
 
 static void usage(FILE *f)
@@ -78,25 +66,6 @@ static void usage(FILE *f)
 	      "  -M         print CLOCK_MONOTONIC in seconds (the shim's log clock) and exit\n", f);
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static long num(const char *s, long min, long max, const char *what)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max) {
-		fprintf(stderr, "hammer: bad %s: \"%s\"\n", what, s);
-		exit(1);
-	}
-	return v;
-}
-
 
 static void parse_args(int argc, char **argv)
 {
@@ -104,13 +73,13 @@ static void parse_args(int argc, char **argv)
 	while ((c = getopt(argc, argv, "s:n:j:c:S1d:p:e:t:vMh")) != -1) {
 		switch (c) {
 		case 's': opt.src = optarg; break;
-		case 'n': opt.count = num(optarg, 1, 10000000, "count"); break;
-		case 'j': opt.parallel = num(optarg, 1, 100000, "parallel"); break;
-		case 'c': opt.split = num(optarg, 0, PAYLOAD_MAX, "split"); break;
+		case 'n': opt.count = parse_num(optarg, 1, 10000000, "count"); break;
+		case 'j': opt.parallel = parse_num(optarg, 1, 100000, "parallel"); break;
+		case 'c': opt.split = parse_num(optarg, 0, PAYLOAD_MAX, "split"); break;
 		case 'S': opt.sweep = true; break;
 		case '1': opt.trickle = true; break;
-		case 'd': opt.delay_ms = num(optarg, 0, 600000, "delay"); break;
-		case 'p': opt.partial = num(optarg, 0, PAYLOAD_MAX, "partial"); break;
+		case 'd': opt.delay_ms = parse_num(optarg, 0, 600000, "delay"); break;
+		case 'p': opt.partial = parse_num(optarg, 0, PAYLOAD_MAX, "partial"); break;
 		case 'e':
 			if (!strcmp(optarg, "shut"))
 				opt.end = END_SHUT;
@@ -119,9 +88,9 @@ static void parse_args(int argc, char **argv)
 			else if (!strcmp(optarg, "rst"))
 				opt.end = END_RST;
 			else
-				num("", 0, 0, "end");
+				die("bad end: \"%s\"", optarg);
 			break;
-		case 't': opt.timeout_ms = num(optarg, 1, 3600000, "timeout"); break;
+		case 't': opt.timeout_ms = parse_num(optarg, 1, 3600000, "timeout"); break;
 		case 'v': opt.verbose = true; break;
 		case 'M':
 			printf("%lld.%03lld\n", now_ms() / 1000, now_ms() % 1000);
@@ -134,11 +103,11 @@ static void parse_args(int argc, char **argv)
 		usage(stderr);
 		exit(1);
 	}
-	dlen = na_parse(argv[optind], (unsigned)num(argv[optind + 1], 1, 65535, "port"), &dst);
+	dlen = na_parse(argv[optind], (unsigned)parse_num(argv[optind + 1], 1, 65535, "port"), &dst);
 	if (!dlen)
-		num("", 0, 0, "host");
+		die("bad host: \"%s\"", argv[optind]);
 	if (opt.src && !(slen = na_parse(opt.src, 0, &src)))
-		num("", 0, 0, "source");
+		die("bad source: \"%s\"", opt.src);
 }
 
 static void read_payload(void)
@@ -147,211 +116,99 @@ static void read_payload(void)
 	while (plen < PAYLOAD_MAX && (r = read(0, payload + plen, PAYLOAD_MAX - plen)) != 0) {
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r < 0) {
-			perror("hammer: stdin");
-			exit(1);
-		}
+		if (r < 0)
+			die_errno("stdin");
 		plen += (size_t)r;
 	}
 	if (opt.partial >= 0 && (size_t)opt.partial < plen)
 		plen = (size_t)opt.partial;
 }
 
-static void escape(const char *p, size_t n, char *out, size_t cap)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < n && o + 5 < cap; i++) {
-		unsigned char ch = (unsigned char)p[i];
-		if (ch == '\n')
-			o += (size_t)snprintf(out + o, cap - o, "\\n");
-		else if (ch >= 0x20 && ch < 0x7f && ch != '\\')
-			out[o++] = (char)ch;
-		else
-			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", ch);
-	}
-	out[o] = '\0';
-}
+/* After the last byte: end the write side as asked. */
+/* Writes what is due now. */
 
-static void finish(struct conn *c, enum result r)
-{
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	if (r == R_CLOSED && c->got)
-		r = R_SERVED;
-	if (r == R_RESET && c->got)
-		r = R_SERVED;
-	counts[r]++;
-	if (opt.verbose) {
-		char rep[REPLY_KEEP * 4 + 1];
-		escape(c->reply, c->got < REPLY_KEEP ? c->got : REPLY_KEEP, rep, sizeof rep);
-		printf("conn %ld split=%zu port=%u result=%s bytes=%zu ms=%lld reply=%s\n", c->idx,
-		       c->split, c->port, result_name[r], c->got, now_ms() - c->t0, rep);
-	}
-}
+/* ---- the hooks of the client engine ---- */
 
-static void start(struct conn *c, long idx)
+static socklen_t prepare(struct cl_conn *cl, struct sockaddr_storage *to)
 {
-	memset(c, 0, sizeof *c);
-	c->idx = idx;
-	c->t0 = now_ms();
-	c->split = opt.split ? (size_t)opt.split + (opt.sweep ? (size_t)idx : 0) : plen;
+	struct conn *c = (struct conn *)cl;
+	c->split = opt.split ? (size_t)opt.split + (opt.sweep ? (size_t)cl->idx : 0) : plen;
 	if (c->split > plen)
 		c->split = plen;
-	c->fd = socket(dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
-		perror("hammer: socket");
-		exit(1);
-	}
-	if (opt.src && bind(c->fd, (struct sockaddr *)&src, slen) < 0) {
-		perror("hammer: bind");
-		exit(1);
-	}
-	c->phase = CONNECTING;
-	if (connect(c->fd, (struct sockaddr *)&dst, dlen) < 0 && errno != EINPROGRESS)
-		finish(c, R_CONNFAIL);
+	cl->out = payload;
+	cl->outlen = plen;
+	*to = dst;
+	return dlen;
 }
 
-static void connected(struct conn *c)
+static int bind_source(struct cl_conn *cl)
 {
-	int err = 0;
-	socklen_t len = sizeof err;
-	getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-	if (err) {
-		finish(c, R_CONNFAIL);
-		return;
-	}
+	if (opt.src && bind(cl->fd, (struct sockaddr *)&src, slen) < 0)
+		die_errno("bind");
+	return 0;
+}
+
+static void connected(struct cl_conn *cl)
+{
 	struct sockaddr_storage ss;
-	len = sizeof ss;
-	if (getsockname(c->fd, (struct sockaddr *)&ss, &len) == 0)
-		c->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-							: ((struct sockaddr_in6 *)&ss)->sin6_port);
-	c->phase = SENDING;
-	c->t0 = c->next = now_ms();
+	socklen_t len = sizeof ss;
+	if (getsockname(cl->fd, (struct sockaddr *)&ss, &len) == 0)
+		((struct conn *)cl)->port = na_port(&ss);
+	cl->t0 = cl->next;   /* the timeout runs from the connect */
+}
+
+/* One byte (-1), the first -c bytes, or the rest. */
+static size_t write_end(const struct cl_conn *cl)
+{
+	size_t split = ((const struct conn *)cl)->split;
+	size_t upto = opt.trickle ? cl->sent + 1 : cl->sent < split ? split : cl->outlen;
+	return upto < cl->outlen ? upto : cl->outlen;
+}
+
+static long pause_ms(const struct cl_conn *cl)
+{
+	(void)cl;
+	return opt.delay_ms;
 }
 
 /* After the last byte: end the write side as asked. */
-static void sent_all(struct conn *c)
+static void sent_all(struct cl_conn *cl)
 {
-	c->phase = WAITING;
 	if (opt.end == END_SHUT) {
-		shutdown(c->fd, SHUT_WR);
+		shutdown(cl->fd, SHUT_WR);
 	} else if (opt.end == END_RST) {
 		struct linger lg = {1, 0};
-		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-		finish(c, R_RST);
+		setsockopt(cl->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+		cl_end(cl, CL_OWN);
 	}
 }
 
-/* Writes what is due now. */
-static void send_due(struct conn *c, long long now)
+static void ended(struct cl_conn *cl, int how)
 {
-	while (c->fd >= 0 && c->phase == SENDING && now >= c->next) {
-		size_t upto = opt.trickle ? c->sent + 1 : c->sent < c->split ? c->split : plen;
-		if (upto > plen)
-			upto = plen;
-		if (c->sent >= plen) {
-			sent_all(c);
-			return;
-		}
-		ssize_t w = send(c->fd, payload + c->sent, upto - c->sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w < 0 && (errno == EAGAIN || errno == EINTR))
-			return;
-		if (w < 0) {  /* the server is gone: see how it ended */
-			c->phase = WAITING;
-			return;
-		}
-		c->sent += (size_t)w;
-		if (c->sent == upto && c->sent < plen &&
-		    (opt.trickle || c->sent == c->split))
-			c->next = now + opt.delay_ms;
-		if (c->sent >= plen)
-			sent_all(c);
+	struct conn *c = (struct conn *)cl;
+	enum result r = how == CL_EOF ? R_CLOSED : how == CL_RESET ? R_RESET
+		      : how == CL_TIMEOUT ? R_TIMEOUT : how == CL_CONNFAIL ? R_CONNFAIL : R_RST;
+	if ((r == R_CLOSED || r == R_RESET) && cl->got)
+		r = R_SERVED;
+	counts[r]++;
+	if (opt.verbose) {
+		char rep[REPLY_SHOWN * 4 + 1];
+		escape_bytes(cl->reply, cl->got < REPLY_SHOWN ? cl->got : REPLY_SHOWN, rep,
+			     sizeof rep, ESC_NL);
+		printf("conn %ld split=%zu port=%u result=%s bytes=%zu ms=%lld reply=%s\n", cl->idx,
+		       c->split, c->port, result_name[r], cl->got, now_ms() - cl->t0, rep);
 	}
 }
 
-static void read_some(struct conn *c)
-{
-	char buf[4096];
-	for (;;) {
-		ssize_t r = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
-		if (r > 0) {
-			for (ssize_t i = 0; i < r && c->got + (size_t)i < REPLY_KEEP; i++)
-				c->reply[c->got + (size_t)i] = buf[i];
-			c->got += (size_t)r;
-			continue;
-		}
-		if (r == 0) {
-			finish(c, R_CLOSED);
-		} else if (errno == ECONNRESET || errno == EPIPE) {
-			finish(c, R_RESET);
-		} else if (errno != EAGAIN && errno != EINTR) {
-			finish(c, R_RESET);
-		}
-		return;
-	}
-}
-
-static void raise_nofile(long need)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)need + 16) {
-		rl.rlim_cur = rl.rlim_max < (rlim_t)need + 16 ? rl.rlim_max : (rlim_t)need + 16;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-}
+static const struct cl_ops ops = {prepare, bind_source, connected, write_end, pause_ms,
+				  sent_all, ended};
 
 int main(int argc, char **argv)
 {
 	parse_args(argc, argv);
 	read_payload();
-	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	raise_nofile(opt.parallel);
-	struct conn *conns = calloc((size_t)opt.parallel, sizeof *conns);
-	struct pollfd *pfd = calloc((size_t)opt.parallel, sizeof *pfd);
-	if (!conns || !pfd)
-		return 1;
-	for (long i = 0; i < opt.parallel; i++)
-		conns[i].fd = -1;
-	long next_idx = 0, done = 0;
-	while (done < opt.count) {
-		long long now = now_ms();
-		int wait = 100;
-		for (long i = 0; i < opt.parallel; i++) {
-			struct conn *c = &conns[i];
-			if (c->fd < 0 && next_idx < opt.count)
-				start(c, next_idx++);
-			if (c->fd >= 0 && now - c->t0 >= opt.timeout_ms)
-				finish(c, c->phase == CONNECTING ? R_CONNFAIL : R_TIMEOUT);
-			if (c->fd >= 0 && c->phase == SENDING)
-				send_due(c, now);
-			pfd[i] = (struct pollfd){.fd = c->fd};
-			if (c->fd < 0)
-				continue;
-			pfd[i].events = c->phase == CONNECTING ? POLLOUT : POLLIN;
-			if (c->phase == SENDING && c->next > now && c->next - now < wait)
-				wait = (int)(c->next - now);
-			if (c->phase == SENDING && c->next <= now)
-				pfd[i].events |= POLLOUT;
-		}
-		if (poll(pfd, (nfds_t)opt.parallel, wait) < 0 && errno != EINTR) {
-			perror("hammer: poll");
-			return 1;
-		}
-		for (long i = 0; i < opt.parallel; i++) {
-			struct conn *c = &conns[i];
-			if (c->fd < 0 || !pfd[i].revents)
-				continue;
-			if (c->phase == CONNECTING)
-				connected(c);
-			else if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
-				read_some(c);
-		}
-		done = 0;
-		for (int r = 0; r < R_COUNT; r++)
-			done += counts[r];
-	}
+	cl_run(&ops, sizeof(struct conn), opt.parallel, opt.count, 0, opt.timeout_ms);
 	printf("summary served=%ld closed=%ld reset=%ld timeout=%ld connfail=%ld rst=%ld\n",
 	       counts[R_SERVED], counts[R_CLOSED], counts[R_RESET], counts[R_TIMEOUT],
 	       counts[R_CONNFAIL], counts[R_RST]);

@@ -26,7 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "netaddr.h"
+#define HELPER_NAME "hsrv"
+#include "common.h"
 
 #define DATA_MAX 256
 #define ADDR_STR 160
@@ -66,12 +67,6 @@ static _Atomic pid_t inflight[FORK_INFLIGHT];
 static atomic_bool fork_quit, fork_done;
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void die(const char *what)
-{
-	fprintf(stderr, "hsrv: %s: %s\n", what, strerror(errno));
-	exit(1);
-}
-
 static void usage(FILE *f)
 {
 	fputs("usage: hsrv [-l ADDR] [-P PORTFILE] [-n COUNT] [-m block|epoll|threads:N|spin]\n"
@@ -108,18 +103,6 @@ static void usage(FILE *f)
 	      "dupper=none|running|stuck' (stuck: the -Z thread made no progress in 2 s).\n", f);
 }
 
-static long num(const char *s, long min, long max)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max) {
-		fprintf(stderr, "hsrv: bad number \"%s\"\n", s);
-		exit(1);
-	}
-	return v;
-}
-
 static void parse_args(int argc, char **argv)
 {
 	int c;
@@ -127,7 +110,7 @@ static void parse_args(int argc, char **argv)
 		switch (c) {
 		case 'l': opt.laddr = optarg; break;
 		case 'P': opt.portfile = optarg; break;
-		case 'n': opt.count = num(optarg, 1, 10000000); break;
+		case 'n': opt.count = parse_num(optarg, 1, 10000000, "count"); break;
 		case 'm':
 			if (!strcmp(optarg, "block"))
 				opt.mode = M_BLOCK;
@@ -139,22 +122,22 @@ static void parse_args(int argc, char **argv)
 				opt.mode = M_SELECT;
 			else if (!strncmp(optarg, "threads:", 8))
 				opt.mode = M_THREADS,
-				opt.nthreads = (int)num(optarg + 8, 1, MAX_THREADS);
+				opt.nthreads = (int)parse_num(optarg + 8, 1, MAX_THREADS, "thread count");
 			else
-				num("", 0, 0);
+				die("bad mode: \"%s\"", optarg);
 			break;
-		case 'I': opt.idle_ms = (int)num(optarg, 1, 600000); break;
-		case 'T': opt.hard_timeout = (int)num(optarg, 1, 86400); break;
-		case 's': opt.storm_us = num(optarg, 1, 10000000); break;
-		case 'O': opt.open_to = num(optarg, 3, 1 << 24); break;
-		case 'r': opt.rlimit = num(optarg, 16, 1 << 24); break;
-		case 'D': opt.dup_to = num(optarg, 3, 1 << 24); break;
+		case 'I': opt.idle_ms = (int)parse_num(optarg, 1, 600000, "idle ms"); break;
+		case 'T': opt.hard_timeout = (int)parse_num(optarg, 1, 86400, "timeout"); break;
+		case 's': opt.storm_us = parse_num(optarg, 1, 10000000, "storm us"); break;
+		case 'O': opt.open_to = parse_num(optarg, 3, 1 << 24, "-O fd"); break;
+		case 'r': opt.rlimit = parse_num(optarg, 16, 1 << 24, "nofile limit"); break;
+		case 'D': opt.dup_to = parse_num(optarg, 3, 1 << 24, "-D fd"); break;
 		case 'f': opt.fork_stress = true; break;
-		case 'Z': opt.dup_stress = num(optarg, 3, 1 << 24); break;
+		case 'Z': opt.dup_stress = parse_num(optarg, 3, 1 << 24, "-Z fd"); break;
 		case 'K': opt.sigclose = optarg; break;
-		case 'V': opt.vfork_n = num(optarg, 1, 64); break;
+		case 'V': opt.vfork_n = parse_num(optarg, 1, 64, "child count"); break;
 		case 'X': opt.spawn = optarg; break;
-		case 'C': opt.child_fd = num(optarg, 0, 1 << 24); break;
+		case 'C': opt.child_fd = parse_num(optarg, 0, 1 << 24, "-C fd"); break;
 		case 'E': opt.exhaust = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(1);
@@ -208,34 +191,6 @@ static void summary_and_exit(void)
 	_exit(0);
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void escape(const char *p, size_t n, char *buf, size_t cap)
-{
-	size_t o = 0;
-	buf[o++] = '"';
-	for (size_t i = 0; i < n && o + 6 < cap; i++) {
-		unsigned char ch = (unsigned char)p[i];
-		if (ch == '\r')
-			o += (size_t)snprintf(buf + o, cap - o, "\\r");
-		else if (ch == '\n')
-			o += (size_t)snprintf(buf + o, cap - o, "\\n");
-		else if (ch == '\\' || ch == '"')
-			o += (size_t)snprintf(buf + o, cap - o, "\\%c", ch);
-		else if (ch >= 0x20 && ch < 0x7f)
-			buf[o++] = (char)ch;
-		else
-			o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", ch);
-	}
-	buf[o++] = '"';
-	buf[o] = '\0';
-}
-
 /* Reads (any blocking mode) until EOF, DATA_MAX bytes or idle_ms without data. */
 static size_t read_data(int fd, char *data)
 {
@@ -271,7 +226,7 @@ static void serve(int fd, long nsigs)
 {
 	if (opt.dup_to >= 0) {
 		if (dup2(fd, (int)opt.dup_to) < 0)
-			die("dup2 to the -D fd");
+			die_errno("dup2 to the -D fd");
 		close(fd);
 		fd = (int)opt.dup_to;
 	}
@@ -279,7 +234,7 @@ static void serve(int fd, long nsigs)
 	size_t len = read_data(fd, data);
 	na_format_name(fd, true, peer, sizeof peer);
 	na_format_name(fd, false, local, sizeof local);
-	escape(data, len, esc, sizeof esc);
+	escape_bytes(data, len, esc, sizeof esc, ESC_QUOTED);
 	out_line("conn fd=%d peer=%s local=%s data=%s sigs=%ld\n", fd, peer, local, esc, nsigs);
 	reply(fd, peer);
 	close(fd);
@@ -302,7 +257,7 @@ static int take(int flags, long *nsigs)
 			out_line("stopped\n");
 			_exit(0);
 		}
-		die("accept4");
+		die_errno("accept4");
 	}
 	atomic_fetch_add(&accept_errors, 1);
 	fprintf(stderr, "hsrv: accept4: %s\n", strerror(errno));
@@ -352,7 +307,7 @@ static void run_select(void)
 	size_t words = (size_t)lfd / bits + 1;
 	unsigned long *rd = calloc(words, sizeof(*rd));
 	if (!rd)
-		die("calloc");
+		die_errno("calloc");
 	for (;;) {
 		memset(rd, 0, words * sizeof(*rd));
 		rd[(size_t)lfd / bits] = 1ul << ((size_t)lfd % bits);
@@ -374,13 +329,13 @@ static void run_epoll(void)
 	fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0)
-		die("epoll_create1");
+		die_errno("epoll_create1");
 	struct epoll_event ev = {.events = EPOLLIN, .data.fd = -1};
 	int first = -1, last = -1, fd;
 	while (opt.exhaust && (fd = fcntl(0, F_DUPFD_CLOEXEC, 0)) >= 0)
 		first = first < 0 ? fd : first, last = fd;
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) < 0)
-		die("epoll_ctl");
+		die_errno("epoll_ctl");
 	for (fd = first; first >= 0 && fd <= last; fd++)
 		close(fd);
 	for (;;) {
@@ -391,7 +346,7 @@ static void run_epoll(void)
 			_exit(0);
 		}
 		if (n < 0 && errno != EINTR)
-			die("epoll_wait");
+			die_errno("epoll_wait");
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.fd == -1) {
 				long s;
@@ -400,7 +355,7 @@ static void run_epoll(void)
 					struct epoll_event ce = {.events = EPOLLIN | EPOLLRDHUP,
 								 .data.u64 = (uint64_t)fd << 32 | (uint32_t)s};
 					if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ce) < 0)
-						die("epoll_ctl(conn)");
+						die_errno("epoll_ctl(conn)");
 				}
 			} else {
 				int fd = (int)(evs[i].data.u64 >> 32);
@@ -447,12 +402,12 @@ static void start_storm(void)
 	struct sigevent se = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR1};
 	timer_t t;
 	if (timer_create(CLOCK_MONOTONIC, &se, &t) < 0)
-		die("timer_create");
+		die_errno("timer_create");
 	struct itimerspec its = {
 		.it_value = {opt.storm_us / 1000000, opt.storm_us % 1000000 * 1000},
 		.it_interval = {opt.storm_us / 1000000, opt.storm_us % 1000000 * 1000}};
 	if (timer_settime(t, 0, &its, NULL) < 0)
-		die("timer_settime");
+		die_errno("timer_settime");
 }
 
 /* ---- fork from a threaded process ---- */
@@ -547,7 +502,7 @@ static void run_children(void)
 			int e = posix_spawn(&pids[i], self_path, NULL, NULL, argv, environ);
 			if (e) {
 				errno = e;
-				die("posix_spawn");
+				die_errno("posix_spawn");
 			}
 			continue;
 		}
@@ -557,7 +512,7 @@ static void run_children(void)
 			_exit(127);
 		}
 		if (pid < 0)
-			die("vfork");
+			die_errno("vfork");
 		pids[i] = pid;
 	}
 	for (long i = 0; i < opt.vfork_n; i++) {
@@ -578,7 +533,7 @@ static void child_mode(void)
 	size_t len = read_data(fd, data);
 	na_format_name(fd, true, peer, sizeof peer);
 	na_format_name(fd, false, local, sizeof local);
-	escape(data, len, esc, sizeof esc);
+	escape_bytes(data, len, esc, sizeof esc, ESC_QUOTED);
 	printf("child fd=%d peer=%s local=%s data=%s\n", fd, peer, local, esc);
 	fflush(stdout);
 	reply(fd, peer);
@@ -601,12 +556,12 @@ static void open_up_to(void)
 {
 	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (null < 0)
-		die("/dev/null");
+		die_errno("/dev/null");
 	int last = null;
 	while (last < opt.open_to) {
 		last = fcntl(null, F_DUPFD_CLOEXEC, last + 1);
 		if (last < 0)
-			die("filling the fd table (-O)");
+			die_errno("filling the fd table (-O)");
 	}
 }
 
@@ -620,7 +575,7 @@ static void listen_on(void)
 	}
 	lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (lfd < 0)
-		die("socket");
+		die_errno("socket");
 	int one = 1, zero = 0;
 	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	if (ss.ss_family == AF_INET6) {
@@ -629,7 +584,7 @@ static void listen_on(void)
 		setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, any ? &zero : &one, sizeof one);
 	}
 	if (bind(lfd, (struct sockaddr *)&ss, len) < 0 || listen(lfd, 1024) < 0)
-		die("bind/listen");
+		die_errno("bind/listen");
 	len = sizeof ss;
 	getsockname(lfd, (struct sockaddr *)&ss, &len);
 	unsigned port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
@@ -639,7 +594,7 @@ static void listen_on(void)
 		snprintf(tmp, sizeof tmp, "%s.tmp", opt.portfile);
 		FILE *f = fopen(tmp, "w");
 		if (!f || fprintf(f, "%u\n", port) < 0 || fclose(f) || rename(tmp, opt.portfile))
-			die("port file");
+			die_errno("port file");
 	}
 }
 
@@ -647,7 +602,7 @@ static void start_thread(void *(*fn)(void *))
 {
 	pthread_t t;
 	if (pthread_create(&t, NULL, fn, NULL))
-		die("pthread_create");
+		die_errno("pthread_create");
 	pthread_detach(t);
 }
 

@@ -19,6 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define HELPER_NAME "launcher"
+#include "common.h"
+
 static void usage(FILE *f)
 {
 	fputs("usage: launcher [-p PORT] [-P PORTFILE] [-t SECONDS] PROG [ARGS...]\n"
@@ -29,25 +32,6 @@ static void usage(FILE *f)
 	      "LISTEN_FDNAMES=connection.\n", f);
 }
 
-static long num(const char *s, long min, long max, const char *what)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max) {
-		fprintf(stderr, "launcher: bad %s: \"%s\"\n", what, s);
-		exit(1);
-	}
-	return v;
-}
-
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 int main(int argc, char **argv)
 {
 	long port = 0, timeout_s = 20;
@@ -55,9 +39,9 @@ int main(int argc, char **argv)
 	int opt;
 	while ((opt = getopt(argc, argv, "+p:P:t:h")) != -1) {
 		switch (opt) {
-		case 'p': port = num(optarg, 0, 65535, "port"); break;
+		case 'p': port = parse_num(optarg, 0, 65535, "port"); break;
 		case 'P': portfile = optarg; break;
-		case 't': timeout_s = num(optarg, 1, 3600, "timeout"); break;
+		case 't': timeout_s = parse_num(optarg, 1, 3600, "timeout"); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}
@@ -88,7 +72,7 @@ int main(int argc, char **argv)
 		}
 	}
 
-	long deadline = now_ms() + timeout_s * 1000L;
+	long long deadline = now_ms() + timeout_s * 1000L;
 	struct pollfd pfd = {.fd = lfd, .events = POLLIN};
 	int r;
 	do

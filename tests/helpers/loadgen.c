@@ -47,7 +47,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "netaddr.h"
+#define HELPER_NAME "loadgen"
+#include "common.h"
 
 #define OUT_MAX 1024
 #define IN_MAX 1024
@@ -116,25 +117,6 @@ static size_t reqlen;
 /* Connections waiting out -d, in due order (every delay is the same): a ring. */
 static long *dq;
 static long dq_head, dq_len;
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("loadgen: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void usage(FILE *f)
 {

@@ -24,7 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "netaddr.h"
+#define HELPER_NAME "rawsend"
+#include "common.h"
 
 #define PAYLOAD_MAX (1 << 20)
 #define CONNS_MAX 200
@@ -79,33 +80,7 @@ static void usage(FILE *f)
 	      "  -h          this help\n", f);
 }
 
-static long num(const char *s, long min, long max, const char *what)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max) {
-		fprintf(stderr, "rawsend: bad %s: \"%s\"\n", what, s);
-		exit(1);
-	}
-	return v;
-}
-
 static struct timespec connected_at;
-
-static long ms_since(const struct timespec *t)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
 
 static size_t read_stdin(char *buf, size_t cap)
 {
@@ -354,26 +329,26 @@ int main(int argc, char **argv)
 	while ((c = getopt(argc, argv, "s:c:d:w:rkt:vm:NA:RfCFL:l:M:x:X:h")) != -1) {
 		switch (c) {
 		case 's': opt.src = optarg; break;
-		case 'c': opt.chunk = (size_t)num(optarg, 1, PAYLOAD_MAX, "chunk size"); break;
-		case 'd': opt.delay_ms = num(optarg, 0, 600000, "delay"); break;
-		case 'w': opt.wait_ms = num(optarg, 0, 600000, "wait"); break;
+		case 'c': opt.chunk = (size_t)parse_num(optarg, 1, PAYLOAD_MAX, "chunk size"); break;
+		case 'd': opt.delay_ms = parse_num(optarg, 0, 600000, "delay"); break;
+		case 'w': opt.wait_ms = parse_num(optarg, 0, 600000, "wait"); break;
 		case 'r': opt.reply = true; break;
 		case 'k': opt.keep_open = true; break;
-		case 't': opt.timeout_ms = num(optarg, 1, 600000, "timeout"); break;
+		case 't': opt.timeout_ms = parse_num(optarg, 1, 600000, "timeout"); break;
 		case 'v': opt.verbose = true; break;
 		case 'm':
 			for (way = strtok(optarg, ","); way && opt.nways < WAYS_MAX; way = strtok(NULL, ","))
 				opt.ways[opt.nways++] = way;
 			break;
 		case 'N': opt.nonblock = true; break;
-		case 'A': opt.alarm_ms = num(optarg, 1, 600000, "alarm"); break;
+		case 'A': opt.alarm_ms = parse_num(optarg, 1, 600000, "alarm"); break;
 		case 'R': opt.again = true; break;
 		case 'f': opt.filler = true; break;
 		case 'C': opt.cork = true; break;
 		case 'F': opt.fork = true; break;
 		case 'l': opt.abandon_exec = optarg; break;
-		case 'L': opt.abandon = num(optarg, 1, 100000, "abandon count"); break;
-		case 'M': opt.conns = num(optarg, 1, CONNS_MAX, "connection count"); break;
+		case 'L': opt.abandon = parse_num(optarg, 1, 100000, "abandon count"); break;
+		case 'M': opt.conns = parse_num(optarg, 1, CONNS_MAX, "connection count"); break;
 		case 'x': opt.exec = optarg; break;
 		case 'X': opt.exec = optarg, opt.exec_now = true; break;
 		case 'h': usage(stdout); return 0;
@@ -384,7 +359,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	unsigned port = (unsigned)num(argv[optind + 1], 1, 65535, "port");
+	unsigned port = (unsigned)parse_num(argv[optind + 1], 1, 65535, "port");
 
 	static char payload[PAYLOAD_MAX];
 	size_t n = read_stdin(payload, sizeof payload);

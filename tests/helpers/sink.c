@@ -9,13 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "netaddr.h"
-
-static void die(const char *what)
-{
-	fprintf(stderr, "sink: %s: %s\n", what, strerror(errno));
-	exit(1);
-}
+#define HELPER_NAME "sink"
+#include "common.h"
 
 static void usage(FILE *f)
 {
@@ -78,30 +73,30 @@ int main(int argc, char **argv)
 	}
 	int lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
 	if (lfd < 0)
-		die("socket");
+		die_errno("socket");
 	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	if (bind(lfd, (struct sockaddr *)&ss, len) < 0 || listen(lfd, 16) < 0)
-		die("bind/listen");
+		die_errno("bind/listen");
 	len = sizeof ss;
 	if (getsockname(lfd, (struct sockaddr *)&ss, &len) < 0)
-		die("getsockname");
+		die_errno("getsockname");
 	if (portfile) {
 		char tmp[4096];
 		snprintf(tmp, sizeof tmp, "%s.tmp", portfile);
 		FILE *f = fopen(tmp, "w");
 		if (!f || fprintf(f, "%u\n", ntohs(((struct sockaddr_in *)&ss)->sin_port)) < 0 ||
 		    fclose(f) != 0 || rename(tmp, portfile) < 0)
-			die(portfile);
+			die_errno(portfile);
 	}
 	char *buf = malloc(bufsize);
 	if (!buf)
-		die("malloc");
+		die_errno("malloc");
 	for (long served = 0; !count || served < count; served++) {
 		int fd = accept(lfd, NULL, NULL);
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			die("accept");
+			die_errno("accept");
 		}
 		unsigned long reads = 0;
 		unsigned long long total = drain(fd, buf, bufsize, &reads);

@@ -41,22 +41,18 @@
  * and up to 20 "violation ..." lines. Exit status: 0 no violation, 2 violations,
  * 1 usage or set-up error. Run with -h. */
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "netaddr.h"
+#define HELPER_NAME "soakgen"
+#include "clientloop.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -64,7 +60,6 @@
 
 #define MAX_TARGETS 16
 #define OUT_MAX 512
-#define REPLY_KEEP 96
 #define MAX_CUTS 3
 
 enum kind { K_V1, K_V2, K_LOCAL, K_UNTR, K_UNTRHDR, K_BAD, K_SLOW, K_LATE, K_VIA, K_VIAINJ,
@@ -74,7 +69,6 @@ static const char *const kind_name[K_COUNT] = {"v1", "v2", "local", "untr", "unt
 enum outcome { O_OK, O_WRONG, O_SERVED, O_REFUSED, O_TIMEOUT, O_CONNFAIL, O_COUNT };
 static const char *const outcome_name[O_COUNT] = {"ok", "wrong", "served", "refused",
 						  "timeout", "connfail"};
-enum phase { CONNECTING, SENDING, WAITING };
 
 struct target {
 	char name[32];
@@ -98,31 +92,17 @@ static int violations_shown;
 static FILE *rec;
 
 struct conn {
-	int fd;
-	long idx;
+	struct cl_conn cl;       /* out: the bytes below; t0: the start */
 	int target;
 	enum kind kind;
 	int variant;
-	enum phase phase;
 	bool expect_served, shut, no_token;
 	struct sockaddr_in src;
 	char expect[64];
 	unsigned char out[OUT_MAX];
-	size_t outlen, sent;
 	size_t cuts[MAX_CUTS];   /* write boundaries inside out[], ascending */
 	int ncuts, delay_ms[MAX_CUTS];
-	long long t0, next;
-	char reply[REPLY_KEEP];
-	size_t got;
-	int hdr_end;             /* for kinds whose header is built before connect */
 };
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void usage(FILE *f)
 {
@@ -138,29 +118,16 @@ static void usage(FILE *f)
 	      "  -H N:P     a target through HAProxy: its frontend on 127.0.0.1:P\n", f);
 }
 
-static long num(const char *s, long min, long max, const char *what)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max) {
-		fprintf(stderr, "soakgen: bad %s: \"%s\"\n", what, s);
-		exit(1);
-	}
-	return v;
-}
-
 static void add_target(const char *spec, bool haproxy)
 {
 	const char *colon = strrchr(spec, ':');
 	if (!colon || colon == spec || (size_t)(colon - spec) >= sizeof targets[0].name ||
 	    ntargets == MAX_TARGETS) {
-		fprintf(stderr, "soakgen: bad target \"%s\"\n", spec);
-		exit(1);
+		die("bad target \"%s\"", spec);
 	}
 	struct target *t = &targets[ntargets++];
 	memcpy(t->name, spec, (size_t)(colon - spec));
-	t->port = (unsigned)num(colon + 1, 1, 65535, "port");
+	t->port = (unsigned)parse_num(colon + 1, 1, 65535, "port");
 	t->haproxy = haproxy;
 	if (haproxy)
 		nhap++;
@@ -173,11 +140,11 @@ static void parse_args(int argc, char **argv)
 	int c;
 	while ((c = getopt(argc, argv, "n:j:b:s:t:o:D:H:h")) != -1) {
 		switch (c) {
-		case 'n': opt.count = num(optarg, 1, 100000000, "count"); break;
-		case 'j': opt.parallel = num(optarg, 1, 4096, "parallel"); break;
-		case 'b': opt.base = num(optarg, 0, 1000000000, "base"); break;
-		case 's': opt.seed = (uint64_t)num(optarg, 0, 1L << 62, "seed"); break;
-		case 't': opt.timeout_ms = num(optarg, 100, 3600000, "timeout"); break;
+		case 'n': opt.count = parse_num(optarg, 1, 100000000, "count"); break;
+		case 'j': opt.parallel = parse_num(optarg, 1, 4096, "parallel"); break;
+		case 'b': opt.base = parse_num(optarg, 0, 1000000000, "base"); break;
+		case 's': opt.seed = (uint64_t)parse_num(optarg, 0, 1L << 62, "seed"); break;
+		case 't': opt.timeout_ms = parse_num(optarg, 100, 3600000, "timeout"); break;
 		case 'o': opt.records = optarg; break;
 		case 'D': add_target(optarg, false); break;
 		case 'H': add_target(optarg, true); break;
@@ -211,17 +178,6 @@ static uint32_t rnd(struct rng *r, uint32_t n)
 
 /* ---- bytes ---- */
 
-static uint32_t crc32c(const unsigned char *p, size_t n)
-{
-	uint32_t crc = 0xFFFFFFFFu;
-	for (size_t i = 0; i < n; i++) {
-		crc ^= p[i];
-		for (int k = 0; k < 8; k++)
-			crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
-	}
-	return crc ^ 0xFFFFFFFFu;
-}
-
 struct buf {
 	unsigned char *p;
 	size_t n, cap;
@@ -230,8 +186,7 @@ struct buf {
 static void put(struct buf *b, const void *d, size_t n)
 {
 	if (b->n + n > b->cap) {
-		fprintf(stderr, "soakgen: payload too large\n");
-		exit(1);
+		die("payload too large");
 	}
 	memcpy(b->p + b->n, d, n);
 	b->n += n;
@@ -246,17 +201,13 @@ static void putf(struct buf *b, const char *fmt, ...)
 	int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
 	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof tmp) {
-		fprintf(stderr, "soakgen: line too long\n");
-		exit(1);
+		die("line too long");
 	}
 	put(b, tmp, (size_t)n);
 }
 
 static void put8(struct buf *b, unsigned v) { unsigned char c = (unsigned char)v; put(b, &c, 1); }
 static void put16(struct buf *b, unsigned v) { put8(b, v >> 8); put8(b, v & 255); }
-
-static const unsigned char v2sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
-					0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
 
 /* A client address inside a header: a, b, c of 127.a.b.c and a port. */
 struct claddr { unsigned a, b, c, port; };
@@ -295,7 +246,7 @@ static void tlv(struct buf *b, unsigned type, const void *v, size_t n)
  * length field is filled in by v2_end, which also sets a CRC32C TLV if crc_at != 0. */
 static size_t v2_begin(struct buf *b, unsigned vercmd, unsigned fam)
 {
-	put(b, v2sig, 12), put8(b, vercmd), put8(b, fam), put16(b, 0);
+	put(b, pp_v2_sig, 12), put8(b, vercmd), put8(b, fam), put16(b, 0);
 	return b->n;
 }
 
@@ -465,7 +416,7 @@ static void fake_hdr(struct buf *b, long i, unsigned dport, int variant)
 static void source_of(struct conn *c)
 {
 	unsigned a = 0, b = 0, d;
-	long i = c->idx;
+	long i = c->cl.idx;
 	switch (c->kind) {
 	case K_UNTR:
 	case K_UNTRHDR:
@@ -488,7 +439,7 @@ static void source_of(struct conn *c)
  * is appended once connected (its address may be the connection's own). */
 static void plan(struct conn *c)
 {
-	struct rng r = {mix(opt.seed * 0x100000001b3ULL ^ (uint64_t)c->idx)};
+	struct rng r = {mix(opt.seed * 0x100000001b3ULL ^ (uint64_t)c->cl.idx)};
 	bool via = ndirect == 0 || (nhap > 0 && rnd(&r, 2));
 	int pick = (int)rnd(&r, (uint32_t)(via ? nhap : ndirect));
 	for (int t = 0; t < ntargets; t++)
@@ -515,7 +466,7 @@ static void plan(struct conn *c)
 		c->kind = K_LATE;
 
 	struct buf b = {c->out, 0, OUT_MAX};
-	struct claddr a = header_client(c->idx);
+	struct claddr a = header_client(c->cl.idx);
 	c->expect_served = true;
 	c->shut = true;
 	c->ncuts = 0;
@@ -541,7 +492,7 @@ static void plan(struct conn *c)
 	case K_UNTRHDR:
 	case K_VIAINJ:
 		c->variant = (int)rnd(&r, 4);
-		fake_hdr(&b, c->idx, dport, c->variant);
+		fake_hdr(&b, c->cl.idx, dport, c->variant);
 		break;
 	case K_VIA:
 		c->variant = 0;
@@ -593,54 +544,96 @@ static void plan(struct conn *c)
 	default:
 		break;
 	}
-	c->outlen = b.n;
+	c->cl.outlen = b.n;
 }
 
 /* Connected: the expected address if it is the connection's own, and the token. */
-static void add_token(struct conn *c)
+static void add_token(struct cl_conn *cl)
 {
+	struct conn *c = (struct conn *)cl;
 	if (!c->expect[0]) {
-		na_format_name(c->fd, 0, c->expect, sizeof c->expect);
+		na_format_name(cl->fd, 0, c->expect, sizeof c->expect);
 	}
 	if (c->kind == K_LATE || c->no_token)
 		return;
-	struct buf b = {c->out, c->outlen, OUT_MAX};
-	putf(&b, "SOAK %ld %s %s/%d\n", c->idx, c->expect, kind_name[c->kind], c->variant);
-	c->outlen = b.n;
+	struct buf b = {c->out, cl->outlen, OUT_MAX};
+	putf(&b, "SOAK %ld %s %s/%d\n", cl->idx, c->expect, kind_name[c->kind], c->variant);
+	cl->outlen = b.n;
 }
 
-/* ---- connections ---- */
+/* ---- connections (the hooks of the client engine) ---- */
+
+static socklen_t start(struct cl_conn *cl, struct sockaddr_storage *dst)
+{
+	struct conn *c = (struct conn *)cl;
+	plan(c);
+	source_of(c);
+	cl->out = c->out;
+	struct sockaddr_in *d = (struct sockaddr_in *)dst;
+	*d = (struct sockaddr_in){.sin_family = AF_INET,
+				  .sin_port = htons((uint16_t)targets[c->target].port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	return sizeof *d;
+}
+
+static int bind_source(struct cl_conn *cl)
+{
+	struct conn *c = (struct conn *)cl;
+	int one = 1;
+	setsockopt(cl->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+	return bind(cl->fd, (struct sockaddr *)&c->src, sizeof c->src);
+}
+
+/* End of the next write: the next cut, or everything. */
+static size_t write_end(const struct cl_conn *cl)
+{
+	const struct conn *c = (const struct conn *)cl;
+	for (int k = 0; k < c->ncuts; k++)
+		if (c->cuts[k] > cl->sent)
+			return c->cuts[k];
+	return cl->outlen;
+}
+
+/* After a write that ended at a cut: that cut's pause. */
+static long pause_ms(const struct cl_conn *cl)
+{
+	const struct conn *c = (const struct conn *)cl;
+	for (int k = 0; k < c->ncuts; k++)
+		if (c->cuts[k] == cl->sent)
+			return c->delay_ms[k];
+	return 0;
+}
+
+static void sent_all(struct cl_conn *cl)
+{
+	if (((struct conn *)cl)->shut)
+		shutdown(cl->fd, SHUT_WR);
+}
 
 static void violation(const struct conn *c, enum outcome o)
 {
 	if (violations_shown++ >= 20)
 		return;
-	char rep[REPLY_KEEP * 4 + 1];
-	size_t o2 = 0;
-	for (size_t k = 0; k < c->got && k < REPLY_KEEP && o2 + 5 < sizeof rep; k++) {
-		unsigned char ch = (unsigned char)c->reply[k];
-		if (ch >= 0x20 && ch < 0x7f && ch != '\\')
-			rep[o2++] = (char)ch;
-		else
-			o2 += (size_t)snprintf(rep + o2, sizeof rep - o2, "\\x%02x", ch);
-	}
-	rep[o2] = '\0';
+	char rep[CL_REPLY_KEEP * 4 + 1];
+	escape_bytes(c->cl.reply, c->cl.got < CL_REPLY_KEEP ? c->cl.got : CL_REPLY_KEEP, rep,
+		     sizeof rep, 0);
 	printf("violation conn=%ld target=%s kind=%s/%d outcome=%s expected=%s reply=\"%s\"\n",
-	       c->idx, targets[c->target].name, kind_name[c->kind], c->variant,
+	       c->cl.idx, targets[c->target].name, kind_name[c->kind], c->variant,
 	       outcome_name[o], c->expect_served ? c->expect : "refused", rep);
 }
 
-static void finish(struct conn *c, enum outcome o)
+/* Ended by the server (EOF or reset: served or refused, by the reply), by the timeout or
+ * at the connect. */
+static void finish(struct cl_conn *cl, int how)
 {
-	if (c->fd >= 0)
-		close(c->fd);
-	c->fd = -1;
-	if (o == O_OK && c->got) {        /* ended with a reply: served */
+	struct conn *c = (struct conn *)cl;
+	enum outcome o = how == CL_TIMEOUT ? O_TIMEOUT : how == CL_CONNFAIL ? O_CONNFAIL : O_OK;
+	if (o == O_OK && cl->got) {        /* ended with a reply: served */
 		char want[80];
 		int n = snprintf(want, sizeof want, "OK %s\n", c->expect);
 		if (!c->expect_served)
 			o = O_SERVED;
-		else if ((size_t)n != c->got || memcmp(want, c->reply, c->got) != 0)
+		else if ((size_t)n != cl->got || memcmp(want, cl->reply, cl->got) != 0)
 			o = O_WRONG;
 	} else if (o == O_OK) {           /* ended without a reply: refused */
 		if (c->expect_served)
@@ -661,172 +654,23 @@ static void finish(struct conn *c, enum outcome o)
 		violation(c, o);
 	}
 	if (rec)
-		fprintf(rec, "%ld %s %s/%d %c %s %s\n", c->idx, t->name, kind_name[c->kind],
+		fprintf(rec, "%ld %s %s/%d %c %s %s\n", cl->idx, t->name, kind_name[c->kind],
 			c->variant, c->expect_served ? 's' : 'r', c->expect[0] ? c->expect : "-",
 			outcome_name[o]);
 }
 
-static void start(struct conn *c, long idx)
-{
-	memset(c, 0, sizeof *c);
-	c->idx = idx;
-	c->t0 = now_ms();
-	plan(c);
-	source_of(c);
-	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd < 0) {
-		perror("soakgen: socket");
-		exit(1);
-	}
-	int one = 1;
-	setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-	if (bind(c->fd, (struct sockaddr *)&c->src, sizeof c->src) < 0) {
-		finish(c, O_CONNFAIL);
-		return;
-	}
-	struct sockaddr_in dst = {.sin_family = AF_INET,
-				  .sin_port = htons((uint16_t)targets[c->target].port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	c->phase = CONNECTING;
-	if (connect(c->fd, (struct sockaddr *)&dst, sizeof dst) < 0 && errno != EINPROGRESS)
-		finish(c, O_CONNFAIL);
-}
-
-static void connected(struct conn *c)
-{
-	int err = 0;
-	socklen_t len = sizeof err;
-	getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-	if (err) {
-		finish(c, O_CONNFAIL);
-		return;
-	}
-	add_token(c);
-	c->phase = SENDING;
-	c->next = now_ms();
-}
-
-/* End of the next write: the next cut, or everything. */
-static size_t write_end(const struct conn *c)
-{
-	for (int k = 0; k < c->ncuts; k++)
-		if (c->cuts[k] > c->sent)
-			return c->cuts[k];
-	return c->outlen;
-}
-
-static void send_due(struct conn *c, long long now)
-{
-	while (c->fd >= 0 && c->phase == SENDING && now >= c->next) {
-		size_t upto = write_end(c);
-		if (c->sent >= c->outlen) {
-			c->phase = WAITING;
-			if (c->shut)
-				shutdown(c->fd, SHUT_WR);
-			return;
-		}
-		ssize_t w = send(c->fd, c->out + c->sent, upto - c->sent, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (w < 0 && (errno == EAGAIN || errno == EINTR))
-			return;
-		if (w < 0) {   /* closed by the server: see how it ended */
-			c->phase = WAITING;
-			return;
-		}
-		c->sent += (size_t)w;
-		for (int k = 0; k < c->ncuts; k++)
-			if (c->cuts[k] == c->sent && c->sent < c->outlen)
-				c->next = now + c->delay_ms[k];
-	}
-}
-
-static void read_some(struct conn *c)
-{
-	char buf[512];
-	for (;;) {
-		ssize_t r = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
-		if (r > 0) {
-			for (ssize_t k = 0; k < r && c->got < REPLY_KEEP; k++)
-				c->reply[c->got++] = buf[k];
-			continue;
-		}
-		if (r == 0 || (errno != EAGAIN && errno != EINTR))
-			finish(c, O_OK);   /* EOF or reset: finish() classifies */
-		return;
-	}
-}
-
-static void raise_nofile(long need)
-{
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)need + 16) {
-		rl.rlim_cur = rl.rlim_max < (rlim_t)need + 16 ? rl.rlim_max : (rlim_t)need + 16;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
-}
+static const struct cl_ops ops = {start, bind_source, add_token, write_end, pause_ms,
+				  sent_all, finish};
 
 int main(int argc, char **argv)
 {
 	parse_args(argc, argv);
-	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	raise_nofile(opt.parallel);
-	if (opt.records && !(rec = fopen(opt.records, "w"))) {
-		perror("soakgen: records file");
-		return 1;
-	}
-	struct conn *conns = calloc((size_t)opt.parallel, sizeof *conns);
-	struct pollfd *pfd = calloc((size_t)opt.parallel, sizeof *pfd);
-	if (!conns || !pfd)
-		return 1;
-	for (long i = 0; i < opt.parallel; i++)
-		conns[i].fd = -1;
-	long next = 0, done = 0;
-	while (done < opt.count) {
-		long long now = now_ms();
-		int wait = 100;
-		for (long i = 0; i < opt.parallel; i++) {
-			struct conn *c = &conns[i];
-			while (c->fd < 0 && next < opt.count) {   /* a connect may fail at once */
-				start(c, opt.base + next++);
-				if (c->fd < 0)
-					done++;
-			}
-			if (c->fd >= 0 && now - c->t0 >= opt.timeout_ms)
-				finish(c, c->phase == CONNECTING ? O_CONNFAIL : O_TIMEOUT), done++;
-			if (c->fd >= 0 && c->phase == SENDING)
-				send_due(c, now);
-			pfd[i] = (struct pollfd){.fd = c->fd};
-			if (c->fd < 0)
-				continue;
-			pfd[i].events = c->phase == CONNECTING ? POLLOUT : POLLIN;
-			if (c->phase == SENDING && c->next > now && c->next - now < wait)
-				wait = (int)(c->next - now);
-			if (c->phase == SENDING && c->next <= now)
-				pfd[i].events |= POLLOUT;
-		}
-		if (poll(pfd, (nfds_t)opt.parallel, wait) < 0 && errno != EINTR) {
-			perror("soakgen: poll");
-			return 1;
-		}
-		for (long i = 0; i < opt.parallel; i++) {
-			struct conn *c = &conns[i];
-			if (c->fd < 0 || !pfd[i].revents)
-				continue;
-			if (c->phase == CONNECTING) {
-				connected(c);
-				if (c->fd < 0)
-					done++;
-			} else if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) {
-				read_some(c);
-				if (c->fd < 0)
-					done++;
-			}
-		}
-	}
-	if (rec && fclose(rec) != 0) {
-		perror("soakgen: records file");
-		return 1;
-	}
+	if (opt.records && !(rec = fopen(opt.records, "w")))
+		die_errno("records file");
+	cl_run(&ops, sizeof(struct conn), opt.parallel, opt.count, opt.base, opt.timeout_ms);
+	if (rec && fclose(rec) != 0)
+		die_errno("records file");
 	for (int t = 0; t < ntargets; t++)
 		printf("target %s via=%s sent=%ld served=%ld refused=%ld violations=%ld\n",
 		       targets[t].name, targets[t].haproxy ? "haproxy" : "direct", targets[t].sent,

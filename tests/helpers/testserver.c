@@ -26,7 +26,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "netaddr.h"
+#define HELPER_NAME "testserver"
+#include "common.h"
 
 #define DATA_MAX 256
 #define ADDR_STR 160
@@ -63,17 +64,6 @@ struct conn {
 	struct timespec last;   /* time of accept or of the last byte (idle timeout) */
 };
 
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("testserver: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
 static void on_alarm(int sig)
 {
 	(void)sig;
@@ -106,16 +96,6 @@ static void usage(FILE *f)
 	      "  -F        print a free port of ADDR chosen by the kernel and exit\n"
 	      "  -e        accepted for compatibility (local= is always printed)\n"
 	      "  -h        this help\n", f);
-}
-
-static long parse_num(const char *s, long min, long max, const char *what)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		die("bad %s: \"%s\"", what, s);
-	return v;
 }
 
 static void parse_mode(const char *s)
@@ -200,23 +180,7 @@ static void fmt_data(const struct conn *c, const char *end, char *buf, size_t n)
 		snprintf(buf, n, "%s", end);
 		return;
 	}
-	size_t o = 0;
-	buf[o++] = '"';
-	for (size_t i = 0; i < c->len && o + 6 < n; i++) {
-		unsigned char ch = (unsigned char)c->data[i];
-		if (ch == '\r')
-			o += (size_t)snprintf(buf + o, n - o, "\\r");
-		else if (ch == '\n')
-			o += (size_t)snprintf(buf + o, n - o, "\\n");
-		else if (ch == '\\' || ch == '"')
-			o += (size_t)snprintf(buf + o, n - o, "\\%c", ch);
-		else if (ch >= 0x20 && ch < 0x7f)
-			buf[o++] = (char)ch;
-		else
-			o += (size_t)snprintf(buf + o, n - o, "\\x%02x", ch);
-	}
-	buf[o++] = '"';
-	buf[o] = '\0';
+	escape_bytes(c->data, c->len, buf, n, ESC_QUOTED);
 }
 
 static void out_line(const char *fmt, ...)
@@ -254,7 +218,7 @@ static int connect_to_listener(void)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof ss;
 	if (getsockname(lfd, (struct sockaddr *)&ss, &len) < 0)
-		die("getsockname(listener): %s", strerror(errno));
+		die_errno("getsockname(listener)");
 	if (ss.ss_family == AF_INET6) {
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 		if (IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr))
@@ -266,10 +230,10 @@ static int connect_to_listener(void)
 	}
 	int s = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
-		die("socket: %s", strerror(errno));
+		die_errno("socket");
 	while (connect(s, (struct sockaddr *)&ss, len) < 0)
 		if (errno != EINTR)
-			die("connect(self): %s", strerror(errno));
+			die_errno("connect(self)");
 	return s;
 }
 
@@ -337,7 +301,7 @@ static bool start_conn(struct conn *c)
 	if (opt.dup) {
 		int d = dup(c->fd);
 		if (d < 0)
-			die("dup: %s", strerror(errno));
+			die_errno("dup");
 		close(c->fd);
 		c->fd = d;
 	}
@@ -350,13 +314,6 @@ static bool start_conn(struct conn *c)
 	c->len = 0;
 	clock_gettime(CLOCK_MONOTONIC, &c->last);
 	return true;
-}
-
-static long ms_since(const struct timespec *t)
-{
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
 }
 
 /* Reads what is there. Returns NULL to go on, or why reading ended. */
@@ -395,7 +352,7 @@ static void serve_blocking(struct conn *c)
 		}
 		struct pollfd pfd = { .fd = c->fd, .events = POLLIN };
 		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
-			die("poll: %s", strerror(errno));
+			die_errno("poll");
 	}
 	finish(c, end);
 }
@@ -445,7 +402,7 @@ static void *accept_loop(void *arg)
 		if (do_accept(&c, use_accept4, SOCK_CLOEXEC) < 0) {
 			if (accept_error_is_transient(errno))
 				continue;
-			die("accept: %s", strerror(errno));
+			die_errno("accept");
 		}
 		serve_blocking(&c);
 	}
@@ -513,14 +470,14 @@ static void accept_all(int ep)
 				return;
 			if (accept_error_is_transient(errno))
 				continue;
-			die("accept4: %s", strerror(errno));
+			die_errno("accept4");
 		}
 		if (!start_conn(&c))
 			continue;
 		table_add(&c);
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.fd = c.fd };
 		if (ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, c.fd, &ev) < 0)
-			die("epoll_ctl: %s", strerror(errno));
+			die_errno("epoll_ctl");
 	}
 }
 
@@ -555,15 +512,15 @@ static void run_epoll(void)
 	fcntl(lfd, F_SETFL, fl | O_NONBLOCK);
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0)
-		die("epoll_create1: %s", strerror(errno));
+		die_errno("epoll_create1");
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = lfd };
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) < 0)
-		die("epoll_ctl: %s", strerror(errno));
+		die_errno("epoll_ctl");
 	for (;;) {
 		struct epoll_event evs[64];
 		int n = epoll_wait(ep, evs, 64, 50);
 		if (n < 0 && errno != EINTR)
-			die("epoll_wait: %s", strerror(errno));
+			die_errno("epoll_wait");
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.fd == lfd)
 				accept_all(ep);
@@ -600,7 +557,7 @@ static void run_poll(bool sel)
 			int np = nlive + 1;
 			int n = poll(pf, (nfds_t)np, 50);
 			if (n < 0 && errno != EINTR)
-				die("poll: %s", strerror(errno));
+				die_errno("poll");
 			for (int k = 1; k < np && n > 0; k++)
 				if (pf[k].revents)
 					conn_ready(-1, pf[k].fd);
@@ -618,7 +575,7 @@ static void run_poll(bool sel)
 			struct timeval tv = { 0, 50000 };
 			int n = select(maxfd + 1, (fd_set *)bits, NULL, NULL, &tv);
 			if (n < 0 && errno != EINTR)
-				die("select: %s", strerror(errno));
+				die_errno("select");
 			for (int w = 0; w < words && n > 0; w++)
 				for (unsigned long m = bits[w]; m; m &= m - 1) {
 					int fd = w * wb + __builtin_ctzl(m);
@@ -643,17 +600,17 @@ static int make_listener(void)
 	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		die("socket: %s", strerror(errno));
+		die_errno("socket");
 	int one = 1, zero = 0;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 	if (ss.ss_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr)
 			       ? &zero : &one, sizeof one) < 0)
-		die("IPV6_V6ONLY: %s", strerror(errno));
+		die_errno("IPV6_V6ONLY");
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0)
 		die("bind %s:%u: %s", opt.laddr, opt.port, strerror(errno));
 	if (!opt.freeport && listen(fd, opt.slow_ms ? 0 : 128) < 0)
-		die("listen: %s", strerror(errno));
+		die_errno("listen");
 	return fd;
 }
 
@@ -662,7 +619,7 @@ static unsigned bound_port(int fd)
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof ss;
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
-		die("getsockname: %s", strerror(errno));
+		die_errno("getsockname");
 	return ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
 					     : ((struct sockaddr_in6 *)&ss)->sin6_port);
 }

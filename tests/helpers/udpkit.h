@@ -1,6 +1,6 @@
-/* Small pieces shared by the UDP test helpers (udpsrv, udpsend, udpstorm): address
- * parsing with a port, the escaped form of bytes, a v2 PROXY header builder for
- * datagrams, time. Header-only, like netaddr.h (each helper is built on its own). */
+/* What only the UDP test helpers (udpsrv, udpsend, udpstorm) share: a v2 PROXY header
+ * builder for datagrams and the decoding of payloads given on the command line. The
+ * rest (time, escaping, addresses) is common.h's. Header-only, like common.h. */
 #ifndef PS_TEST_UDPKIT_H
 #define PS_TEST_UDPKIT_H
 
@@ -15,86 +15,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "netaddr.h"
-
-/* The 12-byte v2 signature (holds a NUL: always handled with memcpy/memcmp). */
-static const uint8_t uk_v2_sig[12] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
-				       0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a };
-
-static inline uint64_t uk_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static inline void uk_sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* Parses "1.2.3.4:80", "[::1]:80", or, when port_optional, a bare "1.2.3.4" / "::1"
- * (port 0). Returns the sockaddr length, 0 when the text is not one of these. */
-static inline socklen_t uk_parse_hostport(const char *s, bool port_optional,
-					  struct sockaddr_storage *ss)
-{
-	char host[INET6_ADDRSTRLEN + 2];
-	const char *port = NULL;
-	const char *colon = strrchr(s, ':');
-	size_t hl;
-	if (s[0] == '[') {                      /* [v6] or [v6]:port */
-		const char *close = strchr(s, ']');
-		if (!close)
-			return 0;
-		hl = (size_t)(close - s - 1);
-		if (close[1] == ':')
-			port = close + 2;
-		else if (close[1] != '\0')
-			return 0;
-		s++;
-	} else if (colon && strchr(s, ':') == colon) {   /* exactly one colon: v4:port */
-		hl = (size_t)(colon - s);
-		port = colon + 1;
-	} else {                                /* bare address (v4, or v6 without port) */
-		hl = strlen(s);
-	}
-	if (hl == 0 || hl >= sizeof host || (!port && !port_optional))
-		return 0;
-	memcpy(host, s, hl);
-	host[hl] = '\0';
-	unsigned long p = 0;
-	if (port) {
-		char *end;
-		errno = 0;
-		p = strtoul(port, &end, 10);
-		if (errno || end == port || *end || p > 65535)
-			return 0;
-	}
-	return na_parse(host, (unsigned)p, ss);
-}
-
-/* Writes the escaped, quoted form of n bytes to f: printable ASCII as is, \r \n \\ \"
- * and \xNN otherwise (the same form testserver prints and helpers.bash's esc makes). */
-static inline void uk_put_escaped(FILE *f, const uint8_t *p, size_t n)
-{
-	fputc('"', f);
-	for (size_t i = 0; i < n; i++) {
-		uint8_t c = p[i];
-		if (c == '\r')
-			fputs("\\r", f);
-		else if (c == '\n')
-			fputs("\\n", f);
-		else if (c == '\\' || c == '"')
-			fprintf(f, "\\%c", c);
-		else if (c >= 0x20 && c < 0x7f)
-			fputc(c, f);
-		else
-			fprintf(f, "\\x%02x", c);
-	}
-	fputc('"', f);
-}
+#include "common.h"
 
 static inline int uk_hexval(int c)
 {
@@ -189,7 +110,7 @@ static inline size_t uk_v2_header(uint8_t *out, uint8_t vercmd,
 				  size_t tlvlen)
 {
 	size_t len = 0;
-	memcpy(out, uk_v2_sig, 12);
+	memcpy(out, pp_v2_sig, 12);
 	out[12] = vercmd;
 	out[13] = 0x00;
 	if (src) {

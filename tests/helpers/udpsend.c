@@ -22,6 +22,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#define HELPER_NAME "udpsend"
 #include "udpkit.h"
 
 #define DGRAM_MAX 65536
@@ -69,34 +70,7 @@ static void usage(FILE *f)
 	      "  -h            this help\n", f);
 }
 
-static void bad(const char *what, const char *s)
-{
-	fprintf(stderr, "udpsend: bad %s: \"%s\"\n", what, s);
-	exit(1);
-}
-
-static long num(const char *s, long min, long max, const char *what)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		bad(what, s);
-	return v;
-}
-
 /* CRC-32C (Castagnoli), bit by bit: reflected polynomial 0x82F63B78. */
-static uint32_t crc32c(const uint8_t *p, size_t n)
-{
-	uint32_t crc = 0xFFFFFFFFu;
-	while (n--) {
-		crc ^= *p++;
-		for (int k = 0; k < 8; k++)
-			crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
-	}
-	return crc ^ 0xFFFFFFFFu;
-}
-
 /* The header from the options for the datagram whose -H is spec (NULL: none) into
  * out; returns its size (0: no header). */
 static size_t build_header(const char *spec, uint8_t *out)
@@ -104,7 +78,7 @@ static size_t build_header(const char *spec, uint8_t *out)
 	if (opt.raw_hex) {
 		long n = uk_unhex(opt.raw_hex, out, HDR_MAX);
 		if (n < 0)
-			bad("hex header", opt.raw_hex);
+			die("bad %s: \"%s\"", "hex header", opt.raw_hex);
 		return (size_t)n;
 	}
 	struct sockaddr_storage src, dst;
@@ -114,16 +88,16 @@ static size_t build_header(const char *spec, uint8_t *out)
 		snprintf(buf, sizeof buf, "%s", spec);
 		char *comma = strchr(buf, ',');
 		if (!comma)
-			bad("-H (SRC:PORT,DST:PORT)", spec);
+			die("bad %s: \"%s\"", "-H (SRC:PORT,DST:PORT)", spec);
 		*comma = '\0';
-		if (!uk_parse_hostport(buf, false, &src) ||
-		    !uk_parse_hostport(comma + 1, false, &dst) || src.ss_family != dst.ss_family)
-			bad("-H (SRC:PORT,DST:PORT, one family)", spec);
+		if (!na_parse_hostport(buf, false, &src) ||
+		    !na_parse_hostport(comma + 1, false, &dst) || src.ss_family != dst.ss_family)
+			die("bad %s: \"%s\"", "-H (SRC:PORT,DST:PORT, one family)", spec);
 		addrs = true;
 	}
 	if (opt.v1) {
 		if (!addrs)
-			bad("--v1 without -H", "");
+			die("bad %s: \"%s\"", "--v1 without -H", "");
 		char s[INET6_ADDRSTRLEN], d[INET6_ADDRSTRLEN];
 		unsigned sp, dp;
 		if (src.ss_family == AF_INET) {
@@ -145,7 +119,7 @@ static size_t build_header(const char *spec, uint8_t *out)
 	uint8_t tlv[4096 + 7];
 	long tl = 0;
 	if (opt.tlv_hex && (tl = uk_unhex(opt.tlv_hex, tlv, 4096)) < 0)
-		bad("TLV hex", opt.tlv_hex);
+		die("bad %s: \"%s\"", "TLV hex", opt.tlv_hex);
 	if (opt.crc) {                  /* type 03, length 4, value zero for now */
 		memcpy(tlv + tl, "\x03\x00\x04\x00\x00\x00\x00", 7);
 		tl += 7;
@@ -171,9 +145,9 @@ static int open_socket(const struct sockaddr_storage *to)
 	}
 	if (opt.bind) {
 		struct sockaddr_storage b;
-		socklen_t bl = uk_parse_hostport(opt.bind, true, &b);
+		socklen_t bl = na_parse_hostport(opt.bind, true, &b);
 		if (!bl || b.ss_family != to->ss_family)
-			bad("-b address (same family as the destination)", opt.bind);
+			die("bad %s: \"%s\"", "-b address (same family as the destination)", opt.bind);
 		int one = 1;   /* a fixed source port may be reused right after a previous run */
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
 		if (bind(fd, (struct sockaddr *)&b, bl) < 0) {
@@ -212,10 +186,10 @@ static bool connected_call(void)
 static long collect_replies(int fd, long want)
 {
 	static uint8_t buf[DGRAM_MAX];
-	uint64_t deadline = uk_now_ns() + (uint64_t)opt.timeout_ms * 1000000u;
+	uint64_t deadline = now_ns() + (uint64_t)opt.timeout_ms * 1000000u;
 	long got = 0;
 	while (want == 0 || got < want) {
-		uint64_t now = uk_now_ns();
+		uint64_t now = now_ns();
 		if (now >= deadline)
 			break;
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
@@ -238,7 +212,7 @@ static long collect_replies(int fd, long want)
 		char a[ADDR_STR];
 		na_format(&from, fl, a, sizeof a);
 		printf("reply from=%s len=%zd payload=", a, r);
-		uk_put_escaped(stdout, buf, (size_t)r);
+		put_escaped(stdout, buf, (size_t)r);
 		putchar('\n');
 		fflush(stdout);
 		got++;
@@ -262,7 +236,7 @@ int main(int argc, char **argv)
 		case 'b': opt.bind = optarg; break;
 		case 'H':
 			if (opt.nhdr == HDRS_MAX)
-				bad("-H: too many", optarg);
+				die("bad %s: \"%s\"", "-H: too many", optarg);
 			opt.hdr[opt.nhdr++] = optarg;
 			break;
 		case 'L': opt.local = true; break;
@@ -270,11 +244,11 @@ int main(int argc, char **argv)
 		case 'T': opt.tlv_hex = optarg; break;
 		case 'K': opt.crc = true; break;
 		case 'X': opt.raw_hex = optarg; break;
-		case 'x': opt.trunc = num(optarg, 0, HDR_MAX, "--trunc"); break;
+		case 'x': opt.trunc = parse_num(optarg, 0, HDR_MAX, "--trunc"); break;
 		case 'f': opt.first = true; break;
-		case 'd': opt.delay_ms = num(optarg, 0, 600000, "delay"); break;
-		case 'r': opt.replies = num(optarg, 0, 1000000, "reply count"); break;
-		case 't': opt.timeout_ms = num(optarg, 1, 600000, "timeout"); break;
+		case 'd': opt.delay_ms = parse_num(optarg, 0, 600000, "delay"); break;
+		case 'r': opt.replies = parse_num(optarg, 0, 1000000, "reply count"); break;
+		case 't': opt.timeout_ms = parse_num(optarg, 1, 600000, "timeout"); break;
 		case 'm': opt.call = optarg; break;
 		case 'v': opt.verbose = true; break;
 		case 'h': usage(stdout); return 0;
@@ -286,10 +260,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct sockaddr_storage to;
-	socklen_t tolen = na_parse(argv[optind], (unsigned)num(argv[optind + 1], 1, 65535, "port"),
+	socklen_t tolen = na_parse(argv[optind], (unsigned)parse_num(argv[optind + 1], 1, 65535, "port"),
 				   &to);
 	if (!tolen)
-		bad("destination address", argv[optind]);
+		die("bad %s: \"%s\"", "destination address", argv[optind]);
 
 	static uint8_t hdr[HDR_MAX], dgram[DGRAM_MAX];
 	static const char *const calls[] = {"sendto", "sendmsg", "sendmmsg", "send", "write",
@@ -298,7 +272,7 @@ int main(int argc, char **argv)
 	for (size_t k = 0; k < sizeof calls / sizeof calls[0]; k++)
 		known |= !strcmp(opt.call, calls[k]);
 	if (!known)
-		bad("-m call", opt.call);
+		die("bad %s: \"%s\"", "-m call", opt.call);
 	int fd = open_socket(&to);
 	if (connected_call() && connect(fd, (struct sockaddr *)&to, tolen) < 0) {
 		fprintf(stderr, "udpsend: connect: %s\n", strerror(errno));
@@ -313,7 +287,7 @@ int main(int argc, char **argv)
 		for (int i = optind + 2; i < argc && n < MAXV; i++, n++) {
 			long pl = uk_unescape(argv[i], bufs[n], sizeof bufs[n]);
 			if (pl < 0)
-				bad("payload (escape or size)", argv[i]);
+				die("bad %s: \"%s\"", "payload (escape or size)", argv[i]);
 			iov[n] = (struct iovec){bufs[n], (size_t)pl};
 			v[n] = (struct mmsghdr){.msg_hdr = {.msg_name = &to, .msg_namelen = tolen,
 							    .msg_iov = &iov[n], .msg_iovlen = 1}};
@@ -344,9 +318,9 @@ int main(int argc, char **argv)
 		}
 		long pl = uk_unescape(argv[i], dgram + off, sizeof dgram - off);
 		if (pl < 0)
-			bad("payload (escape or size)", argv[i]);
+			die("bad %s: \"%s\"", "payload (escape or size)", argv[i]);
 		if (i > optind + 2 && opt.delay_ms)
-			uk_sleep_ms(opt.delay_ms);
+			sleep_ms(opt.delay_ms);
 		ssize_t w = send_one(fd, dgram, off + (size_t)pl, &to, tolen);
 		if (w != (ssize_t)(off + (size_t)pl)) {
 			fprintf(stderr, "udpsend: %s: %zd: %s\n", opt.call, w, strerror(errno));

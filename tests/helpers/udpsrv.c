@@ -60,6 +60,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define HELPER_NAME "udpsrv"
 #include "udpkit.h"
 
 #define BATCH_MAX 256
@@ -128,17 +129,6 @@ static struct dgram dg[BATCH_MAX];
 static uint8_t *reply[BATCH_MAX];
 static volatile sig_atomic_t received;   /* datagrams so far (for the SIGTERM line) */
 static bool connected;
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fputs("udpsrv: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
 
 /* Signal handlers: write(2) only. */
 static void put_str(int to, const char *s)
@@ -216,16 +206,6 @@ static void usage(FILE *f)
 	      "  -h          this help\n", f);
 }
 
-static long num(const char *s, long min, long max, const char *what)
-{
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max)
-		die("bad %s: \"%s\"", what, s);
-	return v;
-}
-
 /* The index of s in names (NULL-terminated), or dies. */
 static int pick(const char *s, const char *const *names, const char *what)
 {
@@ -249,32 +229,32 @@ static void parse_args(int argc, char **argv)
 		switch (c) {
 		case '6': opt.v6 = true; break;
 		case 'l': opt.laddr = optarg; break;
-		case 'p': opt.port = (unsigned)num(optarg, 0, 65535, "port"); break;
+		case 'p': opt.port = (unsigned)parse_num(optarg, 0, 65535, "port"); break;
 		case 'F': opt.freeport = true; break;
 		case 'm': opt.rcall = (enum recv_call)pick(optarg, rnames, "receive call"); break;
-		case 'b': opt.batch = (unsigned)num(optarg, 1, BATCH_MAX, "batch"); break;
+		case 'b': opt.batch = (unsigned)parse_num(optarg, 1, BATCH_MAX, "batch"); break;
 		case 'W': opt.waitforone = true; break;
 		case 'S': opt.raw_mmsg = true; break;
 		case 'D': opt.shared_data = true; break;
-		case 'M': opt.mmsg_timeout_ms = num(optarg, 0, 600000, "recvmmsg timeout"); break;
+		case 'M': opt.mmsg_timeout_ms = parse_num(optarg, 0, 600000, "recvmmsg timeout"); break;
 		case 'i': opt.pktinfo = true; break;
 		case 'c': opt.connect_to = optarg; break;
 		case 'C': opt.connect_first = true; break;
 		case 'N': opt.nonblock = true; break;
 		case 'w': opt.wait = (enum wait_call)pick(optarg, wnames, "wait call"); break;
 		case 'k': opt.peek = true; break;
-		case 's': opt.bufsize = (size_t)num(optarg, 0, 1 << 20, "buffer size"); break;
+		case 's': opt.bufsize = (size_t)parse_num(optarg, 0, 1 << 20, "buffer size"); break;
 		case 'x': opt.trunc_in = true; break;
 		case 'e': opt.echo = (enum echo_call)pick(optarg, enames, "echo call"); break;
 		case 'G': opt.gofile = optarg; break;
 		case 'q': opt.quiet = true; break;
-		case 'r': opt.rcvbuf = (int)num(optarg, 1, 1 << 30, "SO_RCVBUF"); break;
+		case 'r': opt.rcvbuf = (int)parse_num(optarg, 1, 1 << 30, "SO_RCVBUF"); break;
 		case 'f': opt.fortify = true; break;
 		case 'A': opt.out_addr = optarg; break;
 		case 'B': opt.beat_to = optarg; break;
-		case 'P': opt.beat_ms = num(optarg, 1, 60000, "heartbeat period"); break;
-		case 'n': opt.count = num(optarg, 0, 1L << 40, "count"); break;
-		case 't': opt.timeout_s = (unsigned)num(optarg, 1, 86400, "timeout"); break;
+		case 'P': opt.beat_ms = parse_num(optarg, 1, 60000, "heartbeat period"); break;
+		case 'n': opt.count = parse_num(optarg, 0, 1L << 40, "count"); break;
+		case 't': opt.timeout_s = (unsigned)parse_num(optarg, 1, 86400, "timeout"); break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(1);
 		}
@@ -349,7 +329,7 @@ static void print_dgram(const char *tag, const struct dgram *d)
 	}
 	size_t shown = (size_t)d->len < opt.bufsize ? (size_t)d->len : opt.bufsize;
 	printf("%sfrom=%s len=%zd flags=%s%s payload=", tag, from, d->len, flags, dst);
-	uk_put_escaped(stdout, d->buf, shown);
+	put_escaped(stdout, d->buf, shown);
 	putchar('\n');
 	fflush(stdout);
 }
@@ -362,7 +342,7 @@ static void set_pktinfo(int s, int family)
 	int r = family == AF_INET ? setsockopt(s, IPPROTO_IP, IP_PKTINFO, &one, sizeof one)
 				  : setsockopt(s, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
 	if (r < 0)
-		die("pktinfo: %s", strerror(errno));
+		die_errno("pktinfo");
 }
 
 /* Connects socket s; the main socket's recv/read then report its peer. */
@@ -384,7 +364,7 @@ static void reuse(int s)
 	int one = 1;
 	if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
 	    setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one))
-		die("SO_REUSEADDR/SO_REUSEPORT: %s", strerror(errno));
+		die_errno("SO_REUSEADDR/SO_REUSEPORT");
 }
 
 /* Where answers leave: the socket, or with -A the second one, opened at its first use
@@ -404,7 +384,7 @@ static int out_socket(void)
 		die("bad -A address \"%s\"", opt.out_addr);
 	int s = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
-		die("socket: %s", strerror(errno));
+		die_errno("socket");
 	reuse(s);
 	if (bind(s, (struct sockaddr *)&ss, len) < 0)
 		die("bind -A %s: %s", opt.out_addr, strerror(errno));
@@ -420,7 +400,7 @@ static void *beat(void *arg)
 		sendto(fd, msg, (size_t)k, 0, (const struct sockaddr *)to,
 		       to->ss_family == AF_INET ? sizeof(struct sockaddr_in)
 						: sizeof(struct sockaddr_in6));
-		uk_sleep_ms(opt.beat_ms);
+		sleep_ms(opt.beat_ms);
 	}
 	return NULL;
 }
@@ -429,7 +409,7 @@ static void start_beat(void)
 {
 	static struct sockaddr_storage to;
 	pthread_t t;
-	if (!uk_parse_hostport(opt.beat_to, false, &to))
+	if (!na_parse_hostport(opt.beat_to, false, &to))
 		die("bad -B address \"%s\" (ADDR:PORT or [ADDR]:PORT)", opt.beat_to);
 	if (pthread_create(&t, NULL, beat, &to))
 		die("pthread_create failed");
@@ -443,9 +423,9 @@ static void open_socket(void)
 		die("bad address \"%s\"", opt.laddr);
 	fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		die("socket: %s", strerror(errno));
+		die_errno("socket");
 	if (opt.rcvbuf && setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &opt.rcvbuf, sizeof opt.rcvbuf))
-		die("SO_RCVBUF: %s", strerror(errno));
+		die_errno("SO_RCVBUF");
 	if (opt.out_addr)
 		reuse(fd);
 	if (bind(fd, (struct sockaddr *)&ss, len) < 0)
@@ -459,10 +439,10 @@ static void open_socket(void)
 	if (opt.pktinfo)
 		set_pktinfo(fd, ss.ss_family);
 	if (opt.nonblock && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0)
-		die("O_NONBLOCK: %s", strerror(errno));
+		die_errno("O_NONBLOCK");
 	if (opt.connect_to) {
 		struct sockaddr_storage to;
-		socklen_t tl = uk_parse_hostport(opt.connect_to, false, &to);
+		socklen_t tl = na_parse_hostport(opt.connect_to, false, &to);
 		if (!tl)
 			die("bad -c address \"%s\" (ADDR:PORT or [ADDR]:PORT)", opt.connect_to);
 		do_connect(fd, &to, tl);
@@ -471,11 +451,11 @@ static void open_socket(void)
 		epfd = epoll_create1(EPOLL_CLOEXEC);
 		struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
 		if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-			die("epoll: %s", strerror(errno));
+			die_errno("epoll");
 		int p[2];
 		if (opt.shared_data && (pipe(p) < 0 || write(p[1], "x", 1) != 1 ||
 					epoll_ctl(epfd, EPOLL_CTL_ADD, p[0], &ev) < 0))
-			die("epoll pipe: %s", strerror(errno));
+			die_errno("epoll pipe");
 	}
 	for (unsigned i = 0; i < BATCH_MAX; i++) {
 		dg[i].buf = malloc(opt.bufsize ? opt.bufsize : 1);
@@ -656,7 +636,7 @@ static int wait_readable(void)
 	case W_NONE: return 1;
 	}
 	if (r < 0 && errno != EINTR)
-		die("wait: %s", strerror(errno));
+		die_errno("wait");
 	return r > 0;
 }
 
@@ -781,7 +761,7 @@ static void wait_gofile(void)
 {
 	struct stat st;
 	while (stat(opt.gofile, &st) < 0)
-		uk_sleep_ms(10);
+		sleep_ms(10);
 }
 
 int main(int argc, char **argv)
@@ -825,7 +805,7 @@ int main(int argc, char **argv)
 			if (errno == EINTR)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				die("receive: %s", strerror(errno));
+				die_errno("receive");
 			if (peeked) {         /* the datagram just peeked is gone */
 				line("vanished");
 				continue;
@@ -841,7 +821,7 @@ int main(int argc, char **argv)
 				if (!eagain_shown)
 					line("eagain");
 				eagain_shown = true;
-				uk_sleep_ms(10);
+				sleep_ms(10);
 			}
 			continue;
 		}

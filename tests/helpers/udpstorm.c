@@ -40,6 +40,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#define HELPER_NAME "udpstorm"
 #include "udpkit.h"
 
 #define BATCH 64
@@ -74,12 +75,6 @@ static uint64_t t0;
 static long next_seq, oldest, inflight;
 static unsigned long n_sent, n_replies, n_wrong, n_lost, n_late, n_hdr;
 
-static void die(const char *what)
-{
-	fprintf(stderr, "udpstorm: %s: %s\n", what, strerror(errno));
-	exit(1);
-}
-
 static void usage(FILE *f)
 {
 	fputs("usage: udpstorm [-m every|first|raw] [--raw] [-c CLIENTS] [-d DATAGRAMS]\n"
@@ -97,21 +92,9 @@ static void usage(FILE *f)
 	      "ADDR PORT: the server under test (IPv4).\n", f);
 }
 
-static long num(const char *s, long min, long max, const char *what)
+static uint32_t elapsed_ms(void)
 {
-	char *end;
-	errno = 0;
-	long v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max) {
-		fprintf(stderr, "udpstorm: bad %s: \"%s\"\n", what, s);
-		exit(1);
-	}
-	return v;
-}
-
-static uint32_t now_ms(void)
-{
-	return (uint32_t)((uk_now_ns() - t0) / 1000000u);
+	return (uint32_t)((now_ns() - t0) / 1000000u);
 }
 
 /* Client i's address (as the server reports and echoes it). */
@@ -150,13 +133,13 @@ static int proxy_socket(long tag)
 	}
 	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		die("socket");
+		die_errno("socket");
 	if (bind(fd, (struct sockaddr *)&b, bl) < 0)
-		die("bind");
+		die_errno("bind");
 	big_buffers(fd, opt.mode == M_FIRST ? 1 << 16 : 8 << 20);
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = (uint64_t)tag };
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
-		die("epoll_ctl");
+		die_errno("epoll_ctl");
 	return fd;
 }
 
@@ -164,7 +147,7 @@ static void open_sockets(void)
 {
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0)
-		die("epoll_create1");
+		die_errno("epoll_create1");
 	long n = opt.mode == M_FIRST ? opt.clients : 1;
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)n + 32) {
@@ -173,7 +156,7 @@ static void open_sockets(void)
 	}
 	socks = calloc((size_t)n, sizeof *socks);
 	if (!socks)
-		die("calloc");
+		die_errno("calloc");
 	for (long i = 0; i < n; i++)
 		socks[i] = proxy_socket(i);
 	na_format_name(socks[0], 0, self, sizeof self);
@@ -203,7 +186,7 @@ static size_t build(long seq, uint8_t *p)
 static void mark_sent(long seq)
 {
 	state[seq] = S_INFLIGHT;
-	sent_ms[seq] = now_ms();
+	sent_ms[seq] = elapsed_ms();
 	inflight++;
 	n_sent++;
 }
@@ -232,7 +215,7 @@ static void send_shared(void)
 		if (r < 0 && (errno == EAGAIN || errno == EINTR || errno == ENOBUFS))
 			return;          /* try again after the next wait */
 		if (r < 0)
-			die("sendmmsg");
+			die_errno("sendmmsg");
 		for (int i = 0; i < r; i++)
 			mark_sent(next_seq++);
 	}
@@ -252,7 +235,7 @@ static void send_per_client(void)
 			if (sendto(fd, buf, hl, 0, (struct sockaddr *)&server, serverlen) < 0) {
 				if (errno == EAGAIN || errno == EINTR || errno == ENOBUFS)
 					return;
-				die("sendto");
+				die_errno("sendto");
 			}
 			introduced[c] = true;
 			n_hdr++;
@@ -261,7 +244,7 @@ static void send_per_client(void)
 		if (sendto(fd, buf, n, 0, (struct sockaddr *)&server, serverlen) < 0) {
 			if (errno == EAGAIN || errno == EINTR || errno == ENOBUFS)
 				return;
-			die("sendto");
+			die_errno("sendto");
 		}
 		mark_sent(next_seq++);
 	}
@@ -273,7 +256,7 @@ static void wrong(const char *why, const uint8_t *p, size_t n)
 {
 	if (n_wrong++ < WRONG_SHOWN) {
 		fprintf(stderr, "udpstorm: wrong reply (%s): ", why);
-		uk_put_escaped(stderr, p, n < 200 ? n : 200);
+		put_escaped(stderr, p, n < 200 ? n : 200);
 		fputc('\n', stderr);
 	}
 }
@@ -361,7 +344,7 @@ static void receive(int fd, long on)
 				return;
 			if (errno == ECONNREFUSED)   /* ICMP: the server is not there (yet) */
 				continue;
-			die("recvmmsg");
+			die_errno("recvmmsg");
 		}
 		for (int i = 0; i < r; i++)
 			check(bufs[i], mm[i].msg_len, &from[i], mm[i].msg_hdr.msg_namelen, on);
@@ -373,7 +356,7 @@ static void receive(int fd, long on)
 /* Datagrams in flight for longer than -T become lost. */
 static void expire(void)
 {
-	uint32_t now = now_ms();
+	uint32_t now = elapsed_ms();
 	while (oldest < next_seq) {
 		if (state[oldest] == S_INFLIGHT) {
 			if (now - sent_ms[oldest] < (uint32_t)opt.reply_timeout_ms)
@@ -408,14 +391,14 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'r': opt.mode = M_RAW; break;
-		case 'c': opt.clients = num(optarg, 1, CLIENTS_MAX, "client count"); break;
-		case 'd': opt.datagrams = num(optarg, 1, DATAGRAMS_MAX, "datagram count"); break;
-		case 'w': opt.window = num(optarg, 1, 100000, "window"); break;
-		case 't': opt.seconds = (double)num(optarg, 1, 3600, "seconds"); break;
+		case 'c': opt.clients = parse_num(optarg, 1, CLIENTS_MAX, "client count"); break;
+		case 'd': opt.datagrams = parse_num(optarg, 1, DATAGRAMS_MAX, "datagram count"); break;
+		case 'w': opt.window = parse_num(optarg, 1, 100000, "window"); break;
+		case 't': opt.seconds = (double)parse_num(optarg, 1, 3600, "seconds"); break;
 		case 'b': opt.proxy = optarg; break;
-		case 'T': opt.reply_timeout_ms = num(optarg, 1, 600000, "reply timeout"); break;
-		case 'L': opt.max_lost = num(optarg, 0, DATAGRAMS_MAX, "max lost"); break;
-		case 'p': opt.pad = num(optarg, 0, 1000, "padding"); break;
+		case 'T': opt.reply_timeout_ms = parse_num(optarg, 1, 600000, "reply timeout"); break;
+		case 'L': opt.max_lost = parse_num(optarg, 0, DATAGRAMS_MAX, "max lost"); break;
+		case 'p': opt.pad = parse_num(optarg, 0, 1000, "padding"); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}
@@ -424,7 +407,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	serverlen = na_parse(argv[optind], (unsigned)num(argv[optind + 1], 1, 65535, "port"),
+	serverlen = na_parse(argv[optind], (unsigned)parse_num(argv[optind + 1], 1, 65535, "port"),
 			     &server);
 	if (!serverlen || server.ss_family != AF_INET) {
 		fprintf(stderr, "udpstorm: bad server address \"%s\" (IPv4)\n", argv[optind]);
@@ -434,23 +417,23 @@ int main(int argc, char **argv)
 	sent_ms = calloc((size_t)opt.datagrams, sizeof *sent_ms);
 	introduced = calloc((size_t)opt.clients, sizeof *introduced);
 	if (!state || !sent_ms || !introduced)
-		die("calloc");
+		die_errno("calloc");
 	open_sockets();
 
-	t0 = uk_now_ns();
+	t0 = now_ns();
 	uint64_t stop_sending = t0 + (uint64_t)(opt.seconds * 1e9);
 	uint64_t last_reply = t0;
 	bool aborted = false;
 	struct epoll_event evs[256];
 	for (;;) {
-		uint64_t now = uk_now_ns();
+		uint64_t now = now_ns();
 		bool sending = next_seq < opt.datagrams && now < stop_sending;
 		if (sending && opt.mode == M_FIRST)
 			send_per_client();
 		else if (sending)
 			send_shared();
 		expire();
-		if (inflight == 0 && !(next_seq < opt.datagrams && uk_now_ns() < stop_sending))
+		if (inflight == 0 && !(next_seq < opt.datagrams && now_ns() < stop_sending))
 			break;
 		if (n_lost > (unsigned long)opt.max_lost) {
 			/* the run has failed: stop now rather than lose the rest one timeout at a
@@ -463,21 +446,21 @@ int main(int argc, char **argv)
 		/* wake for a reply, the oldest datagram's loss time, or the end of sending */
 		long wait = opt.reply_timeout_ms;
 		if (oldest < next_seq)
-			wait = (long)sent_ms[oldest] + opt.reply_timeout_ms - (long)now_ms();
+			wait = (long)sent_ms[oldest] + opt.reply_timeout_ms - (long)elapsed_ms();
 		if (sending && inflight < opt.window)
 			wait = 0;            /* the send was cut short: retry soon */
 		if (wait < 1)
 			wait = 1;
 		int n = epoll_wait(ep, evs, 256, (int)wait);
 		if (n < 0 && errno != EINTR)
-			die("epoll_wait");
+			die_errno("epoll_wait");
 		unsigned long before = n_replies;
 		for (int i = 0; i < n; i++) {
 			long tag = (long)evs[i].data.u64;
 			receive(socks[tag], opt.mode == M_FIRST ? tag : -1);
 		}
 		if (n_replies != before)
-			last_reply = uk_now_ns();
+			last_reply = now_ns();
 	}
 	double secs = (double)(last_reply - t0) / 1e9;
 	if (secs <= 0)

@@ -110,25 +110,21 @@ under_shim() {
 
 # run_server PROGRAM SECONDS [VAR=VALUE...] [-- ARGS...]: testserver or hsrv (-P port
 # file, -T hard timeout SECONDS) in the background with exactly these variables and none
-# of the caller's LD_PRELOAD or PROXYSHIM_*. Its own PID in SERVER_PID (and PIDS);
-# SERVER_PORT, TARGET_PORT; output in $T/server.out, stderr in $T/server.err.
+# of the caller's LD_PRELOAD or PROXYSHIM_* (ds_bg_port). Its own PID in SERVER_PID (and
+# PIDS); SERVER_PORT, TARGET_PORT; output in $T/server.out, stderr in $T/server.err.
 run_server() {
-	local prog=$1 secs=$2 vars=()
+	local prog=$1 secs=$2 vars=() st=0
 	shift 2
 	while (($#)) && [[ $1 != -- ]]; do
 		vars+=("$1")
 		shift
 	done
 	(($#)) && shift
-	rm -f "$T/server.port"
-	ds_clean_env
-	env "${DS_ENV[@]}" "${vars[@]}" "$prog" -P "$T/server.port" -T "$secs" "$@" \
-		</dev/null >"$T/server.out" 2>"$T/server.err" 3>&- &
-	SERVER_PID=$!
+	ds_bg_port "$T" server 5 "${vars[@]}" -- "$prog" -T "$secs" "$@" || st=$?
+	SERVER_PID=$DS_PID
 	PIDS+=("$SERVER_PID")
-	wait_until 5 test -s "$T/server.port" ||
-		fail "${prog##*/} did not start: $(cat "$T/server.err")"
-	SERVER_PORT=$(<"$T/server.port")
+	((st == 0)) || fail "${prog##*/} did not start: $(cat "$T/server.err")"
+	SERVER_PORT=$DS_PORT
 	TARGET_PORT=$SERVER_PORT
 }
 
@@ -308,8 +304,8 @@ start_haproxy() {
 		backend be
 		    server s 127.0.0.1:$SERVER_PORT $1
 	EOF
-	env -u LD_PRELOAD "$HAPROXY" -db -f "$T/haproxy.cfg" >"$T/haproxy.out" 2>"$T/haproxy.err" &
-	HAPROXY_PID=$!
+	ds_bg "$T" haproxy -- "$HAPROXY" -db -f "$T/haproxy.cfg"
+	HAPROXY_PID=$DS_PID
 	PIDS+=("$HAPROXY_PID")
 	wait_until 5 is_listening "$HAPROXY_PORT" ||
 		fail "haproxy did not start:" "$(cat "$T/haproxy.err")"

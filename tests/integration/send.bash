@@ -154,46 +154,19 @@ haproxy_run() {
 # ppdst=$proxy_protocol_server_addr:$proxy_protocol_server_port remote=$remote_addr
 # status=$status". Sets NGINX_PID.
 nginx_proxy_start() {
-	local dir=$1 port=$2 user=
-	mkdir -p "$dir/www" "$dir/tmp"
-	echo "hello from nginx" >"$dir/www/index.html"
-	[[ $(id -u) == 0 ]] && user="user root;"
-	cat >"$dir/nginx.conf" <<-EOF
-		$user
-		daemon off;
-		master_process on;
-		worker_processes 1;
-		pid $dir/nginx.pid;
-		error_log $dir/error.log info;
-		events { worker_connections 64; }
-		http {
-		    default_type text/plain;
-		    log_format pp 'pp=\$proxy_protocol_addr:\$proxy_protocol_port ppdst=\$proxy_protocol_server_addr:\$proxy_protocol_server_port remote=\$remote_addr status=\$status';
-		    access_log $dir/access.log pp;
-		    client_body_temp_path $dir/tmp/body;
-		    proxy_temp_path $dir/tmp/proxy;
-		    fastcgi_temp_path $dir/tmp/fastcgi;
-		    uwsgi_temp_path $dir/tmp/uwsgi;
-		    scgi_temp_path $dir/tmp/scgi;
-		    server {
-		        listen 127.0.0.1:$port proxy_protocol;
-		        root $dir/www;
-		        # proxy_pass buffers the whole request body before it answers
-		        location = /upload { proxy_pass http://unix:$dir/sink.sock:/; }
-		    }
-		    server {
-		        listen unix:$dir/sink.sock;
-		        access_log off;
-		        location / { return 200 "got \$content_length\n"; }
-		    }
-		}
-	EOF
+	local dir=$1 port=$2
+	# /upload: proxy_pass buffers the whole request body before it answers
+	ds_nginx_conf "$dir" -l "127.0.0.1:$port proxy_protocol" -c 64 -i "hello from nginx" \
+		-a 'pp=$proxy_protocol_addr:$proxy_protocol_port ppdst=$proxy_protocol_server_addr:$proxy_protocol_server_port remote=$remote_addr status=$status' \
+		-s "location = /upload { proxy_pass http://unix:$dir/sink.sock:/; }" \
+		-x "server { listen unix:$dir/sink.sock; access_log off;
+		    location / { return 200 \"got \$content_length\\n\"; } }"
 	: >"$dir/access.log"
-	ds_bg "$dir" nginx -- /usr/sbin/nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log"
+	local st=0
+	ds_nginx_run "$dir" "$dir" nginx "$port" || st=$?
 	NGINX_PID=$DS_PID
 	track "$NGINX_PID"
-	ds_wait 10 ds_listening "$port" ||
-		fail "nginx did not start:" "$(cat "$dir/error.log" "$dir/nginx.err" 2>/dev/null)"
+	((st == 0)) || fail "nginx did not start"
 }
 
 # ---- a listener that records exactly what it received ----
