@@ -12,7 +12,7 @@ PURE_SRC = shim/addr.c shim/pp_parse.c shim/pp_build.c shim/crc32c.c shim/cidr.c
 # Pure code of the command (ELF facts about its target): in the command and its tests.
 CMD_PURE_SRC = cmd/elfinfo.c
 # Code that interposes libc: only in the library.
-COMMON_SRC = $(PURE_SRC) shim/load.c shim/log.c shim/real.c shim/fdtable.c shim/hooks_fd.c \
+COMMON_SRC = $(PURE_SRC) shim/load.c shim/log.c shim/lock.c shim/real.c shim/fdtable.c shim/hooks_fd.c \
              shim/hooks_syscall.c
 LIB_SRC  = $(COMMON_SRC) shim/consume.c shim/accept.c shim/keep.c shim/hooks_recv.c shim/hooks_exec.c \
            shim/hooks_shell.c shim/udp.c shim/hooks_udp.c shim/inherit.c shim/init.c

@@ -1,4 +1,5 @@
 #include "consume.h"
+#include "lock.h"
 #include "real.h"
 
 #include <errno.h>
@@ -19,12 +20,6 @@ struct peek {
 	uint8_t small[SMALL_PEEK];
 };
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void set_lowat(struct peek *p, int bytes)
 {
@@ -135,7 +130,7 @@ static enum ps_take expire(const struct peek *p, const struct ps_config *c, cons
  * for the bytes already peeked, and spin. Returns -1 at the deadline. */
 static int wait_bytes(struct peek *p, long long deadline, bool *hup)
 {
-	long long left = deadline - now_ms();
+	long long left = deadline - ps_now_ms();
 	if (left <= 0)
 		return -1;
 	set_lowat(p, p->want > 1 ? (int)p->want : 1);
@@ -178,7 +173,7 @@ enum ps_take ps_take_header_within(int fd, const struct ps_config *c, struct pp_
 	struct peek p = {.fd = fd, .cap = SMALL_PEEK, .lowat = 0};
 	p.buf = p.small;
 	int saved = errno;
-	enum ps_take r = take(&p, c, h, why, now_ms() + ms);
+	enum ps_take r = take(&p, c, h, why, ps_now_ms() + ms);
 	set_lowat(&p, 1);
 	release(&p);
 	errno = saved;

@@ -1,8 +1,8 @@
 #include "fdtable.h"
+#include "lock.h"
 #include "real.h"
 
 #include <stdatomic.h>
-#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -52,31 +52,18 @@ static struct slot *slot_of(int fd, bool create)
 	return leaf ? &leaf[fd & (LEAF_SIZE - 1)] : NULL;
 }
 
-/* Waiting for a slot's writer is bounded: the writer may be this very thread,
- * interrupted by a signal handler that now closes or looks up the same fd. After a
- * short spin we yield; after the bound we give up (see callers). */
-#define SPINS 1000
-#define YIELDS 1000
-
-/* A tag for the calling thread: the low bits of a thread-local's address. */
+/* A slot's writer, in the state word: the low bits of its thread tag (shim/lock.h). */
 static uint32_t me(void)
 {
-	static __thread __attribute__((tls_model("initial-exec"))) char tag;
-	return (uint32_t)(uintptr_t)&tag | 1;
+	return (uint32_t)ps_thread_tag() | 1;
 }
 
-/* Whether to wait on for a slot's writer. Never for ourselves: a signal handler that
- * interrupted this thread's own write would wait for nothing. */
+/* Whether to wait on for a slot's writer: bounded as the runtime's lock, and never
+ * for ourselves (a signal handler that interrupted this thread's own write would wait
+ * for nothing). */
 static bool wait_turn(uint64_t st, unsigned *tries)
 {
-	if (OWNER(st) == me())
-		return false;
-	if (++*tries <= SPINS)
-		return true;
-	if (*tries > SPINS + YIELDS)
-		return false;
-	sched_yield();
-	return true;
+	return OWNER(st) != me() && ps_wait_more(tries);
 }
 
 /* false if the slot stayed busy: the entry is then left as it is (a lookup's identity

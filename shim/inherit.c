@@ -1,4 +1,5 @@
 #include "inherit.h"
+#include "lock.h"
 #include "consume.h"
 #include "log.h"
 #include "real.h"
@@ -371,12 +372,6 @@ static void sever(int fd)
 
 unsigned char ps_inherit_pending;
 
-static long long clock_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* A header not complete at load: finished on first use (ps_inherit_finish), never
  * waited for here. SO_RCVLOWAT stays at the bytes still missing, so that poll and
@@ -386,7 +381,7 @@ static void defer(int fd, int family, const struct ps_addr *peer, uint64_t cooki
 {
 	struct ps_fdinfo e = {.kind = PS_FD_PENDING, .family = (uint16_t)family,
 			      .cookie = cookie, .src = *peer,
-			      .sent = (uint32_t)(clock_ms() + c->timeout_ms)};
+			      .sent = (uint32_t)(ps_now_ms() + c->timeout_ms)};
 	if (ps_fd_set(fd, &e))
 		__atomic_store_n(&ps_inherit_pending, 1, __ATOMIC_RELEASE);
 }
@@ -493,7 +488,7 @@ static int finish(int fd, const struct ps_fdinfo *e, const struct ps_config *c, 
 	const char *why = NULL;
 	struct outcome o = {.cookie = e->cookie};
 	int fl = real_fcntl(fd, F_GETFL, 0);
-	long long left = (long long)(int32_t)(e->sent - (uint32_t)clock_ms());
+	long long left = (long long)(int32_t)(e->sent - (uint32_t)ps_now_ms());
 	enum ps_take r;
 	if (!never_read(fd)) {  /* someone took bytes meanwhile: no longer provable */
 		char pa[PS_ADDR_STRLEN];
@@ -529,9 +524,9 @@ int ps_inherit_finish(int fd, bool always_wait)
 	int saved = errno;
 	/* The holder may wait up to the header timeout; a signal handler of the holder's
 	 * own thread would wait for ever, so it gives up after that long. */
-	long long until = clock_ms() + c->timeout_ms + 1000;
+	long long until = ps_now_ms() + c->timeout_ms + 1000;
 	while (atomic_flag_test_and_set_explicit(&finishing, memory_order_acquire)) {
-		if (clock_ms() > until) {
+		if (ps_now_ms() > until) {
 			errno = EAGAIN;
 			return -1;
 		}

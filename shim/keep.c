@@ -1,4 +1,5 @@
 #include "keep.h"
+#include "lock.h"
 #include "consume.h"
 #include "log.h"
 #include "real.h"
@@ -6,7 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
-#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/timerfd.h>
@@ -37,7 +37,7 @@ struct set {
 	uint64_t lcookie;    /* the listener's SO_COOKIE: a socket that later takes its
 			      * number never gets its connections */
 	_Atomic int doom_closes_own;  /* DOOMED: its own descriptors are still open */
-	atomic_flag lock;
+	struct ps_lock lock;
 	bool nested;         /* in an application's epoll instance: kept while the
 			      * listener lives, since only the application can register it
 			      * again; other sets are released when they empty */
@@ -49,33 +49,21 @@ struct set {
 
 static struct set *_Atomic pages[PAGES];
 static _Atomic unsigned top_page;    /* pages above it were never mapped */
-static atomic_flag create_lock;
+static struct ps_lock create_lock;
 static _Atomic unsigned kept_total;  /* fast path: nothing kept anywhere */
 static unsigned live_sets, sweep_at = 64;  /* under create_lock */
 
-static long long now_ms(void)
+
+/* The locks (shim/lock.h): held by this very thread means a signal handler
+ * interrupted the holder. Callers fall back (wait, skip, or doom the set). */
+static bool lock(struct ps_lock *l)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return ps_lock(l);
 }
 
-/* Bounded: the holder may be this very thread, interrupted by a signal handler that
- * now closes the listener. Callers fall back (wait, skip, or doom the set). */
-static bool lock(atomic_flag *f)
+static void unlock(struct ps_lock *l)
 {
-	for (unsigned tries = 0; atomic_flag_test_and_set_explicit(f, memory_order_acquire);) {
-		if (++tries > 2000)
-			return false;
-		if (tries > 1000)
-			sched_yield();
-	}
-	return true;
-}
-
-static void unlock(atomic_flag *f)
-{
-	atomic_flag_clear_explicit(f, memory_order_release);
+	ps_unlock(l);
 }
 
 /* lfd's slot; NULL beyond the table, or when its page was never mapped and 'map' is
@@ -259,7 +247,7 @@ static struct set *create(int lfd, uint64_t lcookie, int family, bool nest)
 	s->lcookie = lcookie;
 	ps_fd_set(epfd, &(struct ps_fdinfo){.kind = PS_FD_OWN});
 	ps_fd_set(tfd, &(struct ps_fdinfo){.kind = PS_FD_OWN});
-	atomic_flag_clear(&s->lock);
+	ps_lock_reset(&s->lock);
 	atomic_store(&s->lfd1, lfd + 1);
 	unlock(&create_lock);
 	return s;
@@ -383,7 +371,7 @@ int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *pee
 {
 	const struct ps_config *c = ps_active();
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
-	struct kept k = {.fd = fd, .deadline = now_ms() + c->timeout_ms, .cookie = ps_fd_cookie(fd),
+	struct kept k = {.fd = fd, .deadline = ps_now_ms() + c->timeout_ms, .cookie = ps_fd_cookie(fd),
 			 .peer = *peer};
 	bool unnested = li->sent & PS_LISTENER_UNNESTED;
 	struct set *s = NULL;
@@ -444,7 +432,7 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 		      const char **why, enum ps_take *r, struct kept *out)
 {
 	struct epoll_event ev[16];
-	long long now = now_ms();
+	long long now = ps_now_ms();
 	for (unsigned i = 0; i < s->n; i++) {
 		if (s->k[i].deadline <= now) {
 			int fd = s->k[i].fd;
@@ -816,7 +804,7 @@ static void drop_parents(struct set *s, int v, void *ctx)
 {
 	(void)v;
 	(void)ctx;
-	atomic_flag_clear(&s->lock);
+	ps_lock_reset(&s->lock);
 	destroy(s, 1);
 }
 
@@ -825,7 +813,7 @@ void ps_keep_init(void)
 	/* In a fork child: the kept connections are the parent's to serve; drop our
 	 * copies (and the sets' descriptors) so that closing them there really closes. */
 	each_set(drop_parents, NULL);
-	atomic_flag_clear(&create_lock);
+	ps_lock_reset(&create_lock);
 	live_sets = 0;
 	sweep_at = 64;
 }

@@ -1,4 +1,5 @@
 #include "log.h"
+#include "lock.h"
 #include "real.h"
 
 #include <errno.h>
@@ -116,11 +117,9 @@ void ps_log(enum ps_log_level level, const char *fmt, ...)
 void ps_log_limited(const char *fmt, ...)
 {
 	va_list ap;
-	struct timespec ts;
 	if (!ps_log_enabled(PS_LOG_WARN))
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	long now = ts.tv_sec / LIMIT_WINDOW_S, seen = atomic_load(&window);
+	long now = (long)(ps_now_ms_coarse() / 1000) / LIMIT_WINDOW_S, seen = atomic_load(&window);
 	if (now != seen && atomic_compare_exchange_strong(&window, &seen, now)) {
 		atomic_store(&in_window, 0);
 		unsigned lost = atomic_exchange(&dropped, 0);

@@ -7,6 +7,7 @@
  * SO_REUSEPORT worker and "connected UDP server" patterns reply from a socket that did
  * not receive the request). */
 #include "udp.h"
+#include "lock.h"
 #include "dgram.h"
 #include "log.h"
 #include "real.h"
@@ -31,7 +32,7 @@ struct udp_sock {
 	uint64_t dropped;
 	struct ps_udpmap *map;    /* mapped on first use, never unmapped: readers hold it */
 	size_t map_bytes;
-	int lock;                 /* guards map, and cookie and port while a slot is reset */
+	struct ps_lock lock;      /* guards map, and cookie and port while a slot is reset */
 	uint16_t port;            /* its local port: replies search the slots of their port */
 	uint32_t next;            /* the next slot of its port, a ring (socks_lock) */
 	uint32_t free_next;       /* free list (socks_lock) */
@@ -60,7 +61,7 @@ static uint32_t sweeps;
 /* A slot of each port's ring, plus one (0: no slot has that port). Untouched ports
  * cost nothing (zero pages). */
 static uint32_t port_ring[65536];
-static int socks_lock;
+static struct ps_lock socks_lock;
 
 /* A first segment starts at SEG0 * (2^k - 1). */
 static inline uint32_t seg_of(uint32_t i)
@@ -79,47 +80,23 @@ static inline struct udp_sock *slot(uint32_t i)
 static pthread_key_t scratch_key;
 static __thread __attribute__((tls_model("initial-exec"))) uint8_t *scratch;
 
-static __thread __attribute__((tls_model("initial-exec"))) int my_tid;
-
-static int self(void)
+/* The locks (shim/lock.h): a slot's held by this very thread (a signal handler
+ * interrupted it) makes the caller go on without the flow table. */
+static bool lock(struct ps_lock *l)
 {
-	if (!my_tid)
-		my_tid = (int)syscall(SYS_gettid);
-	return my_tid;
+	return ps_lock(l);
 }
 
-/* Spin locks tagged with the holder's thread: another thread holding one is waited
- * for (bounded: about a second of yields); this thread holding it means a signal
- * handler interrupted the holder, and waiting would never end, so the caller goes on
- * without the flow table. */
-static bool lock(int *l)
+static void unlock(struct ps_lock *l)
 {
-	int me = self();
-	for (long i = 0; i < (1L << 20); i++) {
-		int cur = 0;
-		if (__atomic_compare_exchange_n(l, &cur, me, false, __ATOMIC_ACQUIRE,
-						__ATOMIC_RELAXED))
-			return true;
-		if (cur == me)
-			return false;
-		if (i >= 64)
-			sched_yield();
-	}
-	return false;
-}
-
-static void unlock(int *l)
-{
-	__atomic_store_n(l, 0, __ATOMIC_RELEASE);
+	ps_unlock(l);
 }
 
 /* Flow idle times are long (default 30 s): the coarse clock (a few ms) is enough and
  * the cheapest read. */
 static uint64_t now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)ps_now_ms_coarse();
 }
 
 static void scratch_free(void *p)
@@ -147,15 +124,15 @@ void ps_udp_init(void)
 	ps_udp_on = true;
 }
 
-static int regs_lock;
+static struct ps_lock regs_lock;
 
 void ps_udp_fork_child(void)
 {
-	my_tid = 0;
-	socks_lock = regs_lock = 0;
-	no_slot.lock = 0;
+	ps_lock_reset(&socks_lock);
+	ps_lock_reset(&regs_lock);
+	ps_lock_reset(&no_slot.lock);
 	for (uint32_t i = 0; i < nslots; i++)
-		slot(i)->lock = 0;
+		ps_lock_reset(&slot(i)->lock);
 }
 
 /* ---- selection ---- */
@@ -471,12 +448,8 @@ ssize_t ps_udp_recvmsg(int fd, const struct ps_fdinfo *e, struct msghdr *msg, in
 int ps_udp_recvmmsg(int fd, const struct ps_fdinfo *e, struct mmsghdr *v, unsigned n,
 		    int flags, struct timespec *timeout)
 {
-	struct timespec end = {0}, now;
-	if (timeout) {
-		clock_gettime(CLOCK_MONOTONIC, &end);
-		end.tv_sec += timeout->tv_sec + (end.tv_nsec + timeout->tv_nsec) / 1000000000;
-		end.tv_nsec = (end.tv_nsec + timeout->tv_nsec) % 1000000000;
-	}
+	long long end = timeout ? ps_now_ns() + timeout->tv_sec * 1000000000LL + timeout->tv_nsec
+				: 0;
 	unsigned i;
 	for (i = 0; i < n; i++) {
 		int f = flags & ~MSG_WAITFORONE;
@@ -486,12 +459,8 @@ int ps_udp_recvmmsg(int fd, const struct ps_fdinfo *e, struct mmsghdr *v, unsign
 		if (r < 0)
 			return i ? (int)i : -1;
 		v[i].msg_len = (unsigned)r;
-		if (timeout) {
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			if (now.tv_sec > end.tv_sec ||
-			    (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
-				return (int)i + 1;
-		}
+		if (timeout && ps_now_ns() >= end)
+			return (int)i + 1;
 	}
 	return (int)i;
 }
@@ -765,28 +734,4 @@ int ps_udp_filter_epoll(int epfd, struct epoll_event *ev, int r)
 		ev[out++] = ev[i];
 	}
 	return out;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-void ps_deadline_start(struct ps_deadline *d, int timeout_ms)
-{
-	d->forever = timeout_ms < 0;
-	d->end_ns = now_ns() + (timeout_ms > 0 ? (uint64_t)timeout_ms * 1000000u : 0);
-}
-
-int ps_deadline_left_ms(const struct ps_deadline *d)
-{
-	if (d->forever)
-		return -1;
-	uint64_t now = now_ns();
-	if (now >= d->end_ns)
-		return 0;
-	uint64_t ms = (d->end_ns - now + 999999) / 1000000;  /* never 0 while time is left */
-	return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
 }

@@ -12,6 +12,7 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include "fdtable.h"
+#include "lock.h"
 
 /* UDP handling is on (PROXYSHIM_UDP_PORTS set, shim active). One load. */
 extern bool ps_udp_on;
@@ -71,13 +72,5 @@ static inline bool ps_udp_epoll_watched(void)
 int ps_udp_filter_poll(struct pollfd *fds, nfds_t n, int r);
 int ps_udp_filter_epoll(int epfd, struct epoll_event *ev, int r);
 int ps_udp_filter_select(int nfds, fd_set *rd, int r);
-
-/* Time left of a wait that is run again after readiness was withdrawn. */
-struct ps_deadline {
-	bool forever;
-	uint64_t end_ns;
-};
-void ps_deadline_start(struct ps_deadline *d, int timeout_ms);  /* < 0: forever */
-int ps_deadline_left_ms(const struct ps_deadline *d);  /* -1 forever, 0 expired */
 
 #endif
