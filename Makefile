@@ -3,7 +3,10 @@ CC      ?= cc
 PREFIX  ?= /usr/local
 BUILD   ?= build
 CFLAGS  ?= -O2 -g
-PS_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(CFLAGS)
+# The one version string (VERSION): the command's --version, the libraries' 'active in'
+# log line, make dist and debian/changelog (checked by tests/integration/cmd_proxyshim.bats).
+VERSION := $(shell cat VERSION)
+PS_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -DPS_VERSION='"$(VERSION)"' $(CFLAGS)
 SO_FLAGS = -shared -fvisibility=hidden -Wl,-z,relro,-z,now,-z,noexecstack,-z,defs
 
 # Pure code: linked into the library and directly into the unit tests.
@@ -29,16 +32,16 @@ CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubun
 PRODUCT = $(BUILD)/libproxyshim.so $(BUILD)/libproxyshim-client.so $(BUILD)/proxyshim
 all: $(PRODUCT) $(HELPERS)
 
-$(BUILD)/proxyshim: cmd/proxyshim.c $(CMD_PURE_SRC) $(PURE_SRC) $(HDRS) cmd/elfinfo.h
+$(BUILD)/proxyshim: VERSION cmd/proxyshim.c $(CMD_PURE_SRC) $(PURE_SRC) $(HDRS) cmd/elfinfo.h
 	@mkdir -p $(@D)
-	$(CC) $(PS_CFLAGS) -DPS_VERSION='"$(VERSION)"' -Ishim -o $@ cmd/proxyshim.c $(CMD_PURE_SRC) $(PURE_SRC) $(LDFLAGS)
+	$(CC) $(PS_CFLAGS) -Ishim -o $@ cmd/proxyshim.c $(CMD_PURE_SRC) $(PURE_SRC) $(LDFLAGS)
 
-$(BUILD)/libproxyshim.so: $(LIB_SRC) $(HDRS) shim/exports.map
+$(BUILD)/libproxyshim.so: VERSION $(LIB_SRC) $(HDRS) shim/exports.map
 	@mkdir -p $(@D)
 	$(CC) $(PS_CFLAGS) $(SO_FLAGS) -Wl,--version-script=shim/exports.map \
 	  -Wl,-soname,libproxyshim.so -o $@ $(LIB_SRC) -ldl $(LDFLAGS)
 
-$(BUILD)/libproxyshim-client.so: $(CLIENT_SRC) $(HDRS) shim/exports-client.map
+$(BUILD)/libproxyshim-client.so: VERSION $(CLIENT_SRC) $(HDRS) shim/exports-client.map
 	@mkdir -p $(@D)
 	$(CC) $(PS_CFLAGS) $(SO_FLAGS) -Wl,--version-script=shim/exports-client.map \
 	  -Wl,-soname,libproxyshim-client.so -o $@ $(CLIENT_SRC) -ldl $(LDFLAGS)
@@ -127,7 +130,6 @@ fuzz: deps $(addprefix $(BUILD)/fuzz/,$(FUZZ_TARGETS))
 	  fi; \
 	done; exit $$rc
 
-VERSION = 0.1.0
 LIBDIR  = $(PREFIX)/lib/proxyshim
 MANDIR  = $(PREFIX)/share/man
 INSTALLED = $(LIBDIR)/libproxyshim.so $(LIBDIR)/libproxyshim-client.so \

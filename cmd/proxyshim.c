@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #ifndef PS_VERSION
-#define PS_VERSION "0.1.0"
+#error "PS_VERSION: the Makefile passes the VERSION file's string"
 #endif
 
 static const char usage[] =

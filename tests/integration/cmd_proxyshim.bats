@@ -196,6 +196,20 @@ log_chain() {
 	[[ "$output" == *"--trust CIDRS"* ]]
 }
 
+@test "one version: --version, both libraries' 'active in' lines and debian/changelog name the VERSION file's" {
+	root=$BATS_TEST_DIRNAME/../..
+	want=$(cat "$root/VERSION")
+	[[ $want =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]
+	run shim_cmd --version
+	[ "$output" = "proxyshim $want" ]
+	run shim_cmd --trust 127.0.0.1 --log stderr --log-level info -- true
+	[[ "$output" == *"info: active in true: "*", proxyshim $want"* ]]
+	run shim_cmd --client --send-to 127.0.0.1 --log stderr --log-level info -- true
+	[[ "$output" == *"info: client active in true: "*", proxyshim $want"* ]]
+	[ "$(sed -n '1s/^proxyshim (\([^)]*\)).*/\1/p' "$root/debian/changelog")" = "$want" ]
+	grep -q "^## $want " "$root/CHANGELOG.md"
+}
+
 @test "make install into DESTDIR, a server run through the installed command, uninstall leaves nothing" {
 	root=$BATS_TEST_DIRNAME/../..
 	make -C "$root" -s install BUILD="$PS_BUILD" DESTDIR="$T/dest" PREFIX=/usr >/dev/null
