@@ -234,9 +234,11 @@ log_chain() {
 @test "make dist: the tarball builds and passes the unit tests from scratch" {
 	root=$BATS_TEST_DIRNAME/../..
 	git -C "$root" rev-parse --git-dir >/dev/null 2>&1 || skip "not a git checkout"
+	v=$(cat "$root/VERSION")
 	make -C "$root" -s dist BUILD="$T/b" >/dev/null
-	tar -C "$T" -xzf "$T/b/proxyshim-0.1.0.tar.gz"
-	make -C "$T/proxyshim-0.1.0" -s all check-unit > "$T/dist.log" 2>&1
+	tar -C "$T" -xzf "$T/b/proxyshim-$v.tar.gz"
+	make -C "$T/proxyshim-$v" -s all check-unit > "$T/dist.log" 2>&1
 	[ "$(grep -c '100%: Checks' "$T/dist.log")" -ge 3 ]
-	[ -x "$T/proxyshim-0.1.0/build/libproxyshim.so" ]
+	[ -x "$T/proxyshim-$v/build/libproxyshim.so" ]
+	[ "$("$T/proxyshim-$v/build/proxyshim" --version)" = "proxyshim $v" ]
 }
