@@ -18,7 +18,10 @@
 # execv in place (fdedge exec-self).
 
 [[ -n ${PS_CROSS_ARCH:-} && -n ${PS_BUILD:-} ]] ||
-	{ echo "cross.bash: PS_CROSS_ARCH and PS_BUILD are set by make cross-test" >&2; return 1; }
+	{
+		echo "cross.bash: PS_CROSS_ARCH and PS_BUILD are set by make cross-test" >&2
+		return 1
+	}
 QEMU=qemu-$PS_CROSS_ARCH
 QEMU_PREFIX=/usr/$PS_CROSS_ARCH-linux-gnu
 

@@ -196,7 +196,7 @@ log_chain() {
 	[[ "$output" == *"--trust CIDRS"* ]]
 }
 
-@test "one version: --version, both libraries' 'active in' lines and debian/changelog name the VERSION file's" {
+@test "one version: --version, both libraries' 'active in' lines, debian/changelog, CHANGELOG.md and the man pages name the VERSION file's" {
 	root=$BATS_TEST_DIRNAME/../..
 	want=$(cat "$root/VERSION")
 	[[ $want =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]
@@ -208,6 +208,8 @@ log_chain() {
 	[[ "$output" == *"info: client active in true: "*", proxyshim $want"* ]]
 	[ "$(sed -n '1s/^proxyshim (\([^)]*\)).*/\1/p' "$root/debian/changelog")" = "$want" ]
 	grep -q "^## $want " "$root/CHANGELOG.md"
+	grep -q "^\.TH PROXYSHIM 1 .* \"proxyshim $want\"" "$root/man/proxyshim.1"
+	grep -q "^\.TH PROXYSHIM 7 .* \"proxyshim $want\"" "$root/man/proxyshim.7"
 }
 
 @test "make install into DESTDIR, a server run through the installed command, uninstall leaves nothing" {
