@@ -11,6 +11,16 @@ setup_file() {
 	command -v "qemu-$PS_CROSS_ARCH" >/dev/null || skip "no qemu-$PS_CROSS_ARCH"
 }
 
+@test "raw system calls before the shim has resolved libc (dup2 as dup3, epoll_wait as epoll_pwait on arm64)" {
+	local out
+	expect_foreign early.so
+	# early.so, preloaded second, calls the hooks from its constructor, before the shim's
+	out=$(env QEMU_SET_ENV="LD_PRELOAD=$PS_PRELOAD $PS_BUILD/early.so" PROXYSHIM_TRUSTED=127.0.0.1 \
+		timeout 20 "$TESTSERVER" -F 2>&1) || fail "testserver -F with early.so:" "$out"
+	[[ ${out%%$'\n'*} == "early: accept=1 dup=1,1,1 getpeername=0 same=1 dup2self=1,1 wait=0" ]] ||
+		fail "early.so: $out"
+}
+
 # through_haproxy OPTIONS: two clients from 127.0.0.11 and .12 through HAProxy with
 # OPTIONS to the emulated test server under the emulated shim; each is reported as itself.
 through_haproxy() {
