@@ -77,7 +77,8 @@ demo: deps
 	@PS_BUILD=$(abspath $(BUILD)) scripts/demo
 
 # Benchmarks: connections/s against nginx, the test servers and MariaDB with
-# and without the shim, syscalls, instructions, bulk throughput, state; one table, also
+# and without the shim, syscalls, instructions, bulk throughput, state, UDP, scale (held
+# connections, listeners, poll/select servers against native support); one table, also
 # written to $(BUILD)/bench.txt. Run on a quiet machine; BENCH_* variables: scripts/bench.
 bench: all
 	@PS_BUILD=$(abspath $(BUILD)) scripts/bench

@@ -31,23 +31,30 @@ static int pick(ps_getenv_fn get, const char *name, const char *const words[], i
 }
 
 /* A whole number of milliseconds in 1..max; def when unset. */
-static int parse_ms(ps_getenv_fn get, const char *name, unsigned long max, unsigned def,
-		    unsigned *out, char *err, size_t errlen)
+/* A whole number in min..max of 'what' (milliseconds, connections…); def when unset. */
+static int parse_num(ps_getenv_fn get, const char *name, const char *what, unsigned long min,
+		     unsigned long max, unsigned def, unsigned *out, char *err, size_t errlen)
 {
-	char reason[80];
+	char reason[96];
 	const char *val = get(name);
 	unsigned long v = 0;
 	*out = def;
 	if (!val)
 		return 0;
-	snprintf(reason, sizeof(reason), "must be a whole number of milliseconds, 1..%lu", max);
+	snprintf(reason, sizeof(reason), "must be a whole number of %s, %lu..%lu", what, min, max);
 	for (const char *p = val; *p; p++)
 		if (*p < '0' || *p > '9' || (v = v * 10 + (unsigned long)(*p - '0')) > max)
 			return fail(err, errlen, name, val, reason);
-	if (!*val || v == 0)
+	if (!*val || v < min)
 		return fail(err, errlen, name, val, reason);
 	*out = (unsigned)v;
 	return 0;
+}
+
+static int parse_ms(ps_getenv_fn get, const char *name, unsigned long max, unsigned def,
+		    unsigned *out, char *err, size_t errlen)
+{
+	return parse_num(get, name, "milliseconds", 1, max, def, out, err, errlen);
 }
 
 static int parse_log(struct ps_config *c, ps_getenv_fn get, char *err, size_t errlen)
@@ -139,11 +146,15 @@ int ps_config_parse(struct ps_config *c, ps_getenv_fn get, char *err, size_t err
 	    (l = pick(get, "PROXYSHIM_LOCAL", local, 0, err, errlen)) < 0 ||
 	    (v = pick(get, "PROXYSHIM_LOG_LEVEL", level, PS_LOG_WARN, err, errlen)) < 0 ||
 	    parse_ms(get, "PROXYSHIM_TIMEOUT_MS", 600000, 3000, &c->timeout_ms, err, errlen) ||
+	    parse_num(get, "PROXYSHIM_KEEP_MAX", "connections", 1, PS_KEEP_MAX_LIMIT, 1024,
+		      &c->keep_max, err, errlen) ||
 	    parse_log(c, get, err, errlen) ||
 	    parse_list(get, "PROXYSHIM_UDP_PORTS", &c->udp_ports, portset_parse, err, errlen) ||
 	    (um = pick(get, "PROXYSHIM_UDP_MODE", udp_mode, 0, err, errlen)) < 0 ||
 	    parse_ms(get, "PROXYSHIM_UDP_IDLE_MS", 86400000, 30000, &c->udp_idle_ms, err,
 		     errlen) ||
+	    parse_num(get, "PROXYSHIM_UDP_FLOWS", "flows", 16, PS_UDP_FLOWS_LIMIT, 4096,
+		      &c->udp_flows, err, errlen) ||
 	    (su = pick(get, "PROXYSHIM_SEND_UDP", send_udp, 0, err, errlen)) < 0 ||
 	    parse_list(get, "PROXYSHIM_SEND_TO", &c->send_to, destlist_parse, err, errlen) ||
 	    (sv = pick(get, "PROXYSHIM_SEND_VERSION", version, 0, err, errlen)) < 0 ||

@@ -1,4 +1,4 @@
-/* Receiving-side configuration: parsed once from the environment, then read-only. */
+/* Configuration of both libraries: parsed once from the environment, then read-only. */
 #ifndef PS_CONFIG_H
 #define PS_CONFIG_H
 
@@ -14,6 +14,8 @@ enum ps_log_level { PS_LOG_ERROR, PS_LOG_WARN, PS_LOG_INFO, PS_LOG_DEBUG };
 enum ps_send_source { PS_SOURCE_LOCAL, PS_SOURCE_ACCEPTED, PS_SOURCE_FIXED };
 
 #define PS_PATH_MAX 4096
+#define PS_KEEP_MAX_LIMIT 1000000   /* PROXYSHIM_KEEP_MAX: kept connections per listener */
+#define PS_UDP_FLOWS_LIMIT 1000000  /* PROXYSHIM_UDP_FLOWS: flows per UDP socket */
 
 struct ps_config {
 	bool active;                 /* PROXYSHIM_TRUSTED is set */
@@ -21,6 +23,7 @@ struct ps_config {
 	enum ps_policy policy;
 	enum ps_untrusted untrusted;
 	unsigned timeout_ms;
+	unsigned keep_max;           /* connections kept waiting for a header, per listener */
 	struct ps_portset ports;
 	enum ps_local local;
 	enum ps_log_target log_target;
@@ -32,6 +35,7 @@ struct ps_config {
 	struct ps_portset udp_ports;
 	bool udp_first;              /* PROXYSHIM_UDP_MODE=first */
 	unsigned udp_idle_ms;
+	unsigned udp_flows;          /* flows remembered per socket */
 
 	/* Sending side (libproxyshim-client.so). */
 	bool send_active;            /* PROXYSHIM_SEND_TO is set */

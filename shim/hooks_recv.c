@@ -168,10 +168,14 @@ static void note_select(int nfds, const fd_set *rd, int r)
 	if (!__atomic_load_n(&ps_blocking_listeners, __ATOMIC_RELAXED))
 		return;
 	ready_clear();
+	/* Bitmaps of nfds bits, past FD_SETSIZE too (no FD_ISSET: fortified builds abort
+	 * beyond it). */
+	const unsigned long *b = (const unsigned long *)rd;
+	const int bits = 8 * (int)sizeof(long);
 	if (r > 0 && rd)
-		for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++)
-			if (FD_ISSET(fd, rd))
-				FD_SET(fd, &last_ready.low);
+		for (int fd = 0; fd < nfds; fd++)
+			if (b[fd / bits] >> (fd % bits) & 1)
+				ready_note(fd);
 }
 
 bool ps_ready_take(int fd)

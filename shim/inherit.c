@@ -68,7 +68,10 @@ static void carry_one(int fd, const struct ps_fdinfo *info, void *ctx)
 	/* Still that socket? A number reused behind the shim's back is not carried. */
 	if (!info->cookie || ps_fd_cookie(fd) != info->cookie)
 		return;
-	if ((!c->var || c->in_var == PS_INHERIT_PER_VAR) && !start_var(c)) {
+	/* The room asked for holds PS_INHERIT_MAX entries: the rest are left out, never
+	 * written past it. */
+	if (c->n == PS_INHERIT_MAX || c->len + ENTRY_HEX + 1 > c->cap ||
+	    ((!c->var || c->in_var == PS_INHERIT_PER_VAR) && !start_var(c))) {
 		c->dropped++;
 		return;
 	}

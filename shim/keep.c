@@ -12,10 +12,14 @@
 #include <sys/timerfd.h>
 #include <time.h>
 
-#define SETS 64          /* listeners with kept connections per process */
-#define KEPT_MAX 1024    /* kept connections per listener; the oldest goes first */
-#define POLL_MAX 4096    /* larger poll arrays are passed through unchanged */
-#define EXTRA_MAX 8      /* sets added to one poll/select call */
+/* A set lives in a slot indexed by its listener's fd number, in pages mapped on demand:
+ * any number of listeners, found in constant time. Pages are never unmapped, so a
+ * pointer to a slot stays valid after its set is released. */
+#define PAGE_SETS 1024u
+#define PAGES (PS_FD_LIMIT / PAGE_SETS)
+#define KEPT_FIRST 16         /* entries of a set's first array; it doubles up to the
+			       * configured bound (PROXYSHIM_KEEP_MAX) */
+#define KEPT_SHRINK 256       /* an emptied array at least this large is given back */
 
 struct kept {
 	int fd;
@@ -34,15 +38,20 @@ struct set {
 			      * number never gets its connections */
 	_Atomic int doom_closes_own;  /* DOOMED: its own descriptors are still open */
 	atomic_flag lock;
+	bool nested;         /* in an application's epoll instance: kept while the
+			      * listener lives, since only the application can register it
+			      * again; other sets are released when they empty */
 	int family;
 	int epfd, tfd;       /* the set's epoll instance and its deadline timer */
-	unsigned n;
-	struct kept *k;      /* KEPT_MAX entries */
+	unsigned n, cap;
+	struct kept *k;      /* cap entries, mmap'd (NULL when cap is 0) */
 };
 
-static struct set sets[SETS];
+static struct set *_Atomic pages[PAGES];
+static _Atomic unsigned top_page;    /* pages above it were never mapped */
 static atomic_flag create_lock;
 static _Atomic unsigned kept_total;  /* fast path: nothing kept anywhere */
+static unsigned live_sets, sweep_at = 64;  /* under create_lock */
 
 static long long now_ms(void)
 {
@@ -69,12 +78,48 @@ static void unlock(atomic_flag *f)
 	atomic_flag_clear_explicit(f, memory_order_release);
 }
 
+/* lfd's slot; NULL beyond the table, or when its page was never mapped and 'map' is
+ * false (or mapping fails). mmap, not malloc: safe in a signal handler. */
+static struct set *slot(int lfd, bool map)
+{
+	if (lfd < 0 || (unsigned)lfd >= PS_FD_LIMIT)
+		return NULL;
+	unsigned pg = (unsigned)lfd / PAGE_SETS;
+	struct set *p = atomic_load_explicit(&pages[pg], memory_order_acquire);
+	if (!p && map) {
+		struct set *m = mmap(NULL, PAGE_SETS * sizeof(struct set), PROT_READ | PROT_WRITE,
+				     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED)
+			return NULL;
+		if (atomic_compare_exchange_strong(&pages[pg], &p, m))
+			p = m;
+		else
+			munmap(m, PAGE_SETS * sizeof(struct set));
+		for (unsigned t = atomic_load(&top_page); t <= pg;)
+			if (atomic_compare_exchange_weak(&top_page, &t, pg + 1))
+				break;
+	}
+	return p ? &p[(unsigned)lfd % PAGE_SETS] : NULL;
+}
+
+/* Calls fn on every set in use. */
+static void each_set(void (*fn)(struct set *s, int v, void *ctx), void *ctx)
+{
+	unsigned top = atomic_load(&top_page);
+	for (unsigned pg = 0; pg < top; pg++) {
+		struct set *p = atomic_load_explicit(&pages[pg], memory_order_acquire);
+		for (unsigned i = 0; p && i < PAGE_SETS; i++) {
+			int v = atomic_load(&p[i].lfd1);
+			if (v)
+				fn(&p[i], v, ctx);
+		}
+	}
+}
+
 static struct set *find(int lfd, uint64_t lcookie)
 {
-	for (int i = 0; i < SETS; i++)
-		if (atomic_load(&sets[i].lfd1) == lfd + 1 && sets[i].lcookie == lcookie)
-			return &sets[i];
-	return NULL;
+	struct set *s = slot(lfd, false);
+	return s && atomic_load(&s->lfd1) == lfd + 1 && s->lcookie == lcookie ? s : NULL;
 }
 
 /* Whether kept connection k is still the socket the shim kept under its number. */
@@ -93,6 +138,15 @@ static void close_kept(const struct kept *k)
 	}
 }
 
+static void free_array(struct set *s)
+{
+	if (s->k)
+		munmap(s->k, s->cap * sizeof(struct kept));
+	s->k = NULL;
+	s->cap = 0;
+}
+
+/* Called with s locked, or unreachable. */
 static void destroy(struct set *s, int close_own)
 {
 	for (unsigned i = 0; i < s->n; i++)
@@ -104,8 +158,9 @@ static void destroy(struct set *s, int close_own)
 		real_close(s->epfd);
 		real_close(s->tfd);
 	}
-	munmap(s->k, KEPT_MAX * sizeof(struct kept));
+	free_array(s);
 	s->n = 0;
+	s->nested = false;
 	atomic_store(&s->lfd1, 0);
 }
 
@@ -120,56 +175,84 @@ static void release(struct set *s)
 	}
 }
 
-/* Sets whose listener is gone without the hooks seeing it close (a raw syscall, or a
- * close racing a keep in another thread) are released: their connections can never
- * be accepted. Called under create_lock. */
-static void sweep(void)
+/* A set whose listener is gone without the hooks seeing it close (a raw syscall, or a
+ * close racing a keep in another thread) is released: its connections can never be
+ * accepted. */
+static void sweep_one(struct set *s, int v, void *ctx)
 {
-	for (int i = 0; i < SETS; i++) {
-		struct set *s = &sets[i];
-		int v = atomic_load(&s->lfd1);
-		if (v > 0 && ps_fd_cookie(v - 1) != s->lcookie && lock(&s->lock)) {
-			if (atomic_load(&s->lfd1) == v)
-				destroy(s, 1);
-			unlock(&s->lock);
-		}
+	unsigned *live = ctx;
+	if (v > 0 && ps_fd_cookie(v - 1) != s->lcookie && lock(&s->lock)) {
+		if (atomic_load(&s->lfd1) == v)
+			destroy(s, 1);
+		unlock(&s->lock);
 	}
+	*live += atomic_load(&s->lfd1) != 0;
 }
 
-static struct set *create(int lfd, uint64_t lcookie, int family)
+/* Under create_lock, when the sets in use doubled since the last sweep: amortized
+ * constant per set created, whatever the number of listeners. */
+static void sweep(void)
+{
+	if (++live_sets < sweep_at)
+		return;
+	unsigned live = 0;
+	each_set(sweep_one, &live);
+	live_sets = live;
+	sweep_at = live * 2 > 64 ? live * 2 : 64;
+}
+
+/* The set of listener lfd (identified by lcookie), made if it has none. 'nest': the
+ * caller nests it into an application's epoll instance (it is never released while
+ * the listener lives). */
+static struct set *create(int lfd, uint64_t lcookie, int family, bool nest)
 {
 	struct set *s = find(lfd, lcookie);
-	if (s)
+	if (s && (!nest || s->nested))
 		return s;
 	if (!lock(&create_lock))
 		return NULL;
-	if ((s = find(lfd, lcookie))) {  /* another thread was first */
+	if ((s = find(lfd, lcookie))) {  /* made meanwhile, or to be marked nested */
+		if (nest && lock(&s->lock)) {
+			bool live = atomic_load(&s->lfd1) == lfd + 1;
+			s->nested |= live;
+			release(s);
+			if (!live)
+				s = NULL;
+		}
 		unlock(&create_lock);
 		return s;
 	}
+	if (!(s = slot(lfd, true))) {
+		unlock(&create_lock);
+		return NULL;
+	}
+	/* The number held another listener whose close the hooks missed. */
+	if (atomic_load(&s->lfd1) && lock(&s->lock)) {
+		if (atomic_load(&s->lfd1))
+			destroy(s, 1);
+		unlock(&s->lock);
+	}
+	if (atomic_load(&s->lfd1)) {  /* locked by an interrupted thread */
+		unlock(&create_lock);
+		return NULL;
+	}
 	sweep();
-	for (int i = 0; !s && i < SETS; i++)
-		if (atomic_load(&sets[i].lfd1) == 0)
-			s = &sets[i];
 	struct epoll_event ev = {.events = EPOLLIN};
-	void *k = s ? mmap(NULL, KEPT_MAX * sizeof(struct kept), PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-		    : MAP_FAILED;
-	int epfd = k != MAP_FAILED ? epoll_create1(EPOLL_CLOEXEC) : -1;
+	int epfd = epoll_create1(EPOLL_CLOEXEC);
 	int tfd = epfd >= 0 ? timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC) : -1;
 	ev.data.fd = tfd;
 	if (tfd < 0 || real_epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, &ev) < 0) {
-		if (k != MAP_FAILED)
-			munmap(k, KEPT_MAX * sizeof(struct kept));
 		if (epfd >= 0)
 			real_close(epfd);
 		if (tfd >= 0)
 			real_close(tfd);
+		live_sets--;
 		unlock(&create_lock);
 		return NULL;  /* no set: the caller refuses the connection (logged) */
 	}
-	s->k = k;
-	s->n = 0;
+	s->k = NULL;
+	s->n = s->cap = 0;
+	s->nested = nest;
 	s->family = family;
 	s->epfd = epfd;
 	s->tfd = tfd;
@@ -182,7 +265,34 @@ static struct set *create(int lfd, uint64_t lcookie, int family)
 	return s;
 }
 
-/* Arms the timer for the earliest deadline (disarms it when nothing is kept). */
+/* Room for one more entry: the array doubles up to the bound. false: at the bound (or
+ * out of memory). Called with s locked. */
+static bool grow(struct set *s, unsigned bound)
+{
+	if (s->n < s->cap)
+		return true;
+	if (s->cap >= bound)
+		return false;
+	unsigned cap = s->cap ? s->cap * 2 : KEPT_FIRST;
+	if (cap > bound)
+		cap = bound;
+	struct kept *k = mmap(NULL, cap * sizeof(struct kept), PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (k == MAP_FAILED)
+		return false;
+	if (s->n)
+		memcpy(k, s->k, s->n * sizeof(struct kept));
+	free_array(s);
+	s->k = k;
+	s->cap = cap;
+	return true;
+}
+
+/* Arms the timer for the earliest deadline (disarms it when nothing is kept). The timer
+ * is only ever armed for a time at or before every kept deadline (all share one
+ * timeout, so an added one is never the earliest): set when the first connection is
+ * kept, when it fired, and disarmed when the last one leaves. Removing another entry
+ * leaves it be: at worst it fires early once and is set again. */
 static void rearm(struct set *s)
 {
 	long long first = 0;
@@ -195,14 +305,15 @@ static void rearm(struct set *s)
 	timerfd_settime(s->tfd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
-/* Drops entry i without touching its descriptor. Also re-arms the timer: setting it
- * clears a pending expiry, which would otherwise keep the set (and so the
+/* Drops entry i without touching its descriptor. The last one disarms the timer:
+ * that also clears a pending expiry, which would otherwise keep the set (and so the
  * application's listener) readable with nothing to accept. */
 static void forget_at(struct set *s, unsigned i)
 {
 	s->k[i] = s->k[--s->n];
 	atomic_fetch_sub(&kept_total, 1);
-	rearm(s);
+	if (!s->n)
+		rearm(s);
 }
 
 /* Takes entry i (still the shim's socket) out of the set. */
@@ -258,27 +369,49 @@ static bool renest(int lfd, struct ps_fdinfo *li, struct set *s)
 	return true;
 }
 
+/* The entry kept longest (the earliest deadline: all share one timeout). */
+static unsigned oldest(const struct set *s)
+{
+	unsigned o = 0;
+	for (unsigned i = 1; i < s->n; i++)
+		if (s->k[i].deadline < s->k[o].deadline)
+			o = i;
+	return o;
+}
+
 int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer)
 {
 	const struct ps_config *c = ps_active();
-	struct set *s = create(lfd, li->cookie, li->family);
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
 	struct kept k = {.fd = fd, .deadline = now_ms() + c->timeout_ms, .cookie = ps_fd_cookie(fd),
 			 .peer = *peer};
-	if (!s || !k.cookie || ((li->sent & PS_LISTENER_UNNESTED) && !renest(lfd, li, s)) ||
-	    !lock(&s->lock))
-		return -1;
-	if (atomic_load(&s->lfd1) != lfd + 1 || s->lcookie != li->cookie) {
-		release(s);  /* the listener was closed meanwhile */
-		return -1;
+	bool unnested = li->sent & PS_LISTENER_UNNESTED;
+	struct set *s = NULL;
+	/* Another thread may release the set (it emptied) between its lookup and the
+	 * lock: looked up again, a bounded number of times. */
+	for (int tries = 0; !s && tries < 3; tries++) {
+		if (!(s = create(lfd, li->cookie, li->family, unnested)) || !k.cookie ||
+		    (unnested && !renest(lfd, li, s)) || !lock(&s->lock))
+			return -1;
+		if (atomic_load(&s->lfd1) != lfd + 1 || s->lcookie != li->cookie) {
+			release(s);  /* released, or the listener was closed meanwhile */
+			s = NULL;
+		}
 	}
-	if (s->n == KEPT_MAX) {
+	if (!s)
+		return -1;
+	if (!grow(s, c->keep_max)) {
+		if (!s->n) {
+			release(s);
+			return -1;
+		}
+		unsigned o = oldest(s);
 		char pa[PS_ADDR_STRLEN];
-		ps_addr_format(&s->k[0].peer, pa, sizeof(pa));
-		ps_log_limited("proxy %s: %d connections already wait for their header; the "
-			       "oldest is closed", pa, KEPT_MAX);
-		struct kept old = s->k[0];
-		remove_at(s, 0);
+		ps_addr_format(&s->k[o].peer, pa, sizeof(pa));
+		ps_log_limited("proxy %s: %u connections already wait for their header "
+			       "(PROXYSHIM_KEEP_MAX); the oldest is closed", pa, s->n);
+		struct kept old = s->k[o];
+		remove_at(s, o);
 		close_kept(&old);
 	}
 	if (real_epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -291,7 +424,8 @@ int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *pee
 	ps_real.fcntl(fd, F_SETFD, FD_CLOEXEC);
 	s->k[s->n++] = k;
 	atomic_fetch_add(&kept_total, 1);
-	rearm(s);
+	if (s->n == 1)
+		rearm(s);
 	release(s);
 	return 0;
 }
@@ -325,11 +459,13 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 		}
 	}
 	int m = REAL_LAZY(epoll_wait)(s->epfd, ev, 16, 0);  /* the real one: not an application wait */
+	bool fired = false;
 	for (int j = 0; j < m; j++) {
 		int fd = ev[j].data.fd, i = index_of(s, fd);
 		uint64_t ticks;
 		if (fd == s->tfd) {
 			if (syscall(SYS_read, s->tfd, &ticks, sizeof(ticks)) < 0) {}
+			fired = true;
 			continue;
 		}
 		if (i < 0)
@@ -344,10 +480,23 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 			continue;
 		*out = s->k[i];
 		remove_at(s, (unsigned)i);
+		if (fired && s->n)
+			rearm(s);
 		return fd;
 	}
-	rearm(s);
+	if (fired)
+		rearm(s);
 	return -1;
+}
+
+/* Called with s locked when its last kept connection left: a set no epoll instance
+ * holds is released (its descriptors closed); a large array is given back. */
+static void emptied(struct set *s)
+{
+	if (!s->nested)
+		destroy(s, 1);
+	else if (s->cap >= KEPT_SHRINK)
+		free_array(s);
 }
 
 int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
@@ -369,7 +518,10 @@ int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 			release(s);
 			return -1;
 		}
+		unsigned had = s->n;
 		int fd = decide_one(s, c, &h, &why, &r, &k);
+		if (had && !s->n)
+			emptied(s);
 		release(s);
 		if (fd < 0)
 			return -1;
@@ -417,7 +569,7 @@ void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 	}
 	if (!ev)
 		return;
-	if ((s = create(fd, li.cookie, li.family)) &&
+	if ((s = create(fd, li.cookie, li.family, true)) &&
 	    nest(epfd, op, s, ev->events, ev->data) == 0) {
 		if ((li.sent & PS_LISTENER_UNNESTED) || !(li.sent & PS_LISTENER_WATCHED)) {
 			li.sent = (li.sent & ~PS_LISTENER_UNNESTED) | PS_LISTENER_WATCHED;
@@ -444,34 +596,40 @@ static void drop_closed(struct set *s, unsigned first, unsigned last)
 	}
 }
 
+struct range {
+	unsigned first, last;
+};
+
+static void forget_one(struct set *s, int v, void *ctx)
+{
+	const struct range *r = ctx;
+	unsigned lfd1 = (unsigned)v;
+	if (v <= 0)
+		return;
+	int own = (unsigned)s->epfd >= r->first && (unsigned)s->epfd <= r->last;
+	own |= (unsigned)s->tfd >= r->first && (unsigned)s->tfd <= r->last;
+	/* The listener closed, or the application closed our descriptors: either way the
+	 * set cannot work any more. */
+	bool dead = (lfd1 - 1 >= r->first && lfd1 - 1 <= r->last) || own;
+	if (lock(&s->lock)) {
+		if (atomic_load(&s->lfd1) != v)
+			;  /* released meanwhile */
+		else if (dead)
+			destroy(s, !own);
+		else
+			drop_closed(s, r->first, r->last);
+		unlock(&s->lock);
+	} else if (dead) {  /* held by the code this signal handler interrupted */
+		atomic_store(&s->doom_closes_own, !own);
+		atomic_store(&s->lfd1, DOOMED);
+	}
+	/* Not dead and locked by the interrupted code: its kept connections among the
+	 * closed numbers are caught by their identity when next looked at. */
+}
+
 void ps_keep_forget(unsigned first, unsigned last)
 {
-	for (int i = 0; i < SETS; i++) {
-		struct set *s = &sets[i];
-		int v = atomic_load(&s->lfd1);
-		unsigned lfd1 = (unsigned)v;
-		if (v <= 0)
-			continue;
-		int own = (unsigned)s->epfd >= first && (unsigned)s->epfd <= last;
-		own |= (unsigned)s->tfd >= first && (unsigned)s->tfd <= last;
-		/* The listener closed, or the application closed our descriptors: either
-		 * way the set cannot work any more. */
-		bool dead = (lfd1 - 1 >= first && lfd1 - 1 <= last) || own;
-		if (lock(&s->lock)) {
-			if (atomic_load(&s->lfd1) != v)
-				;  /* released meanwhile */
-			else if (dead)
-				destroy(s, !own);
-			else
-				drop_closed(s, first, last);
-			unlock(&s->lock);
-		} else if (dead) {  /* held by the code this signal handler interrupted */
-			atomic_store(&s->doom_closes_own, !own);
-			atomic_store(&s->lfd1, DOOMED);
-		}
-		/* Not dead and locked by the interrupted code: its kept connections among
-		 * the closed numbers are caught by their identity when next looked at. */
-	}
+	each_set(forget_one, &(struct range){first, last});
 }
 
 /* The set of a watched listener that holds kept connections, or NULL. */
@@ -484,27 +642,59 @@ static struct set *watched(int fd)
 	return s && s->n ? s : NULL;
 }
 
+/* Room for the arguments of one extended poll/select call: on the stack when small,
+ * mapped for large arrays (any size works; nothing is kept between calls, so a
+ * signal handler's own poll never shares it). */
+struct scratch {
+	void *p;
+	size_t len;
+	_Alignas(16) unsigned char stack[2048];
+};
+
+static void *scratch_get(struct scratch *sc, size_t len)
+{
+	sc->len = len;
+	if (len <= sizeof(sc->stack))
+		return sc->p = sc->stack;
+	sc->p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return sc->p = sc->p == MAP_FAILED ? NULL : sc->p;
+}
+
+static void scratch_put(struct scratch *sc)
+{
+	if (sc->p && sc->p != sc->stack)
+		munmap(sc->p, sc->len);
+}
+
 int ps_keep_poll(struct pollfd *fds, nfds_t n, ps_poll_call call, void *ctx)
 {
-	struct set *extra[EXTRA_MAX];
-	nfds_t owner[EXTRA_MAX];
-	unsigned m = 0;
-	if (!atomic_load_explicit(&kept_total, memory_order_relaxed) || n > POLL_MAX)
+	struct scratch sc;
+	struct set *s;
+	if (!atomic_load_explicit(&kept_total, memory_order_relaxed) || !n ||
+	    n > (SIZE_MAX / 3) / sizeof(struct pollfd))
 		return call(fds, n, ctx);
-	for (nfds_t i = 0; i < n && m < EXTRA_MAX; i++) {
-		if ((fds[i].events & POLLIN) && (extra[m] = watched(fds[i].fd)))
-			owner[m++] = i;
+	/* The caller's entries, then one per watched listener (at most n), then the index
+	 * of each one's listener. */
+	struct pollfd *all = scratch_get(&sc, 3 * n * sizeof(struct pollfd));
+	if (!all) {  /* no memory: kept connections are still decided at the next accept */
+		ps_log_limited("poll: no memory to add %lu descriptors' kept connections",
+			       (unsigned long)n);
+		return call(fds, n, ctx);
 	}
-	if (!m)
+	nfds_t *owner = (nfds_t *)(all + 2 * n), m = 0;
+	for (nfds_t i = 0; i < n; i++) {
+		if ((fds[i].events & POLLIN) && (s = watched(fds[i].fd))) {
+			owner[m] = i;
+			all[n + m++] = (struct pollfd){.fd = s->epfd, .events = POLLIN};
+		}
+	}
+	if (!m) {
+		scratch_put(&sc);
 		return call(fds, n, ctx);
-	struct pollfd all[n + m];
+	}
 	memcpy(all, fds, n * sizeof(*fds));
-	for (unsigned j = 0; j < m; j++)
-		all[n + j] = (struct pollfd){.fd = extra[j]->epfd, .events = POLLIN};
 	int r = call(all, n + m, ctx);
-	if (r <= 0)
-		return r;
-	for (unsigned j = 0; j < m; j++) {
+	for (nfds_t j = 0; r > 0 && j < m; j++) {
 		struct pollfd *o = &all[owner[j]];
 		if (!(all[n + j].revents & POLLIN))
 			continue;
@@ -513,52 +703,129 @@ int ps_keep_poll(struct pollfd *fds, nfds_t n, ps_poll_call call, void *ctx)
 			r++;  /* the listener becomes ready instead */
 		o->revents |= POLLIN;
 	}
-	memcpy(fds, all, n * sizeof(*fds));
+	if (r >= 0)
+		memcpy(fds, all, n * sizeof(*fds));
+	scratch_put(&sc);
 	return r;
+}
+
+/* fd_set bits beyond FD_SETSIZE: select() takes any nfds with bitmaps that large. */
+#define WORD_BITS (8 * sizeof(unsigned long))
+#define WORDS(nbits) (((size_t)(nbits) + WORD_BITS - 1) / WORD_BITS)
+
+static bool bit_get(const unsigned long *b, int fd)
+{
+	return b[(unsigned)fd / WORD_BITS] >> ((unsigned)fd % WORD_BITS) & 1;
+}
+
+static void bit_set(unsigned long *b, int fd)
+{
+	b[(unsigned)fd / WORD_BITS] |= 1ul << ((unsigned)fd % WORD_BITS);
+}
+
+/* A copy of the caller's bitmap of nfds bits, widened to 'words' words. */
+static unsigned long *widen(unsigned long *to, const fd_set *from, int nfds, size_t words)
+{
+	if (!from)
+		return NULL;
+	memset(to, 0, words * sizeof(*to));
+	memcpy(to, from, WORDS(nfds) * sizeof(*to));
+	return to;
 }
 
 int ps_keep_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, ps_select_call call,
 		   void *ctx)
 {
-	struct set *extra[EXTRA_MAX];
-	int owner[EXTRA_MAX];
-	unsigned m = 0;
-	int top = nfds;
-	if (!atomic_load_explicit(&kept_total, memory_order_relaxed) || !rd)
+	struct scratch sc;
+	struct set *s;
+	if (!atomic_load_explicit(&kept_total, memory_order_relaxed) || !rd || nfds <= 0)
 		return call(nfds, rd, wr, ex, ctx);
-	for (int fd = 0; fd < nfds && fd < FD_SETSIZE && m < EXTRA_MAX; fd++) {
-		if (FD_ISSET(fd, rd) && (extra[m] = watched(fd)) && extra[m]->epfd < FD_SETSIZE) {
-			owner[m++] = fd;
-			FD_SET(extra[m - 1]->epfd, rd);
-			if (extra[m - 1]->epfd >= top)
-				top = extra[m - 1]->epfd + 1;
+	/* A count first, for the exact room: the listener and set descriptor of each
+	 * watched listener, and three bitmaps up to the highest set descriptor, which may
+	 * lie beyond the caller's nfds. */
+	const unsigned long *in = (const unsigned long *)rd;
+	size_t m = 0, words;
+	int top = nfds;
+	for (int fd = 0; fd < nfds; fd++) {
+		if (bit_get(in, fd) && (s = watched(fd))) {
+			m++;
+			if (s->epfd >= top)
+				top = s->epfd + 1;
 		}
 	}
-	int r = call(top, rd, wr, ex, ctx);
-	for (unsigned j = 0; r > 0 && j < m; j++) {
-		if (!FD_ISSET(extra[j]->epfd, rd))
-			continue;
-		FD_CLR(extra[j]->epfd, rd);
-		r--;
-		if (!FD_ISSET(owner[j], rd) && !(wr && FD_ISSET(owner[j], wr)) &&
-		    !(ex && FD_ISSET(owner[j], ex)))
-			r++;
-		FD_SET(owner[j], rd);
+	if (!m)
+		return call(nfds, rd, wr, ex, ctx);
+	words = WORDS(top) + 1;  /* + 1: a set made meanwhile may lie one word higher */
+	int *pair = scratch_get(&sc, m * 2 * sizeof(int) + 3 * words * sizeof(long) + sizeof(long));
+	if (!pair) {
+		ps_log_limited("select: no memory to add kept connections (%d descriptors)", nfds);
+		return call(nfds, rd, wr, ex, ctx);
 	}
-	for (unsigned j = 0; r <= 0 && j < m; j++)
-		FD_CLR(extra[j]->epfd, rd);
+	size_t got = 0;
+	for (int fd = 0; fd < nfds && got < m; fd++) {
+		if (bit_get(in, fd) && (s = watched(fd)) && WORDS(s->epfd + 1) <= words) {
+			pair[2 * got] = fd;
+			pair[2 * got++ + 1] = s->epfd;
+			if (s->epfd >= top)
+				top = s->epfd + 1;
+		}
+	}
+	m = got;
+	/* Aligned for the bitmaps after the pairs. */
+	unsigned long *r2 = (unsigned long *)(((uintptr_t)(pair + 2 * m) + sizeof(long) - 1) &
+					     ~(uintptr_t)(sizeof(long) - 1));
+	unsigned long *w2 = widen(r2 + words, wr, nfds, words);
+	unsigned long *e2 = widen(r2 + 2 * words, ex, nfds, words);
+	widen(r2, rd, nfds, words);
+	for (size_t j = 0; j < m; j++)
+		bit_set(r2, pair[2 * j + 1]);
+	int r = call(top, (fd_set *)r2, (fd_set *)w2, (fd_set *)e2, ctx);
+	for (size_t j = 0; r > 0 && j < m; j++) {
+		int lfd = pair[2 * j];
+		if (!bit_get(r2, pair[2 * j + 1]))
+			continue;
+		r--;  /* ours */
+		if (!bit_get(r2, lfd) && !(w2 && bit_get(w2, lfd)) && !(e2 && bit_get(e2, lfd)))
+			r++;  /* the listener becomes ready instead */
+		bit_set(r2, lfd);
+	}
+	if (r >= 0) {
+		/* Only the caller's nfds bits go back; set descriptors above them are ours. */
+		size_t back = WORDS(nfds);
+		unsigned long mask = nfds % WORD_BITS ? (1ul << (nfds % WORD_BITS)) - 1 : ~0ul;
+		r2[back - 1] &= mask;
+		if (w2)
+			w2[back - 1] &= mask;
+		if (e2)
+			e2[back - 1] &= mask;
+		for (size_t j = 0; j < m; j++)
+			if (pair[2 * j + 1] < nfds)
+				r2[(unsigned)pair[2 * j + 1] / WORD_BITS] &=
+					~(1ul << ((unsigned)pair[2 * j + 1] % WORD_BITS));
+		memcpy(rd, r2, back * sizeof(long));
+		if (wr)
+			memcpy(wr, w2, back * sizeof(long));
+		if (ex)
+			memcpy(ex, e2, back * sizeof(long));
+	}
+	scratch_put(&sc);
 	return r;
+}
+
+static void drop_parents(struct set *s, int v, void *ctx)
+{
+	(void)v;
+	(void)ctx;
+	atomic_flag_clear(&s->lock);
+	destroy(s, 1);
 }
 
 void ps_keep_init(void)
 {
 	/* In a fork child: the kept connections are the parent's to serve; drop our
 	 * copies (and the sets' descriptors) so that closing them there really closes. */
-	for (int i = 0; i < SETS; i++) {
-		if (atomic_load(&sets[i].lfd1)) {
-			atomic_flag_clear(&sets[i].lock);
-			destroy(&sets[i], 1);
-		}
-	}
+	each_set(drop_parents, NULL);
 	atomic_flag_clear(&create_lock);
+	live_sets = 0;
+	sweep_at = 64;
 }

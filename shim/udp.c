@@ -1,5 +1,6 @@
 /* UDP, receiving side. Each selected socket has a slot here (its flow table, its
- * local port and counters); its fd entries name the slot. A datagram is received whole
+ * local port and counters); its fd entries name the slot. Slots are as many as selected
+ * sockets, each table as large as PROXYSHIM_UDP_FLOWS. A datagram is received whole
  * into a per-thread buffer, judged (shim/dgram.c), and its payload copied to the
  * caller: one system call per datagram, nothing allocated. A reply looks its client up
  * in the sending socket's table, then in those of the other sockets of its port (the
@@ -18,29 +19,63 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 bool ps_udp_on;
 
 /* Larger than any UDP payload (65,507 bytes over IPv4, 65,527 over IPv6). */
 #define SCRATCH 65536
-#define SLOTS 64
-#define SPINS 4096
 
 struct udp_sock {
 	uint64_t cookie;          /* the socket's SO_COOKIE; 0: free */
+	uint64_t dropped;
+	struct ps_udpmap *map;    /* mapped on first use, never unmapped: readers hold it */
+	size_t map_bytes;
 	int lock;                 /* guards map, and cookie and port while a slot is reset */
 	uint16_t port;            /* its local port: replies search the slots of their port */
-	uint64_t dropped;
-	struct ps_udpmap *map;
+	uint32_t next;            /* the next slot of its port, a ring (socks_lock) */
+	uint32_t free_next;       /* free list (socks_lock) */
+	uint32_t seen;            /* sweep mark (socks_lock) */
 };
 
-/* socks[NO_SLOT]: sockets selected without a flow table of their own (all slots taken,
- * no memory): headers are still stripped and refused datagrams dropped, but nothing is
- * learned, so `first` flows and reply routing do not work for them. */
-#define NO_SLOT SLOTS
-static struct udp_sock socks[SLOTS + 1];
-static int socks_lock;
+/* Slots live in segments mapped on demand and never moved or unmapped, so an index
+ * read from an fd entry stays a valid slot without a lock: segment k holds SEG0 << k
+ * slots. A slot is held only by a socket some descriptor names (others are swept
+ * before a segment is added), so SEGS segments cover every socket the fd table can
+ * name. */
+#define SEG0 64u
+#define SEGS 19
+_Static_assert((uint64_t)SEG0 * ((1u << SEGS) - 1) >= PS_FD_LIMIT, "a slot per fd");
+static struct udp_sock *segs[SEGS];
 static unsigned nslots;       /* slots 0..nslots-1 have been handed out at least once */
+
+/* Sockets selected without a flow table of their own (no memory for one): headers are
+ * still stripped and refused datagrams dropped, but nothing is learned, so `first`
+ * flows and reply routing do not work for them. */
+#define NO_SLOT UINT32_MAX
+#define NONE UINT32_MAX       /* end of the free list */
+static struct udp_sock no_slot;
+static uint32_t free_head = NONE;
+static uint32_t sweeps;
+/* A slot of each port's ring, plus one (0: no slot has that port). Untouched ports
+ * cost nothing (zero pages). */
+static uint32_t port_ring[65536];
+static int socks_lock;
+
+/* A first segment starts at SEG0 * (2^k - 1). */
+static inline uint32_t seg_of(uint32_t i)
+{
+	return 31u - (uint32_t)__builtin_clz(i / SEG0 + 1);
+}
+
+/* Slot i; no_slot for NO_SLOT (and anything not handed out). */
+static inline struct udp_sock *slot(uint32_t i)
+{
+	if (i >= __atomic_load_n(&nslots, __ATOMIC_ACQUIRE))
+		return &no_slot;
+	uint32_t k = seg_of(i);
+	return &__atomic_load_n(&segs[k], __ATOMIC_ACQUIRE)[i - SEG0 * ((1u << k) - 1)];
+}
 static pthread_key_t scratch_key;
 static __thread __attribute__((tls_model("initial-exec"))) uint8_t *scratch;
 
@@ -118,33 +153,113 @@ void ps_udp_fork_child(void)
 {
 	my_tid = 0;
 	socks_lock = regs_lock = 0;
-	for (int i = 0; i <= SLOTS; i++)
-		socks[i].lock = 0;
+	no_slot.lock = 0;
+	for (uint32_t i = 0; i < nslots; i++)
+		slot(i)->lock = 0;
 }
 
 /* ---- selection ---- */
 
-static void mark_used(int fd, const struct ps_fdinfo *e, void *used)
+static void mark_used(int fd, const struct ps_fdinfo *e, void *ctx)
 {
 	(void)fd;
-	if (e->kind == PS_FD_UDP && e->sent <= SLOTS)
-		((bool *)used)[e->sent] = true;
+	(void)ctx;
+	if (e->kind == PS_FD_UDP && e->sent != NO_SLOT)
+		slot(e->sent)->seen = sweeps;
 }
 
-/* Gives slot s to a new socket: an empty table (mapped on first use; pages are touched
- * only as flows arrive). Under the slot's lock, as a reply on another socket of the
- * old port may be searching this table. */
-static bool reset_slot(struct udp_sock *s, uint64_t cookie, uint16_t port)
+static void push_free(uint32_t i)
 {
+	slot(i)->free_next = free_head;
+	free_head = i;
+}
+
+/* Takes slot i out of its port's ring. Its own 'next' is left as it was: a reply
+ * walking the ring from it goes on around (walks are bounded, see ps_udp_reroute). */
+static void unlink_port(uint32_t i)
+{
+	struct udp_sock *s = slot(i);
+	uint32_t *head = &port_ring[s->port], p = i;
+	for (uint32_t n = 0; slot(p)->next != i && n < nslots; n++)  /* bounded, as in find_slot */
+		p = slot(p)->next;
+	if (p == i || slot(p)->next != i) {
+		*head = 0;
+		return;
+	}
+	__atomic_store_n(&slot(p)->next, s->next, __ATOMIC_RELEASE);
+	if (*head == i + 1)
+		*head = p + 1;
+}
+
+/* Slots that no descriptor names any more are freed. With socks_lock held. */
+static void sweep_slots(void)
+{
+	sweeps++;
+	ps_fd_each(mark_used, NULL);
+	for (uint32_t i = 0; i < nslots; i++) {
+		struct udp_sock *s = slot(i);
+		if (s->cookie && s->seen != sweeps) {
+			__atomic_store_n(&s->cookie, 0, __ATOMIC_RELAXED);
+			unlink_port(i);
+			push_free(i);
+		}
+	}
+}
+
+/* A slot for a new socket: a free one; when there is none and the next slot would
+ * start a segment, the slots no descriptor names are freed first; otherwise the next
+ * slot, its segment mapped. NO_SLOT without memory. With socks_lock held. */
+static uint32_t new_slot(void)
+{
+	uint32_t i = nslots, k = seg_of(i);
+	bool first = i == SEG0 * ((1u << k) - 1);
+	if (free_head == NONE && first && i)
+		sweep_slots();
+	if (free_head != NONE) {
+		i = free_head;
+		free_head = slot(i)->free_next;
+		return i;
+	}
+	if (k >= SEGS)
+		return NO_SLOT;
+	if (first && !segs[k]) {
+		void *p = mmap(NULL, (SEG0 << k) * sizeof(struct udp_sock), PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return NO_SLOT;
+		__atomic_store_n(&segs[k], p, __ATOMIC_RELEASE);
+	}
+	__atomic_store_n(&nslots, i + 1, __ATOMIC_RELEASE);
+	return i;
+}
+
+/* Gives slot i to a new socket: an empty table of PROXYSHIM_UDP_FLOWS flows, mapped on
+ * first use and touched only as flows arrive; a table used before gives its pages back
+ * (they read as zeros again). Under the slot's lock, as a reply on another socket of
+ * the old port may be searching this table. */
+static bool reset_slot(uint32_t i, uint64_t cookie, uint16_t port)
+{
+	struct udp_sock *s = slot(i);
+	uint32_t cap = ps_active()->udp_flows;
+	size_t head = (sizeof(struct ps_udpmap) + 15) & ~(size_t)15;
 	if (!lock(&s->lock))
 		return false;
-	if (!s->map) {
-		void *p = mmap(NULL, sizeof(*s->map), PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		s->map = p == MAP_FAILED ? NULL : p;
-	} else {
-		memset(s->map, 0, sizeof(*s->map));
+	if (s->map && s->map->cap != cap) {  /* never: the configuration is fixed at load */
+		munmap(s->map, s->map_bytes);
+		s->map = NULL;
 	}
+	if (!s->map) {
+		size_t bytes = head + ps_udpmap_size(cap);
+		/* No commit charge for the capacity: only the pages flows touch count. */
+		void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		s->map = p == MAP_FAILED ? NULL : p;
+		s->map_bytes = s->map ? bytes : 0;
+	} else if (s->map->used) {
+		madvise(s->map, s->map_bytes, MADV_DONTNEED);
+	}
+	if (s->map)
+		ps_udpmap_init(s->map, cap, (char *)s->map + head);
 	s->dropped = 0;
 	__atomic_store_n(&s->port, port, __ATOMIC_RELAXED);
 	s->cookie = s->map ? cookie : 0;
@@ -152,44 +267,62 @@ static bool reset_slot(struct udp_sock *s, uint64_t cookie, uint16_t port)
 	return s->map != NULL;
 }
 
-/* Records fd as a selected socket: with the slot of its socket (the one it has, or a
- * free one; slots no descriptor names any more are freed when all are taken), or
- * NO_SLOT. The entry is published under the registry lock so that no other thread
- * frees the slot in between. Returns false if fd could not be recorded at all. */
+/* Slot i joins the ring of its port. With socks_lock held. */
+static void link_port(uint32_t i, uint16_t port)
+{
+	struct udp_sock *s = slot(i);
+	uint32_t h = port_ring[port];
+	if (!h) {
+		s->next = i;
+		port_ring[port] = i + 1;
+		return;
+	}
+	s->next = slot(h - 1)->next;
+	__atomic_store_n(&slot(h - 1)->next, i, __ATOMIC_RELEASE);
+}
+
+/* The slot of socket cookie bound to port: the one it has (another descriptor of it
+ * was selected), a free one, or a new one. NO_SLOT without memory. With socks_lock
+ * held. */
+static uint32_t find_slot(uint64_t cookie, uint16_t port)
+{
+	uint32_t h = port_ring[port];
+	if (h) {
+		uint32_t i = h - 1, n = 0;
+		do {  /* bounded: a fork may have copied a ring half changed */
+			if (slot(i)->cookie == cookie)
+				return i;
+			i = slot(i)->next;
+		} while (i != h - 1 && ++n < nslots);
+	}
+	uint32_t i = new_slot();
+	if (i == NO_SLOT)
+		return NO_SLOT;
+	if (!reset_slot(i, cookie, port)) {
+		push_free(i);
+		return NO_SLOT;
+	}
+	link_port(i, port);
+	return i;
+}
+
+/* Records fd as a selected socket, with its socket's slot or NO_SLOT. The entry is
+ * published under the registry lock so that no other thread frees the slot in
+ * between. Returns false if fd could not be recorded at all. */
 static bool record(int fd, int family, uint64_t cookie, uint16_t port)
 {
 	struct ps_fdinfo e = {.kind = PS_FD_UDP, .family = (uint16_t)family, .cookie = cookie,
 			      .sent = NO_SLOT};
-	int got = -1;
 	bool locked = cookie && lock(&socks_lock);
-	for (int i = 0; locked && i < SLOTS && got < 0; i++)
-		if (socks[i].cookie == cookie)
-			got = i;
-	for (int pass = 0; locked && pass < 2 && got < 0; pass++) {
-		for (int i = 0; i < SLOTS && got < 0; i++)
-			if (!socks[i].cookie)
-				got = i;
-		if (got < 0 && pass == 0) {
-			bool used[SLOTS + 1] = {0};
-			ps_fd_each(mark_used, used);
-			for (int i = 0; i < SLOTS; i++)
-				if (!used[i])
-					__atomic_store_n(&socks[i].cookie, 0, __ATOMIC_RELAXED);
-		}
-	}
-	if (got >= 0 && socks[got].cookie != cookie && !reset_slot(&socks[got], cookie, port))
-		got = -1;
-	if (got >= 0 && (unsigned)got >= nslots)
-		__atomic_store_n(&nslots, (unsigned)got + 1, __ATOMIC_RELEASE);
-	if (got >= 0)
-		e.sent = (uint32_t)got;
+	if (locked)
+		e.sent = find_slot(cookie, port);
 	bool ok = ps_fd_set(fd, &e);
 	if (locked)
 		unlock(&socks_lock);
-	if (ok && got < 0)
-		ps_log(PS_LOG_ERROR, "udp fd %d: no flow table for this socket (%d in use): "
+	if (ok && e.sent == NO_SLOT)
+		ps_log(PS_LOG_ERROR, "udp fd %d: no flow table for this socket (no memory for one): "
 		       "headers are still removed, but replies are not routed to proxies "
-		       "and `first` flows are not followed", fd, SLOTS);
+		       "and `first` flows are not followed", fd);
 	return ok;
 }
 
@@ -239,13 +372,13 @@ static void dropped(int fd, struct udp_sock *s, const struct ps_addr *real, cons
 		       fd, a, why, (unsigned long long)n);
 }
 
-static void evicted(int fd, const struct ps_udpflow *gone)
+static void evicted(int fd, uint32_t cap, const struct ps_udpflow *gone)
 {
 	char cl[PS_ADDR_STRLEN], px[PS_ADDR_STRLEN];
 	ps_addr_format(&gone->client, cl, sizeof(cl));
 	ps_addr_format(&gone->proxy, px, sizeof(px));
 	ps_log_limited("udp fd %d: flow table full (%u flows): forgot the oldest, %s via %s",
-		       fd, PS_UDPMAP_CAP, cl, px);
+		       fd, cap, cl, px);
 }
 
 /* Judges the datagram in buf under the slot's lock. */
@@ -254,7 +387,7 @@ static enum ps_dgram_verdict judge(int fd, const struct ps_fdinfo *e, const uint
 				   socklen_t fromlen, bool commit, struct ps_dgram *d)
 {
 	const struct ps_config *c = ps_active();
-	struct udp_sock *s = &socks[e->sent];
+	struct udp_sock *s = slot(e->sent);
 	struct ps_addr real;
 	if (ps_addr_from_sockaddr(&real, (const struct sockaddr *)from, fromlen) < 0) {
 		d->why = "no sender address";
@@ -267,7 +400,7 @@ static enum ps_dgram_verdict judge(int fd, const struct ps_fdinfo *e, const uint
 	if (locked)
 		unlock(&s->lock);
 	if (commit && d->evicted)
-		evicted(fd, &d->gone);
+		evicted(fd, s->map->cap, &d->gone);
 	if (commit && v == PS_DGRAM_DROP)
 		dropped(fd, s, &real, d->why);
 	return v;
@@ -386,21 +519,27 @@ socklen_t ps_udp_reroute(const struct ps_fdinfo *e, const struct sockaddr *dst,
 {
 	const struct ps_config *c = ps_active();
 	struct ps_addr client, proxy;
-	if (e->sent >= SLOTS || !dst || ps_addr_from_sockaddr(&client, dst, len) < 0)
+	struct udp_sock *own = slot(e->sent);
+	if (own == &no_slot || !dst || ps_addr_from_sockaddr(&client, dst, len) < 0)
 		return 0;
 	ps_addr_unmap(&client);
 	uint64_t now = now_ms();
-	bool found = flow_in(&socks[e->sent], 0, e->family, &client, now, c->udp_idle_ms,
-			     &proxy);
-	/* The other sockets of the port: a relaxed look at the port first, checked
-	 * again under the slot's lock (the slot may be given to another socket). */
-	uint16_t port = __atomic_load_n(&socks[e->sent].port, __ATOMIC_RELAXED);
+	bool found = flow_in(own, 0, e->family, &client, now, c->udp_idle_ms, &proxy);
+	/* The other sockets of the port, around its ring: a relaxed look at each one's
+	 * port first, checked again under the slot's lock (the slot may be given to
+	 * another socket). A ring changed meanwhile may lead elsewhere: the walk ends
+	 * back at this socket, at a slot of another port, or after every slot. */
+	uint16_t port = __atomic_load_n(&own->port, __ATOMIC_RELAXED);
 	unsigned n = __atomic_load_n(&nslots, __ATOMIC_ACQUIRE);
-	for (unsigned i = 0; !found && i < n; i++)
-		found = i != e->sent &&
-			__atomic_load_n(&socks[i].port, __ATOMIC_RELAXED) == port &&
-			flow_in(&socks[i], port, e->family, &client, now, c->udp_idle_ms,
-				&proxy);
+	uint32_t i = e->sent;
+	for (unsigned steps = 0; !found && steps < n; steps++) {
+		i = __atomic_load_n(&slot(i)->next, __ATOMIC_ACQUIRE);
+		struct udp_sock *s = slot(i);
+		if (i == e->sent || s == &no_slot ||
+		    __atomic_load_n(&s->port, __ATOMIC_RELAXED) != port)
+			break;
+		found = flow_in(s, port, e->family, &client, now, c->udp_idle_ms, &proxy);
+	}
 	return found ? ps_addr_to_sockaddr(&proxy, e->family, out) : 0;
 }
 
@@ -521,13 +660,31 @@ struct reg {
 	uint64_t cookie, data;
 	uint32_t events;
 };
-#define REGS 64
-static struct reg regs[REGS];
+static struct reg *regs;      /* regs_cap entries, mmap'd; doubles when full */
+static unsigned regs_cap;
 unsigned ps_udp_nregs;
 
+/* Room for one more registration. Called with regs_lock held (as every reader is). */
+static bool regs_room(void)
+{
+	if (ps_udp_nregs < regs_cap)
+		return true;
+	unsigned cap = regs_cap ? regs_cap * 2 : 64;
+	struct reg *r = mmap(NULL, cap * sizeof(*r), PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (r == MAP_FAILED)
+		return false;
+	if (regs) {
+		memcpy(r, regs, ps_udp_nregs * sizeof(*r));
+		munmap(regs, regs_cap * sizeof(*r));
+	}
+	regs = r;
+	regs_cap = cap;
+	return true;
+}
 
-/* Registrations whose descriptor is no longer that selected socket go (the table is
- * small: it is swept when full). Called with regs_lock held. */
+/* Registrations whose descriptor is no longer that selected socket go (swept when
+ * the table is full, before it grows). Called with regs_lock held. */
 static void sweep(void)
 {
 	struct ps_fdinfo e;
@@ -551,17 +708,17 @@ void ps_udp_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 		if (i < ps_udp_nregs)
 			regs[i] = regs[--ps_udp_nregs];
 	} else {
-		if (i == ps_udp_nregs && ps_udp_nregs == REGS)
+		if (i == ps_udp_nregs && ps_udp_nregs == regs_cap)
 			sweep();
-		if (i == ps_udp_nregs && ps_udp_nregs < REGS)
+		if (i == ps_udp_nregs && regs_room())
 			ps_udp_nregs++;
 		if (i < ps_udp_nregs)
 			regs[i] = (struct reg){.epfd = epfd, .fd = fd, .cookie = e.cookie,
 					       .data = ev ? ev->data.u64 : 0,
 					       .events = ev ? ev->events : 0};
 		else
-			ps_log_limited("udp fd %d: more than %d epoll registrations of selected "
-				       "sockets: its readiness is not filtered", fd, REGS);
+			ps_log_limited("udp fd %d: no memory for its epoll registration (%u "
+				       "registrations): its readiness is not filtered", fd, regs_cap);
 	}
 	unlock(&regs_lock);
 }

@@ -1,9 +1,14 @@
 /* Flow table of a selected UDP socket: slots in an array, two hash indexes (client,
  * proxy) as chains of slot numbers, and a recency list whose tail is both the next to
- * expire and the one to evict. */
+ * expire and the one to evict. The indexes grow by linear hashing: bucket 'split' of
+ * the first 'base' is divided between itself and bucket split + base, so the buckets
+ * in use stay at least twice the flows at the cost of one short chain walk at a time. */
 #include "udp_map.h"
 
 #include <string.h>
+
+/* The first buckets: a table of a few flows touches one page of each index. */
+#define MIN_BUCKETS 16u
 
 static bool same(const struct ps_addr *a, const struct ps_addr *b)
 {
@@ -11,7 +16,7 @@ static bool same(const struct ps_addr *a, const struct ps_addr *b)
 	       !memcmp(a->ip, b->ip, a->family == AF_INET ? 4 : 16);
 }
 
-static uint32_t bucket(const struct ps_addr *a)
+static uint32_t hash(const struct ps_addr *a)
 {
 	uint64_t h = 0x9E3779B97F4A7C15ull ^ a->port ^ (uint64_t)a->family << 16;
 	for (int i = 0; i < (a->family == AF_INET ? 4 : 16); i += 4) {
@@ -19,7 +24,71 @@ static uint32_t bucket(const struct ps_addr *a)
 		memcpy(&w, a->ip + i, 4);
 		h = (h ^ w) * 0xFF51AFD7ED558CCDull;
 	}
-	return (uint32_t)(h >> 40) % PS_UDPMAP_BUCKETS;
+	return (uint32_t)(h >> 32);
+}
+
+/* Buckets below 'split' have been divided already: they take one more bit. */
+static uint32_t bucket(const struct ps_udpmap *m, const struct ps_addr *a)
+{
+	uint32_t h = hash(a), b = h & (m->base - 1);
+	return b < m->split ? h & (2 * m->base - 1) : b;
+}
+
+static uint32_t buckets_for(uint32_t cap)
+{
+	uint32_t b = MIN_BUCKETS;
+	while (b < 2 * (uint64_t)cap)
+		b <<= 1;
+	return b;
+}
+
+size_t ps_udpmap_size(uint32_t cap)
+{
+	return 2 * (size_t)buckets_for(cap) * sizeof(uint32_t) +
+	       ((size_t)cap + 1) * sizeof(struct ps_udpflow);
+}
+
+void ps_udpmap_init(struct ps_udpmap *m, uint32_t cap, void *storage)
+{
+	uint32_t nb = buckets_for(cap);
+	*m = (struct ps_udpmap){.cap = cap, .max_buckets = nb, .base = MIN_BUCKETS};
+	m->by_client = storage;
+	m->by_proxy = m->by_client + nb;
+	m->f = (struct ps_udpflow *)(m->by_proxy + nb);  /* 2 * nb words: 8-byte aligned */
+	memset(m->by_client, 0, MIN_BUCKETS * sizeof(uint32_t));
+	memset(m->by_proxy, 0, MIN_BUCKETS * sizeof(uint32_t));
+}
+
+/* Divides the chain of bucket 'split' of one index between it and split + base. */
+static void split_chain(struct ps_udpmap *m, uint32_t *heads, bool by_client)
+{
+	uint32_t lo = 0, hi = 0, i = heads[m->split];
+	while (i) {
+		struct ps_udpflow *f = &m->f[i];
+		uint32_t *next = by_client ? &f->next_c : &f->next_p;
+		uint32_t after = *next;
+		uint32_t h = hash(by_client ? &f->client : &f->proxy);
+		uint32_t *head = h & m->base ? &hi : &lo;
+		*next = *head;
+		*head = i;
+		i = after;
+	}
+	heads[m->split] = lo;
+	heads[m->split + m->base] = hi;
+}
+
+/* Buckets in use: at least twice the flows, up to max_buckets. */
+static void grow(struct ps_udpmap *m)
+{
+	while (m->base + m->split < 2 * (uint64_t)m->count &&
+	       m->base + m->split < m->max_buckets) {
+		split_chain(m, m->by_client, true);
+		split_chain(m, m->by_proxy, false);
+		if (++m->split == m->base) {
+			m->base *= 2;
+			m->split = 0;
+		}
+	}
 }
 
 /* Unhooks slot i from the chain starting at *head, linked through field off. */
@@ -70,8 +139,8 @@ static bool refresh(struct ps_udpmap *m, uint32_t i, uint64_t now_ms)
 
 static void drop(struct ps_udpmap *m, uint32_t i)
 {
-	unchain(m, &m->by_client[bucket(&m->f[i].client)], i, true);
-	unchain(m, &m->by_proxy[bucket(&m->f[i].proxy)], i, false);
+	unchain(m, &m->by_client[bucket(m, &m->f[i].client)], i, true);
+	unchain(m, &m->by_proxy[bucket(m, &m->f[i].proxy)], i, false);
 	unlist(m, i);
 	m->f[i].next_c = m->free;
 	m->free = i;
@@ -86,7 +155,7 @@ static void expire(struct ps_udpmap *m, uint64_t now_ms, unsigned idle_ms)
 
 static uint32_t find_client(const struct ps_udpmap *m, const struct ps_addr *a)
 {
-	uint32_t i = m->by_client[bucket(a)];
+	uint32_t i = m->by_client[bucket(m, a)];
 	while (i && !same(&m->f[i].client, a))
 		i = m->f[i].next_c;
 	return i;
@@ -94,7 +163,7 @@ static uint32_t find_client(const struct ps_udpmap *m, const struct ps_addr *a)
 
 static uint32_t find_proxy(const struct ps_udpmap *m, const struct ps_addr *a)
 {
-	uint32_t i = m->by_proxy[bucket(a)];
+	uint32_t i = m->by_proxy[bucket(m, a)];
 	while (i && !same(&m->f[i].proxy, a))
 		i = m->f[i].next_p;
 	return i;
@@ -102,7 +171,7 @@ static uint32_t find_proxy(const struct ps_udpmap *m, const struct ps_addr *a)
 
 static void chain_proxy(struct ps_udpmap *m, uint32_t i)
 {
-	uint32_t *head = &m->by_proxy[bucket(&m->f[i].proxy)];
+	uint32_t *head = &m->by_proxy[bucket(m, &m->f[i].proxy)];
 	m->f[i].next_p = *head;
 	*head = i;
 }
@@ -121,7 +190,7 @@ bool ps_udpmap_learn(struct ps_udpmap *m, const struct ps_addr *proxy,
 	}
 	if (i) {
 		if (!same(&m->f[i].proxy, proxy)) {
-			unchain(m, &m->by_proxy[bucket(&m->f[i].proxy)], i, false);
+			unchain(m, &m->by_proxy[bucket(m, &m->f[i].proxy)], i, false);
 			m->f[i].proxy = *proxy;
 			chain_proxy(m, i);
 		}
@@ -131,7 +200,7 @@ bool ps_udpmap_learn(struct ps_udpmap *m, const struct ps_addr *proxy,
 	if (m->free) {
 		i = m->free;
 		m->free = m->f[i].next_c;
-	} else if (m->used < PS_UDPMAP_CAP) {
+	} else if (m->used < m->cap) {
 		i = ++m->used;
 	} else {
 		i = m->oldest;
@@ -143,12 +212,13 @@ bool ps_udpmap_learn(struct ps_udpmap *m, const struct ps_addr *proxy,
 		evicted = true;
 	}
 	m->f[i] = (struct ps_udpflow){.client = *client, .proxy = *proxy};
-	uint32_t *head = &m->by_client[bucket(client)];
+	uint32_t *head = &m->by_client[bucket(m, client)];
 	m->f[i].next_c = *head;
 	*head = i;
 	chain_proxy(m, i);
 	push_newest(m, i, now_ms);
 	m->count++;
+	grow(m);
 	return evicted;
 }
 

@@ -1,18 +1,21 @@
 /* A selected UDP socket's flows: which trusted proxy (address and port) introduced
  * which original client. Replies to a client go to its proxy; in `first` mode a
- * headerless datagram from a proxy port belongs to that port's client. Fixed capacity
- * (oldest evicted), entries forgotten after the idle time; only received datagrams
- * (learn, client) refresh a flow. Pure: the caller passes the
- * clock and serialises access. A zero-filled struct is an empty table. */
+ * headerless datagram from a proxy port belongs to that port's client. A capacity set
+ * at init (oldest evicted past it), entries forgotten after the idle time; only
+ * received datagrams (learn, client) refresh a flow. Pure: the caller passes the
+ * storage and the clock and serialises access.
+ *
+ * The storage is touched in proportion to the flows in use, never to the capacity:
+ * flows fill their array from the front, and the hash indexes grow by linear hashing
+ * (one bucket split at a time, at most two per new flow, so no datagram pays for a
+ * whole rehash). Storage mapped lazily costs memory only where flows have been. */
 #ifndef PS_UDP_MAP_H
 #define PS_UDP_MAP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "addr.h"
-
-#define PS_UDPMAP_CAP 4096u
-#define PS_UDPMAP_BUCKETS (2 * PS_UDPMAP_CAP)
 
 struct ps_udpflow {
 	struct ps_addr client, proxy;
@@ -22,13 +25,23 @@ struct ps_udpflow {
 };
 
 struct ps_udpmap {
+	uint32_t cap;                 /* most flows held */
+	uint32_t max_buckets;         /* a power of two, at least 2 * cap */
+	uint32_t base, split;         /* buckets in use: base + split (base a power of 2) */
 	uint32_t used;                /* slots 1..used have been handed out */
 	uint32_t count;               /* flows in the table */
 	uint32_t newest, oldest, free;
 	uint64_t evicted;             /* flows pushed out by a full table */
-	uint32_t by_client[PS_UDPMAP_BUCKETS], by_proxy[PS_UDPMAP_BUCKETS];
-	struct ps_udpflow f[PS_UDPMAP_CAP + 1];  /* f[0] unused: index 0 means none */
+	uint32_t *by_client, *by_proxy;  /* max_buckets each, base + split in use */
+	struct ps_udpflow *f;         /* cap + 1; f[0] unused: index 0 means none */
 };
+
+/* Bytes of storage a table of cap flows needs (cap >= 1). */
+size_t ps_udpmap_size(uint32_t cap);
+
+/* An empty table of cap flows in storage (ps_udpmap_size(cap) bytes, aligned for
+ * 8-byte words, any contents: only what is handed out is written first). */
+void ps_udpmap_init(struct ps_udpmap *m, uint32_t cap, void *storage);
 
 /* Records that proxy introduced client, now. unique_proxy (`first` mode): a proxy port
  * carries one flow, so an older client of that port is forgotten. Returns true when a

@@ -171,11 +171,14 @@ ds_mariadb_client() {
 # ("$remote_addr:$remote_port $status $request"), error.log, nginx.pid, temp dirs.
 # /acl/ is `allow 127.0.0.11; deny all;`.
 
-# ds_nginx_start DIR PORT WORKERS [VAR=VALUE...]: nginx (master and WORKERS workers,
-# `auto` allowed) on 127.0.0.1:PORT with a plain listen (no proxy_protocol). Sets DS_PID
-# (the master).
+# ds_nginx_start DIR PORT[,PORT...] WORKERS [VAR=VALUE...]: nginx (master and WORKERS
+# workers, `auto` allowed) on 127.0.0.1:PORT with a plain listen (no proxy_protocol), one
+# listen line per port of the list (one server). Sets DS_PID (the master).
 ds_nginx_start() {
-	local dir=$1/nginx port=$2 workers=$3 user=
+	local dir=$1/nginx port=${2%%,*} last=${2##*,} workers=$3 user= listen= p
+	for p in ${2//,/ }; do
+		listen+="listen 127.0.0.1:$p; "
+	done
 	shift 3
 	mkdir -p "$dir/www/acl" "$dir/tmp"
 	echo "hello" >"$dir/www/index.html"
@@ -198,7 +201,7 @@ ds_nginx_start() {
 		    uwsgi_temp_path $dir/tmp/uwsgi;
 		    scgi_temp_path $dir/tmp/scgi;
 		    server {
-		        listen 127.0.0.1:$port;
+		        $listen
 		        root $dir/www;
 		        location /acl/ {
 		            allow 127.0.0.11;
@@ -209,7 +212,7 @@ ds_nginx_start() {
 	EOF
 	ds_bg "$dir" nginx "$@" -- nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log"
 	local pid=$DS_PID
-	ds_wait 10 ds_listening "$port" || {
+	ds_wait 10 ds_listening "$last" || {
 		echo "nginx did not start:" >&2
 		cat "$dir/error.log" "$dir/nginx.err" >&2 2>/dev/null
 		return 1

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAP_CAP 40u
+
 static const char *policy, *untrusted, *mode;
 
 static const char *get(const char *name)
@@ -29,7 +31,13 @@ static const char *get(const char *name)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct ps_udpmap map4, map6;  /* one per socket: an IPv4 one, an IPv6 one */
+	/* One per socket, an IPv4 one and an IPv6 one, small so that inputs reach their
+	 * capacity (eviction) and their growth (bucket splits). */
+	static struct ps_udpmap map4, map6;
+	if (!map4.cap) {
+		ps_udpmap_init(&map4, MAP_CAP, malloc(ps_udpmap_size(MAP_CAP)));
+		ps_udpmap_init(&map6, MAP_CAP, malloc(ps_udpmap_size(MAP_CAP)));
+	}
 	static struct ps_config c;
 	static uint64_t now;
 	struct ps_dgram d;
@@ -81,7 +89,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();  /* only `first` mode absorbs, only a trusted header */
 		break;
 	}
-	if (m->count > PS_UDPMAP_CAP || m->used > PS_UDPMAP_CAP)
+	if (m->count > MAP_CAP || m->used > MAP_CAP || m->base + m->split > m->max_buckets ||
+	    (m->base + m->split < 2 * m->count && m->base + m->split < m->max_buckets))
 		abort();
 	return 0;
 }

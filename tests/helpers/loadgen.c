@@ -13,10 +13,22 @@
  *          is sent after -d ms; the server speaks first.
  *   -b BYTES  bulk: one connection sends the header and BYTES bytes, half-closes,
  *          reads the reply to EOF; prints the throughput.
+ *   -k N   hold: opens N connections (-c at a time) that stay open and idle until
+ *          SIGTERM: each sends its header and, with -m http, one HTTP/1.1 keep-alive
+ *          request and reads the start of the reply (the server has served it); with
+ *          -m none, nothing after the header. Prints a line once all N are held.
+ *          -r RATE paces the opening (with -m none nothing paces it otherwise).
+ *
+ * PORT may be a range FIRST-LAST: connections go to its ports in turn. -A K spreads them
+ * over K consecutive IPv4 source addresses from -s (a source address and a port reach
+ * about 28,000 connections to one port). The time from connect() to a connection's
+ * first reply byte is recorded; its median and 99th percentile are printed (us).
+ * SIGTERM or SIGINT ends a timed run early, with its line printed as usual.
  *
  * Output (stdout), one line:
- *   conns=N errors=E seconds=S rate=R [connect=.. reset=.. empty=.. bad=..]
+ *   conns=N errors=E seconds=S rate=R connect=.. reset=.. empty=.. bad=.. p50_us=.. p99_us=..
  *   bulk: bytes=N seconds=S mib_per_s=X reply="..."
+ *   hold: held=N errors=E seconds=S, and at SIGTERM: end held=N lost=L (closed by the server)
  * Exit status: 0, 1 usage or set-up failure, 2 when some connections failed. */
 #include <errno.h>
 #include <fcntl.h>
@@ -41,8 +53,8 @@
 #define IN_MAX 1024
 #define EXPECT_MAX 32
 
-enum mode { M_HTTP, M_MYSQL };
-enum st { ST_CONNECTING, ST_DELAY, ST_SEND, ST_READ, ST_GREET, ST_AUTH, ST_QUIT };
+enum mode { M_HTTP, M_MYSQL, M_NONE };
+enum st { ST_CONNECTING, ST_DELAY, ST_SEND, ST_READ, ST_GREET, ST_AUTH, ST_QUIT, ST_HELD };
 
 static struct {
 	long conc;
@@ -58,7 +70,10 @@ static struct {
 	const char *user;
 	long long bulk;      /* > 0: bulk mode */
 	const char *expect;  /* reply prefix that counts as success */
-} opt = {100, 3.0, 0, 0, 0.0, NULL, "/", 0, false, M_HTTP, "bench", 0, NULL};
+	long hold;           /* > 0: hold mode */
+	long nsrc;           /* source addresses from -s */
+	double open_rate;    /* hold mode: new connections per second, 0: no limit */
+} opt = {100, 3.0, 0, 0, 0.0, NULL, "/", 0, false, M_HTTP, "bench", 0, NULL, 0, 1, 0};
 
 struct conn {
 	int fd;
@@ -67,12 +82,29 @@ struct conn {
 	uint16_t outlen, outoff, inlen;
 	uint32_t got;            /* reply bytes */
 	uint64_t due;            /* ST_DELAY: monotonic ns */
+	uint64_t t0;             /* connect() */
 	char out[OUT_MAX];
 	unsigned char in[IN_MAX];
 };
 
+#define PORTS_MAX 65536
 static struct sockaddr_storage dst, srcaddr;
 static socklen_t dstlen, srclen;
+static unsigned port_first, nports = 1, port_next;
+static long src_next;
+static uint32_t src_base;  /* -A: the first source address, host order */
+static volatile sig_atomic_t got_signal;
+
+/* Latencies, connect() to the first reply byte, in us. */
+static uint32_t *lat;
+static size_t nlat, lat_cap;
+
+/* Hold mode: the descriptors of the held connections (epoll data: HELD_TAG | index). */
+#define HELD_TAG (1ULL << 62)
+static int *held;
+static long nheld, nlost;
+static long *freeslot;  /* hold mode: free slots of conns, started by top_up() */
+static long nfree;
 static int ep;
 static struct conn *conns;
 static long active, started;
@@ -106,15 +138,16 @@ static uint64_t now_ns(void)
 
 static void usage(FILE *f)
 {
-	fputs("usage: loadgen [-c CONC] [-t SECONDS | -n COUNT] [-p 0|1|2] [-d DELAY_MS]\n"
-	      "               [-s SRCADDR] [-m http|mysql] [-u PATH] [-L LEN] [-H] [-U USER]\n"
-	      "               [-e PREFIX] [-b BYTES] [-h] HOST PORT\n"
+	fputs("usage: loadgen [-c CONC] [-t SECONDS | -n COUNT | -k N] [-p 0|1|2] [-d DELAY_MS]\n"
+	      "               [-s SRCADDR [-A K]] [-m http|mysql|none] [-u PATH] [-L LEN] [-H]\n"
+	      "               [-U USER] [-e PREFIX] [-b BYTES] [-h] HOST PORT[-LAST]\n"
 	      "  -c CONC    connections in flight (default 100)\n"
 	      "  -t SEC     run for SEC seconds (default 3; fractions allowed)\n"
 	      "  -n COUNT   instead: make COUNT connections, then stop\n"
 	      "  -p V       PROXY header version: 0 none (default), 1 text, 2 binary\n"
 	      "  -d MS      wait MS (fractions allowed) between connect and header+request\n"
 	      "  -s ADDR    bind to ADDR (port chosen at connect) before connecting\n"
+	      "  -A K       with -s (IPv4): K consecutive source addresses from ADDR, in turn\n"
 	      "  -m MODE    http (default) or mysql (greeting, login as -U, COM_QUIT)\n"
 	      "  -u PATH    http: the path (default /)\n"
 	      "  -L LEN     http: pad the request to exactly LEN bytes (X-Pad field)\n"
@@ -122,7 +155,13 @@ static void usage(FILE *f)
 	      "  -U USER    mysql: user, no password (default bench)\n"
 	      "  -e PREFIX  a reply must start with PREFIX (else counted as bad)\n"
 	      "  -b BYTES   bulk: one connection sends BYTES (K/M/G suffixes), reports MiB/s\n"
-	      "Prints: conns=N errors=E seconds=S rate=CONNS_PER_S (bulk: mib_per_s=X)\n", f);
+	      "  -k N       hold N idle connections (-c at a time while opening) until SIGTERM;\n"
+	      "             -m http: header + one keep-alive request each, -m none: header only\n"
+	      "  -r RATE    with -k: open at most RATE connections per second (with -m none\n"
+	      "             nothing tells the server's accepts: keeps its accept queue short)\n"
+	      "  PORT-LAST  connections go to the ports FIRST..LAST in turn\n"
+	      "Prints: conns=N errors=E seconds=S rate=CONNS_PER_S ... p50_us=X p99_us=Y\n"
+	      "(bulk: mib_per_s=X; hold: held=N errors=E seconds=S, at SIGTERM end held=N lost=L)\n", f);
 }
 
 static double parse_double(const char *s, double min, double max, const char *what)
@@ -156,7 +195,7 @@ static void parse_args(int argc, char **argv)
 {
 	int c;
 	bool have_t = false;
-	while ((c = getopt(argc, argv, "c:t:n:p:d:s:m:u:L:HU:e:b:h")) != -1) {
+	while ((c = getopt(argc, argv, "c:t:n:p:d:s:A:m:u:L:HU:e:b:k:r:h")) != -1) {
 		switch (c) {
 		case 'c': opt.conc = (long)parse_double(optarg, 1, 60000, "concurrency"); break;
 		case 't': opt.seconds = parse_double(optarg, 0.01, 86400, "seconds"); have_t = true; break;
@@ -164,11 +203,16 @@ static void parse_args(int argc, char **argv)
 		case 'p': opt.version = (int)parse_double(optarg, 0, 2, "header version"); break;
 		case 'd': opt.delay_ms = parse_double(optarg, 0, 60000, "delay"); break;
 		case 's': opt.src = optarg; break;
+		case 'A': opt.nsrc = (long)parse_double(optarg, 1, 65536, "source address count"); break;
+		case 'k': opt.hold = (long)parse_double(optarg, 1, 1e7, "held connections"); break;
+		case 'r': opt.open_rate = parse_double(optarg, 1, 1e7, "rate"); break;
 		case 'm':
 			if (!strcmp(optarg, "http"))
 				opt.mode = M_HTTP;
 			else if (!strcmp(optarg, "mysql"))
 				opt.mode = M_MYSQL;
+			else if (!strcmp(optarg, "none"))
+				opt.mode = M_NONE;
 			else
 				die("bad mode: \"%s\"", optarg);
 			break;
@@ -190,17 +234,74 @@ static void parse_args(int argc, char **argv)
 		die("-t and -n exclude each other");
 	if (opt.expect && strlen(opt.expect) > EXPECT_MAX)
 		die("-e: at most %d bytes", EXPECT_MAX);
-	unsigned long port = strtoul(argv[optind + 1], NULL, 10);
-	if (!port || port > 65535 || !(dstlen = na_parse(argv[optind], (unsigned)port, &dst)))
+	if ((have_t || opt.count) && opt.hold)
+		die("-k excludes -t and -n");
+	if (opt.mode == M_NONE && !opt.hold)
+		die("-m none: only with -k");
+	char *end;
+	unsigned long port = strtoul(argv[optind + 1], &end, 10), last = port;
+	if (*end == '-')
+		last = strtoul(end + 1, &end, 10);
+	if (*end || !port || last < port || last > 65535 ||
+	    !(dstlen = na_parse(argv[optind], (unsigned)port, &dst)))
 		die("bad target: %s %s", argv[optind], argv[optind + 1]);
+	port_first = (unsigned)port;
+	nports = (unsigned)(last - port + 1);
 	if (opt.src && (!(srclen = na_parse(opt.src, 0, &srcaddr)) ||
 			srcaddr.ss_family != dst.ss_family))
 		die("bad source address (must be of the target's family): \"%s\"", opt.src);
+	if (opt.nsrc > 1 && (!opt.src || srcaddr.ss_family != AF_INET))
+		die("-A: only with an IPv4 -s");
+	if (opt.nsrc > 1)
+		src_base = ntohl(((struct sockaddr_in *)&srcaddr)->sin_addr.s_addr);
+}
+
+/* The next target port and source address (in turn). */
+static void next_addrs(void)
+{
+	unsigned p = port_first + port_next;
+	port_next = (port_next + 1) % nports;
+	if (dst.ss_family == AF_INET)
+		((struct sockaddr_in *)&dst)->sin_port = htons((uint16_t)p);
+	else
+		((struct sockaddr_in6 *)&dst)->sin6_port = htons((uint16_t)p);
+	if (opt.nsrc > 1) {
+		((struct sockaddr_in *)&srcaddr)->sin_addr.s_addr = htonl(src_base + (uint32_t)src_next);
+		src_next = (src_next + 1) % opt.nsrc;
+	}
+}
+
+static void lat_add(uint64_t ns)
+{
+	if (nlat == lat_cap) {
+		lat_cap = lat_cap ? 2 * lat_cap : 4096;
+		lat = realloc(lat, lat_cap * sizeof *lat);
+		if (!lat)
+			die("out of memory");
+	}
+	uint64_t us = ns / 1000;
+	lat[nlat++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* The q-quantile of the recorded latencies (nearest rank), 0 when none. */
+static uint32_t lat_quantile(double q)
+{
+	if (!nlat)
+		return 0;
+	size_t k = (size_t)(q * (double)nlat + 0.999999);
+	return lat[k ? k - 1 : 0];
 }
 
 static void build_request(void)
 {
-	int n = snprintf(request, sizeof request, "GET %s HTTP/1.0\r\nHost: bench\r\n", opt.path);
+	int n = snprintf(request, sizeof request, "GET %s HTTP/1.%d\r\nHost: bench\r\n", opt.path,
+			 opt.hold ? 1 : 0);  /* held: keep-alive, HTTP/1.1's default */
 	if (n < 0 || (size_t)n > sizeof request - 64)
 		die("path too long");
 	if (opt.padlen) {
@@ -303,6 +404,16 @@ static void dq_push(long i)
 
 static void start_conn(long i);
 
+static bool more_to_start(void)
+{
+	if (stopping)
+		return false;
+	if (opt.hold)  /* a failed connection is replaced, up to N failures */
+		return started < opt.hold + (long)(err_connect + err_reset + err_empty + err_bad) &&
+		       started < 2 * opt.hold;
+	return !opt.count || started < opt.count;
+}
+
 static void finish(struct conn *c, long i, bool ok, unsigned long *err)
 {
 	close(c->fd);
@@ -312,8 +423,58 @@ static void finish(struct conn *c, long i, bool ok, unsigned long *err)
 		done_ok++;
 	else
 		(*err)++;
-	if (!stopping && (!opt.count || started < opt.count))
+	if (opt.hold)
+		freeslot[nfree++] = i;
+	else if (more_to_start())
 		start_conn(i);
+}
+
+/* Hold mode: the connection is up (and served): its descriptor moves to the held list
+ * and its slot takes the next connection. */
+static void make_held(struct conn *c, long i)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET,
+				 .data.u64 = HELD_TAG | (uint64_t)nheld};
+	if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+		die("epoll_ctl: %s", strerror(errno));
+	held[nheld++] = c->fd;
+	c->fd = -1;
+	active--;
+	done_ok++;
+	freeslot[nfree++] = i;
+}
+
+/* Hold mode: starts connections in the free slots, within -r since t0. Returns the ns
+ * until the next one may start (0: none is waiting for the rate). */
+static uint64_t top_up(uint64_t t0)
+{
+	while (nfree && more_to_start()) {
+		if (opt.open_rate > 0) {
+			uint64_t at = t0 + (uint64_t)((double)(started + 1) * 1e9 / opt.open_rate),
+				 now = now_ns();
+			if (at > now)
+				return at - now;
+		}
+		start_conn(freeslot[--nfree]);
+	}
+	return 0;
+}
+
+/* A held connection is readable: drains it; the server's close counts as lost. */
+static void on_held(long k)
+{
+	char buf[4096];
+	for (;;) {
+		ssize_t r = recv(held[k], buf, sizeof buf, 0);
+		if (r > 0)
+			continue;
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		close(held[k]);
+		held[k] = -1;
+		nlost++;
+		return;
+	}
 }
 
 static void fail_errno(struct conn *c, long i)
@@ -348,7 +509,7 @@ static void prepare_first(struct conn *c)
 	c->outlen = (uint16_t)n;
 	c->outoff = 0;
 	c->st = ST_SEND;
-	c->after_send = opt.mode == M_HTTP ? ST_READ : ST_GREET;
+	c->after_send = opt.mode == M_HTTP ? ST_READ : opt.mode == M_NONE ? ST_HELD : ST_GREET;
 }
 
 /* Whole MySQL packet in c->in? Returns its total length (header included) or 0. */
@@ -367,6 +528,9 @@ static void step(struct conn *c, long i)
 		switch (c->st) {
 		case ST_CONNECTING:
 		case ST_DELAY:
+			return;
+		case ST_HELD:
+			make_held(c, i);
 			return;
 		case ST_SEND: {
 			if (c->outoff < c->outlen) {
@@ -395,6 +559,12 @@ static void step(struct conn *c, long i)
 		case ST_READ: {
 			char buf[16384];
 			ssize_t r = recv(c->fd, buf, sizeof buf, 0);
+			if (r > 0 && !c->got)
+				lat_add(now_ns() - c->t0);
+			if (r > 0 && opt.hold) {
+				make_held(c, i);
+				return;
+			}
 			if (r > 0) {
 				if (opt.expect && c->got < EXPECT_MAX) {
 					size_t k = (size_t)r < EXPECT_MAX - c->got ? (size_t)r
@@ -430,6 +600,8 @@ static void step(struct conn *c, long i)
 			ssize_t r = recv(c->fd, c->in + c->inlen, IN_MAX - c->inlen, 0);
 			if (r < 0 && (errno == EAGAIN || errno == EINTR))
 				return;
+			if (r > 0 && c->st == ST_GREET && !c->inlen)
+				lat_add(now_ns() - c->t0);
 			if (r < 0) {
 				finish(c, i, false, &err_reset);
 				return;
@@ -487,6 +659,8 @@ static void start_conn(long i)
 	int fd = socket(dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		die("socket: %s", strerror(errno));
+	next_addrs();
+	c->t0 = now_ns();
 	if (opt.src) {
 		int one = 1;
 		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
@@ -511,8 +685,15 @@ static void start_conn(long i)
 	}
 }
 
-static void on_event(long i, uint32_t events)
+static void on_event(uint64_t data, uint32_t events)
 {
+	if (data & HELD_TAG) {
+		long k = (long)(data & ~HELD_TAG);
+		if (held[k] >= 0)
+			on_held(k);
+		return;
+	}
+	long i = (long)data;
 	struct conn *c = &conns[i];
 	if (c->fd < 0)
 		return;
@@ -581,31 +762,60 @@ static void run_delays(void)
 	}
 }
 
+static void on_signal(int sig)
+{
+	got_signal = sig;
+}
+
 static int run_load(void)
 {
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)opt.conc + 64) {
-		rl.rlim_cur = rl.rlim_max < (rlim_t)opt.conc + 64 ? rl.rlim_max : (rlim_t)opt.conc + 64;
+	rlim_t need = (rlim_t)opt.conc + (rlim_t)opt.hold + 64;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need) {
+		rl.rlim_cur = rl.rlim_max < need ? rl.rlim_max : need;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+	struct sigaction sa = {.sa_handler = on_signal};
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
 	build_request();
+	if (opt.hold && opt.conc > opt.hold)
+		opt.conc = opt.hold;
 	conns = calloc((size_t)opt.conc, sizeof *conns);
 	dq = calloc((size_t)opt.conc, sizeof *dq);
-	if (!conns || !dq)
+	held = opt.hold ? calloc((size_t)opt.hold, sizeof *held) : NULL;
+	freeslot = calloc((size_t)opt.conc, sizeof *freeslot);
+	if (!conns || !dq || !freeslot || (opt.hold && !held))
 		die("out of memory");
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0)
 		die("epoll_create1: %s", strerror(errno));
 	for (long i = 0; i < opt.conc; i++)
 		conns[i].fd = -1;
+	bool timed = !opt.count && !opt.hold, reported = false;
 	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(opt.seconds * 1e9);
-	for (long i = 0; i < opt.conc && (!opt.count || started < opt.count); i++)
-		start_conn(i);
+	if (opt.hold)
+		for (long i = opt.conc - 1; i >= 0; i--)
+			freeslot[nfree++] = i;
+	else
+		for (long i = 0; i < opt.conc && more_to_start(); i++)
+			start_conn(i);
 	struct epoll_event evs[256];
-	while (active > 0) {
+	while ((active > 0 || opt.hold) && !got_signal) {
 		struct timespec to = {0, 0}, *top = NULL;
+		uint64_t wait = opt.hold ? top_up(t0) : 0;
+		if (opt.hold) {  /* bounded: a signal may come just before the wait */
+			to.tv_nsec = wait ? (long)(wait < 1000000 ? wait : 1000000) : 100000000;
+			top = &to;
+		}
 		uint64_t now = now_ns();
-		if (!opt.count) {
+		if (opt.hold && !active && !more_to_start() && !reported) {
+			printf("held=%ld errors=%lu seconds=%.3f\n", nheld,
+			       err_connect + err_reset + err_empty + err_bad,
+			       (double)(now - t0) / 1e9);
+			reported = true;
+		}
+		if (timed) {
 			if (now >= end)
 				break;
 			uint64_t left = end - now;
@@ -626,16 +836,21 @@ static int run_load(void)
 		if (n < 0 && errno != EINTR)
 			die("epoll_pwait2: %s", strerror(errno));
 		for (int k = 0; k < n; k++)
-			on_event((long)evs[k].data.u64, evs[k].events);
+			on_event(evs[k].data.u64, evs[k].events);
 		if (dq_len)
 			run_delays();
 	}
 	stopping = true;
 	double secs = (double)(now_ns() - t0) / 1e9;
 	unsigned long errs = err_connect + err_reset + err_empty + err_bad;
-	printf("conns=%lu errors=%lu seconds=%.3f rate=%.1f connect=%lu reset=%lu empty=%lu bad=%lu\n",
-	       done_ok, errs, secs, (double)done_ok / secs, err_connect, err_reset, err_empty,
-	       err_bad);
+	if (opt.hold) {
+		printf("end held=%ld lost=%ld\n", nheld - nlost, nlost);
+		return 0;
+	}
+	qsort(lat, nlat, sizeof *lat, cmp_u32);
+	printf("conns=%lu errors=%lu seconds=%.3f rate=%.1f connect=%lu reset=%lu empty=%lu bad=%lu"
+	       " p50_us=%u p99_us=%u\n", done_ok, errs, secs, (double)done_ok / secs, err_connect,
+	       err_reset, err_empty, err_bad, lat_quantile(0.5), lat_quantile(0.99));
 	return errs ? 2 : 0;
 }
 

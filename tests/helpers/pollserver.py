@@ -7,9 +7,14 @@ One line of stdout per connection, after the client's EOF (or RESET):
 accept= is the address accept() returned, peer= getpeername(); data= is escaped as
 testserver does (printable ASCII as is, \\r \\n \\\\ \\" and \\xNN). The server then
 writes "OK <peer>\\n" and closes. Exits 0 after --count connections, 3 at --hard-timeout.
+
+--listeners N: N listeners in the same loop, their ports one per line in --port-file.
+--idle-fds N: N more descriptors (read ends of pipes nobody writes) in every poll()
+array, for the tests of large arrays (RLIMIT_NOFILE raised to its hard limit).
 """
 import argparse
 import os
+import resource
 import select
 import signal
 import socket
@@ -44,26 +49,40 @@ def main():
     ap.add_argument('--select', action='store_true', help='select() instead of poll()')
     ap.add_argument('--count', type=int, default=0)
     ap.add_argument('--hard-timeout', type=int, default=30)
+    ap.add_argument('--listeners', type=int, default=1)
+    ap.add_argument('--idle-fds', type=int, default=0)
     a = ap.parse_args()
 
     signal.signal(signal.SIGALRM, lambda *_: os._exit(3))
     signal.alarm(a.hard_timeout)
 
-    lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lst.bind(('127.0.0.1', 0))
-    lst.listen(128)
-    lst.setblocking(False)
+    if a.idle_fds:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    lsts = {}
+    for _ in range(a.listeners):
+        lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lst.bind(('127.0.0.1', 0))
+        lst.listen(128)
+        lst.setblocking(False)
+        lsts[lst.fileno()] = lst
+    idle = []
+    while len(idle) < a.idle_fds:
+        r, w = os.pipe()
+        idle += [r, w] if len(idle) + 1 < a.idle_fds else [r]
     tmp = a.port_file + '.tmp'
     with open(tmp, 'w') as f:
-        f.write('%d\n' % lst.getsockname()[1])
+        for lst in lsts.values():
+            f.write('%d\n' % lst.getsockname()[1])
     os.rename(tmp, a.port_file)
 
     conns = {}   # fd -> [socket, data, accept address]
     served = 0
     poller = None if a.select else select.poll()
     if poller:
-        poller.register(lst.fileno(), select.POLLIN)
+        for fd in list(lsts) + idle:
+            poller.register(fd, select.POLLIN)
 
     def finish(fd, end):
         nonlocal served
@@ -89,10 +108,11 @@ def main():
         if poller:
             ready = [fd for fd, _ in poller.poll(100)]
         else:
-            r, _, _ = select.select([lst.fileno()] + list(conns), [], [], 0.1)
+            r, _, _ = select.select(list(lsts) + idle + list(conns), [], [], 0.1)
             ready = r
         for fd in ready:
-            if fd == lst.fileno():
+            if fd in lsts:
+                lst = lsts[fd]
                 while True:
                     try:
                         s, addr = lst.accept()

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -30,9 +31,8 @@
 #define DATA_MAX 256
 #define ADDR_STR 160
 #define MAX_THREADS 64
-#define EPOLL_CONNS 1024
 
-enum mode { MODE_BLOCK, MODE_EPOLL, MODE_THREADS };
+enum mode { MODE_BLOCK, MODE_EPOLL, MODE_THREADS, MODE_POLL, MODE_SELECT };
 
 static struct {
 	const char *laddr;
@@ -92,6 +92,8 @@ static void usage(FILE *f)
 	      "  -P FILE   write the port to FILE once listening\n"
 	      "  -n COUNT  exit 0 after COUNT connections (default: never)\n"
 	      "  -m MODE   block | epoll | threads:N | greet (block, server writes HELLO\\r\\n first)\n"
+	      "            | poll | select (one thread: all connections in one poll() array or\n"
+	      "            select() bitmap, sized for the descriptors in use, any number)\n"
 	      "  -d        dup() the accepted fd, close the original, use the copy\n"
 	      "  -R        after each connection: close it with a raw syscall, connect a new\n"
 	      "            socket to the listener and print 'reuse fd=N same=0|1 peer=ADDR'\n"
@@ -124,6 +126,10 @@ static void parse_mode(const char *s)
 		opt.mode = MODE_BLOCK, opt.greet = true;
 	else if (!strcmp(s, "epoll"))
 		opt.mode = MODE_EPOLL;
+	else if (!strcmp(s, "poll"))
+		opt.mode = MODE_POLL;
+	else if (!strcmp(s, "select"))
+		opt.mode = MODE_SELECT;
 	else if (!strncmp(s, "threads:", 8))
 		opt.mode = MODE_THREADS,
 		opt.nthreads = (int)parse_num(s + 8, 1, MAX_THREADS, "thread count");
@@ -456,9 +462,49 @@ static void run_threads(void)
 		pthread_join(t[i], NULL);
 }
 
-static struct conn *econns[EPOLL_CONNS];
+/* The connections of the event-loop modes (epoll, poll, select), by descriptor, and the
+ * dense list of their descriptors; both grow with the highest descriptor. */
+static struct conn **byfd;
+static int *live, *livepos;
+static int nlive, fdcap;
 
-static void epoll_accept_all(int ep)
+static void table_add(const struct conn *c)
+{
+	if (c->fd >= fdcap) {
+		int cap = fdcap ? fdcap : 1024;
+		while (cap <= c->fd)
+			cap *= 2;
+		byfd = realloc(byfd, (size_t)cap * sizeof *byfd);
+		live = realloc(live, (size_t)cap * sizeof *live);
+		livepos = realloc(livepos, (size_t)cap * sizeof *livepos);
+		if (!byfd || !live || !livepos)
+			die("out of memory");
+		memset(byfd + fdcap, 0, (size_t)(cap - fdcap) * sizeof *byfd);
+		fdcap = cap;
+	}
+	if (!(byfd[c->fd] = malloc(sizeof *c)))
+		die("out of memory");
+	*byfd[c->fd] = *c;
+	livepos[c->fd] = nlive;
+	live[nlive++] = c->fd;
+}
+
+/* Ends connection fd (ep: its epoll instance, or -1): line, reply, close. */
+static void conn_done(int ep, int fd, const char *end)
+{
+	struct conn *c = byfd[fd];
+	if (ep >= 0)
+		epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+	byfd[fd] = NULL;
+	int k = livepos[fd];
+	live[k] = live[--nlive];
+	livepos[live[k]] = k;
+	finish(c, end);
+	free(c);
+}
+
+/* Accepts all pending connections into the table (and into epoll instance ep if >= 0). */
+static void accept_all(int ep)
 {
 	for (;;) {
 		struct conn c;
@@ -471,25 +517,36 @@ static void epoll_accept_all(int ep)
 		}
 		if (!start_conn(&c))
 			continue;
-		if (c.fd >= EPOLL_CONNS)
-			die("fd %d too large for epoll mode", c.fd);
-		econns[c.fd] = malloc(sizeof c);
-		if (!econns[c.fd])
-			die("out of memory");
-		*econns[c.fd] = c;
+		table_add(&c);
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.fd = c.fd };
-		if (epoll_ctl(ep, EPOLL_CTL_ADD, c.fd, &ev) < 0)
+		if (ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, c.fd, &ev) < 0)
 			die("epoll_ctl: %s", strerror(errno));
 	}
 }
 
-static void epoll_done(int ep, int fd, const char *end)
+/* A connection reported readable. */
+static void conn_ready(int ep, int fd)
 {
-	struct conn *c = econns[fd];
-	epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
-	econns[fd] = NULL;
-	finish(c, end);
-	free(c);
+	if (fd < fdcap && byfd[fd]) {
+		const char *end = read_some(byfd[fd]);
+		if (end)
+			conn_done(ep, fd, end);
+	}
+}
+
+/* Ends the connections idle for -I ms; looks at most every 10 ms. */
+static void idle_scan(int ep)
+{
+	static struct timespec last;
+	if (ms_since(&last) < 10)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &last);
+	for (int k = nlive - 1; k >= 0; k--) {
+		const struct timespec *t = &byfd[live[k]]->last;
+		if ((last.tv_sec - t->tv_sec) * 1000 + (last.tv_nsec - t->tv_nsec) / 1000000 >=
+		    opt.idle_ms)
+			conn_done(ep, live[k], "TIMEOUT");
+	}
 }
 
 static void run_epoll(void)
@@ -508,18 +565,72 @@ static void run_epoll(void)
 		if (n < 0 && errno != EINTR)
 			die("epoll_wait: %s", strerror(errno));
 		for (int i = 0; i < n; i++) {
-			int fd = evs[i].data.fd;
-			if (fd == lfd) {
-				epoll_accept_all(ep);
-			} else if (econns[fd]) {
-				const char *end = read_some(econns[fd]);
-				if (end)
-					epoll_done(ep, fd, end);
-			}
+			if (evs[i].data.fd == lfd)
+				accept_all(ep);
+			else
+				conn_ready(ep, evs[i].data.fd);
 		}
-		for (int fd = 0; fd < EPOLL_CONNS; fd++)
-			if (econns[fd] && ms_since(&econns[fd]->last) >= opt.idle_ms)
-				epoll_done(ep, fd, "TIMEOUT");
+		idle_scan(ep);
+	}
+}
+
+/* poll (sel false) or select: the listener and every connection in one call. The
+ * select bitmaps are allocated for the highest descriptor, beyond FD_SETSIZE. */
+static void run_poll(bool sel)
+{
+	int fl = fcntl(lfd, F_GETFL);
+	fcntl(lfd, F_SETFL, fl | O_NONBLOCK);
+	struct pollfd *pf = NULL;
+	unsigned long *bits = NULL;
+	size_t cap = 0;
+	const int wb = (int)(8 * sizeof *bits);
+	for (;;) {
+		if ((size_t)nlive + 1 > cap || (size_t)fdcap > cap) {
+			cap = 2 * ((size_t)nlive + 1 > (size_t)fdcap ? (size_t)nlive + 1 : (size_t)fdcap);
+			pf = realloc(pf, cap * sizeof *pf);
+			bits = realloc(bits, (cap / (size_t)wb + 1) * sizeof *bits);
+			if (!pf || !bits)
+				die("out of memory");
+		}
+		bool listener_ready = false;
+		if (!sel) {
+			pf[0] = (struct pollfd){ .fd = lfd, .events = POLLIN };
+			for (int k = 0; k < nlive; k++)
+				pf[k + 1] = (struct pollfd){ .fd = live[k], .events = POLLIN };
+			int np = nlive + 1;
+			int n = poll(pf, (nfds_t)np, 50);
+			if (n < 0 && errno != EINTR)
+				die("poll: %s", strerror(errno));
+			for (int k = 1; k < np && n > 0; k++)
+				if (pf[k].revents)
+					conn_ready(-1, pf[k].fd);
+			listener_ready = n > 0 && pf[0].revents;
+		} else {
+			int maxfd = lfd;
+			for (int k = 0; k < nlive; k++)
+				if (live[k] > maxfd)
+					maxfd = live[k];
+			int words = maxfd / wb + 1;
+			memset(bits, 0, (size_t)words * sizeof *bits);
+			bits[lfd / wb] |= 1UL << (lfd % wb);
+			for (int k = 0; k < nlive; k++)
+				bits[live[k] / wb] |= 1UL << (live[k] % wb);
+			struct timeval tv = { 0, 50000 };
+			int n = select(maxfd + 1, (fd_set *)bits, NULL, NULL, &tv);
+			if (n < 0 && errno != EINTR)
+				die("select: %s", strerror(errno));
+			for (int w = 0; w < words && n > 0; w++)
+				for (unsigned long m = bits[w]; m; m &= m - 1) {
+					int fd = w * wb + __builtin_ctzl(m);
+					if (fd == lfd)
+						listener_ready = true;
+					else
+						conn_ready(-1, fd);
+				}
+		}
+		if (listener_ready)
+			accept_all(-1);
+		idle_scan(-1);
 	}
 }
 
@@ -590,6 +701,8 @@ int main(int argc, char **argv)
 
 	if (opt.mode == MODE_EPOLL)
 		run_epoll();
+	else if (opt.mode == MODE_POLL || opt.mode == MODE_SELECT)
+		run_poll(opt.mode == MODE_SELECT);
 	else if (opt.mode == MODE_THREADS)
 		run_threads();
 	else

@@ -45,7 +45,14 @@ load helpers
 @test "execve with 1,000 proxied connections: every one keeps its client in the new program" {
 	ulimit -n 4096
 	edge exec-many 1000
-	[[ $OUT == *"1000 of 1000 connections kept their client"* ]]
+	[[ $OUT == *"1000 of 1000 connections kept their client across execve, 0 report"* ]]
+}
+
+@test "execve with 4,100 proxied connections, past the 4,000 carried: those keep their client, the other 100 report the proxy and are logged" {
+	ulimit -n 10000 2>/dev/null || skip "RLIMIT_NOFILE cannot be raised to 10,000"
+	edge PROXYSHIM_LOG_LEVEL=warn -- exec-many 4100
+	[[ $OUT == *"4000 of 4100 connections kept their client across execve, 100 report the proxy"* ]]
+	[[ $OUT == *"exec: the state of 100 proxied connections did not fit the environment"* ]]
 }
 
 @test "every exec flavour (execv, execvp, execvpe, execl, execlp, execle, fexecve, execveat, vfork+execv): the client crosses" {

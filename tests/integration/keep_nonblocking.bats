@@ -111,21 +111,25 @@ fd_count_at_least() { (($(fd_count "$1") >= $2)); }
 
 # ---- servers other than testserver ----
 
-# start_pollserver [--select] [VAR=VALUE...]: tests/helpers/pollserver.py under the shim.
+# start_pollserver [--OPTION [VALUE]...] [VAR=VALUE...]: tests/helpers/pollserver.py
+# under the shim (options: --select, --listeners N, --idle-fds N). SERVER_PORT and
+# TARGET_PORT: its first listener; PORTS: all of them.
 start_pollserver() {
 	local args=()
-	if [[ ${1:-} == --select ]]; then
-		args=(--select)
+	while [[ ${1:-} == --* ]]; do
+		args+=("$1")
+		[[ $1 == --select ]] || { args+=("$2") && shift; }
 		shift
-	fi
+	done
 	under_shim "$@" -- "$PYTHON" "$POLLSERVER" --port-file "$T/server.port" \
 		--count $((NFAST + 1)) --hard-timeout 120 "${args[@]}" \
 		>"$T/server.out" 2>"$T/server.err" &
 	SERVER_PID=$!
 	PIDS+=("$SERVER_PID")
-	wait_until 10 test -s "$T/server.port" ||
+	wait_until 20 test -s "$T/server.port" ||
 		fail "pollserver did not start: $(cat "$T/server.err")"
-	SERVER_PORT=$(<"$T/server.port")
+	mapfile -t PORTS <"$T/server.port"
+	SERVER_PORT=${PORTS[0]}
 	TARGET_PORT=$SERVER_PORT
 }
 
@@ -338,4 +342,155 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 		fail "slow request not logged with its client:" "$(tail -n 3 "$access")"
 	(($(wc -l <"$access") == NFAST + 1)) || fail "access log:" "$(cat "$access")"
 	! grep -q 'warn\|error' "$T/proxyshim.log" 2>/dev/null || fail "$(cat "$T/proxyshim.log")"
+}
+
+# ---- at and past the limits the shim's tables once had ----
+
+# free_ports N: N distinct free TCP ports on 127.0.0.1, one per line.
+free_ports() {
+	"$PYTHON" -c 'import socket, sys
+s = [socket.socket() for _ in range(int(sys.argv[1]))]
+for x in s:
+    x.bind(("127.0.0.1", 0))
+print("\n".join(str(x.getsockname()[1]) for x in s))' "$1"
+}
+
+# many_slow_start PORT...: one slow proxy connection per port, the I-th (from 1) with
+# client 127.0.0.(100+I):(10100+I); each sends its header's first 20 bytes and holds the
+# rest (and the request: $MANY_REQ, default $REQ) until many_slow_release; the first
+# $MANY_HOLD (default 0) until many_slow_release --held.
+many_slow_start() {
+	local i=0 port hdr
+	MANY_SLOW=()
+	for port in "$@"; do
+		i=$((i + 1))
+		hdr=$(v1 TCP4 "127.0.0.$((100 + i))" 127.0.0.2 $((10100 + i)) 8443)
+		emit "${hdr:0:20}" >"$T/slow$i.part"
+		emit "${hdr:20}${MANY_REQ:-$REQ}" >"$T/slow$i.rest"
+		"$PYTHON" "$SLOWCLIENT" --src "$PROXY" --port "$port" --part "$T/slow$i.part" \
+			--rest "$T/slow$i.rest" --status "$T/slow$i.status" \
+			--release "$T/$( ((i <= ${MANY_HOLD:-0})) && echo hold || echo many).go" \
+			--timeout 60 >"$T/reply.slow$i" 2>"$T/slow$i.err" &
+		MANY_SLOW+=($!)
+		PIDS+=($!)
+	done
+	for ((i = 1; i <= $#; i++)); do
+		wait_until 20 grep -qx held "$T/slow$i.status" ||
+			fail "slow client $i never held:" "$(cat "$T/slow$i.status" "$T/slow$i.err" 2>/dev/null)"
+	done
+}
+
+# many_slow_release [--held]: all but the first $MANY_HOLD (--held: those) send the
+# rest; each must get "OK <its client>".
+many_slow_release() {
+	local i pid st first=$((${MANY_HOLD:-0} + 1)) last=${#MANY_SLOW[@]}
+	if [[ ${1:-} == --held ]]; then
+		first=1 last=${MANY_HOLD:-0}
+		: >"$T/hold.go"
+	fi
+	: >"$T/many.go"
+	for ((i = first; i <= last; i++)); do
+		pid=${MANY_SLOW[i - 1]} st=0
+		wait_exit "$pid" 20 || st=$?
+		[[ $st == 0 && $(<"$T/reply.slow$i") == "OK 127.0.0.$((100 + i)):$((10100 + i))" ]] ||
+			fail "slow client $i (port ${PORTS[i - 1]}): status $st, reply '$(<"$T/reply.slow$i")'" \
+				"$(cat "$T/slow$i.status")" "server:" "$(cat "$T/server.out" "$T/server.err")"
+	done
+}
+
+@test "poll(), 5,000 descriptors in the array: a withheld header holds up none of 100 proxied connections, and is served when it completes" {
+	command -v "$PYTHON" >/dev/null || skip "python3 not installed"
+	(($(ulimit -Hn) >= 6000)) || skip "RLIMIT_NOFILE hard limit below 6,000"
+	start_pollserver --idle-fds 5000 PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=60000
+	non_stalling py_line "${SLOW_V1:0:20}" "${SLOW_V1:20}$REQ"
+}
+
+@test "poll(), 12 listeners in one array, each holding a kept connection: the last 4 are served when their headers complete while the first 8 still wait" {
+	command -v "$PYTHON" >/dev/null || skip "python3 not installed"
+	start_pollserver --listeners 12 PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=60000
+	MANY_HOLD=8
+	many_slow_start "${PORTS[@]}"
+	many_slow_release
+	many_slow_release --held
+}
+
+@test "select(), 12 listeners in one set, each holding a kept connection: the last 4 are served when their headers complete while the first 8 still wait" {
+	command -v "$PYTHON" >/dev/null || skip "python3 not installed"
+	start_pollserver --select --listeners 12 PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=60000
+	MANY_HOLD=8
+	many_slow_start "${PORTS[@]}"
+	many_slow_release
+	many_slow_release --held
+}
+
+@test "nginx (1 worker), 70 listen lines: every listener keeps a late connection; a withheld header on the 70th holds up none of 100 requests on the 1st" {
+	need_cmds nginx
+	command -v "$PYTHON" >/dev/null || skip "python3 not installed"
+	mapfile -t PORTS < <(free_ports 70)
+	ds_nginx_start "$T" "$(IFS=,; echo "${PORTS[*]}")" 1 "${SHIM_ENV[@]}" \
+		PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=60000 PROXYSHIM_LOG="$T/proxyshim.log" ||
+		fail "nginx did not start"
+	track "$DS_PID"
+	local access=$T/nginx/access.log
+	# all 70 at once: each listener holds a kept connection, then each is served
+	MANY_REQ=$HREQ many_slow_start "${PORTS[@]}"
+	: >"$T/many.go"
+	local i
+	for ((i = 1; i <= 70; i++)); do
+		wait_exit "${MANY_SLOW[i - 1]}" 20 || fail "late client $i on port ${PORTS[i - 1]} not served"
+		[[ $(<"$T/reply.slow$i") == "HTTP/1.1 200 OK"* ]] || fail "late client $i: '$(<"$T/reply.slow$i")'"
+		grep -q "^127\.0\.0\.$((100 + i)):$((10100 + i)) 200 " "$access" ||
+			fail "late client $i not logged with its address"
+	done
+	# a withheld header on the last listener, plain requests on the first
+	TARGET_PORT=${PORTS[69]}
+	slow_start "${SLOW_V1:0:20}" "${SLOW_V1:20}$HREQ"
+	TARGET_PORT=${PORTS[0]}
+	fast_clients "$NFAST" "$HREQ" http
+	slow_pending || fail "the slow client ended early:" "$(cat "$T/slow.status")"
+	(($(lines_matching "$access" "^${SLOW_CLIENT//./\\.} ") == 0)) || fail "slow request served early"
+	slow_release
+	[[ $SLOW_REPLY == "HTTP/1.1 200 OK"* ]] || fail "slow reply: '${SLOW_REPLY:0:80}'"
+	wait_until 5 grep -q "^${SLOW_CLIENT//./\\.} 200 GET / HTTP/1\\.0\$" "$access" ||
+		fail "slow request not logged with its client:" "$(tail -n 3 "$access")"
+	! grep -q 'warn\|error' "$T/proxyshim.log" 2>/dev/null || fail "$(cat "$T/proxyshim.log")"
+}
+
+@test "PROXYSHIM_KEEP_MAX: at the bound nothing is closed; a flood of 200 silent trusted connections past it closes the oldest (logged) while 100 valid ones are served" {
+	command -v "$PYTHON" >/dev/null || skip "python3 not installed"
+	start_server PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=60000 PROXYSHIM_KEEP_MAX=20 \
+		-- -m epoll -T 120
+	client "$PROXY" "$(v1 TCP4 127.0.0.11 127.0.0.2 10011 8443)$REQ"
+	expect_reply "OK 127.0.0.11:10011"
+	wait_for_lines "$T/server.out" 1
+	local before pid
+	pid=$(server_proc)
+	before=$(fd_count "$pid")
+	emit 'PROXY TCP4 127.0.0.' >"$T/many.part"
+	# exactly at the bound: 20 kept, none closed, nothing logged
+	"$PYTHON" "$SLOWCLIENT" --src "$PROXY" --port "$SERVER_PORT" --part "$T/many.part" \
+		--many 20 --status "$T/at.status" --timeout 60 2>"$T/at.err" &
+	local at=$!
+	PIDS+=("$at")
+	wait_until 20 fd_count_is "$pid" $((before + 20)) ||
+		fail "server holds $(fd_count "$pid") fds, expected $((before + 20))"
+	sleep 0.3
+	alive "$at" || fail "a connection at the bound was closed:" "$(cat "$T/at.status")"
+	! grep -q KEEP_MAX "$T/server.err" || fail "logged at the bound:" "$(cat "$T/server.err")"
+	# past it: 200 more, while valid connections keep being served
+	"$PYTHON" "$SLOWCLIENT" --src "$PROXY" --port "$SERVER_PORT" --part "$T/many.part" \
+		--many 200 --status "$T/flood.status" --timeout 60 2>"$T/flood.err" &
+	PIDS+=($!)
+	fast_clients "$NFAST" "$REQ" ok
+	wait_until 20 grep -q '^held' "$T/flood.status" || fail "flood: $(cat "$T/flood.status" "$T/flood.err")"
+	# the oldest went first: every one of the first 20 was closed
+	wait_exit "$at" 20 || fail "the oldest kept connections were not closed"
+	grep -qx 'closed=20' "$T/at.status" || fail "$(cat "$T/at.status")"
+	expect_log "$T/server.err" 'connections already wait for their header \(PROXYSHIM_KEEP_MAX\); the oldest is closed'
+	# never more than the bound kept (a valid connection kept until its request arrived
+	# and then served may leave one place free)
+	local n
+	n=$(fd_count "$pid")
+	((n <= before + 20 && n >= before + 19)) || fail "fds: $before before, $n now" "$(ls -l "/proc/$pid/fd")"
+	(($(wc -l <"$T/server.out") == NFAST + 1)) || fail "server output:" "$(cat "$T/server.out")"
 }

@@ -46,6 +46,19 @@ stops_within() {
 	expect_served_all late 1 "$GOOD_PEER"
 }
 
+@test "select-first blocking server, listener on fd 3001 (past FD_SETSIZE): a late header is served when it completes; a silent one holds neither the server nor its signals" {
+	start_hsrv PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=3000 -- -m select -r 4096 -O 3000
+	[[ -e /proc/$SERVER_PID/fd/3001 ]] || wait_until 5 test -e "/proc/$SERVER_PID/fd/3001" ||
+		fail "the listener is not on fd 3001:" "$(ls "/proc/$SERVER_PID/fd" | sort -n | tail -3)"
+	hit_bg late "$PROXY" "$GOOD_HDR$REQ" -c 10 -d 300 -t 4000
+	wait_clients 5
+	expect_served_all late 1 "$GOOD_PEER"
+	# and a silent one holds neither the server nor its signals
+	hit_bg silent "$PROXY" "" -p 0 -e keep -t 6000
+	sleep 0.3
+	stops_within 1
+}
+
 @test "blocking accept without select: a ready connection is never served behind a late one" {
 	start_hsrv PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=3000 -- -m block
 	hit_bg late "$PROXY" "$GOOD_HDR$REQ" -c 10 -d 1500 -t 5000

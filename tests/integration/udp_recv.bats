@@ -690,7 +690,7 @@ rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 	((rss1 - rss0 <= 512)) || fail "server RSS grew from $rss0 to $rss1 kB"
 }
 
-@test "stress: 5,000 clients (more than the 4096-flow table): evictions logged, 0 wrong" {
+@test "stress: 5,000 clients (more than the default 4096-flow table): evictions logged, 0 wrong" {
 	udp_start PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_LOG_LEVEL=info -- -q -e sendto -t 600
 	storm -c 5000 -d 20000 -t 300
 	echo "# every, 5000 clients: $STORM" >&3
@@ -707,18 +707,98 @@ rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 # ---- limits ----
 
-@test "more selected sockets than flow tables (64): the others still lose headers (fail closed), logged; read() of 0 bytes leaves the datagram queued" {
+# many_start ARGS...: tests/helpers/udpmany.py ARGS under the shim, every port from 1024
+# selected; waits for its ports. PORTS: them, in order.
+many_start() {
 	local many=$BATS_TEST_DIRNAME/../helpers/udpmany.py
 	under_shim --exec PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UDP_PORTS=1024-65535 -- \
-		/usr/bin/python3 "$many" 70 >"$T/many.out" 2>"$T/many.err" &
-	PIDS+=($!)
-	wait_until 5 grep -q '^port=' "$T/many.out" || fail "udpmany did not start" "$(cat "$T/many.err")"
-	UPORT=$(sed -n 's/^port=//p' "$T/many.out")
-	usend $PROXY -H "$(hdst $C11)" -- hello
-	wait_until 5 grep -q '^from=' "$T/many.out" || fail "nothing received" "$(cat "$T/many.err")"
-	local got want
-	got=$(sed 1d "$T/many.out")
-	want=$(printf '%s\n' read0=0 "from=127.0.0.11:10011 payload=b'hello'")
+		/usr/bin/python3 "$many" "$@" >"$T/many.out" 2>"$T/many.err" &
+	MANY_PID=$!
+	PIDS+=("$MANY_PID")
+	wait_until 5 grep -q '^ports=' "$T/many.out" || fail "udpmany did not start" "$(cat "$T/many.err")"
+	read -ra PORTS <<<"$(sed -n 's/^ports=//p' "$T/many.out")"
+}
+
+# many_replies N [--sibling ADDR] [--fork]: N selected sockets (more than 64) in one
+# process; through the proxy, each gets a datagram from its own client (127.0.0.11, port
+# 20000 + I) and answers it: every answer reaches the proxy and names that client (the
+# last socket's from ADDR with --sibling), so every socket has a flow table. The last
+# socket's read() of 0 bytes returns at once and leaves the datagram queued.
+many_replies() {
+	local n=$1 i got want
+	shift
+	many_start "$n" --echo "$@"
+	for ((i = 1; i <= n; i++)); do
+		UPORT=${PORTS[i - 1]}
+		usend_r 1 $PROXY -H "127.0.0.11:$((20000 + i)),127.0.0.1:$UPORT" -- "m$i"
+		((i == n)) && [[ $1 == --sibling ]] && SRV_ADDR=$2    # where the reply comes from
+		expect_replies "$(rline "from=127.0.0.11:$((20000 + i)) m$i")"
+	done
+	wait_exit "$MANY_PID" 10 || fail "udpmany did not finish" "$(cat "$T/many.err")"
+	got=$(grep -v '^ports=' "$T/many.out")
+	want=$(for ((i = 1; i <= n; i++)); do
+		((i == n)) && echo read0=0
+		echo "sock=$i from=127.0.0.11:$((20000 + i)) payload=b'm$i'"
+	done)
 	[[ $got == "$want" ]] || fail "udpmany printed:" "$got" "expected:" "$want"
-	expect_log "$T/many.err" 'no flow table for this socket \(64 in use\)'
+	! grep -q 'no flow table' "$T/many.err" || fail "$(cat "$T/many.err")"
+}
+
+@test "more than 64 selected sockets (150): each maps its client, every reply reaches the proxy; read() of 0 bytes leaves the datagram queued" {
+	many_replies 150
+}
+
+@test "more than 64 selected sockets: the last one's replies from another socket of its port (127.0.0.2) reach the proxy" {
+	many_replies 70 --sibling 127.0.0.2
+}
+
+@test "more than 64 selected sockets in one epoll instance (70): a refused datagram never reports the last one readable" {
+	many_start 70 --epoll
+	local i
+	for ((i = 1; i <= 70; i++)); do
+		UPORT=${PORTS[i - 1]}
+		((i == 70)) && usend $PROXY -- 'no header' && sleep 0.3
+		usend $PROXY -H "127.0.0.11:$((20000 + i)),127.0.0.1:$UPORT" -- "m$i"
+	done
+	wait_exit "$MANY_PID" 10 || fail "udpmany did not finish" "$(cat "$T/many.err")"
+	! grep -q '^spurious' "$T/many.out" || fail "readiness for a refused datagram:" "$(grep spurious "$T/many.out")"
+	grep -qx "sock=70 from=127.0.0.11:20070 payload=b'm70'" "$T/many.out" || fail "$(cat "$T/many.out")"
+	expect_log "$T/many.err" 'dropped|refused|no valid'
+}
+
+@test "more than 64 selected sockets, served by a fork child: every reply reaches the proxy" {
+	many_replies 70 --fork
+}
+
+# PROXYSHIM_UDP_FLOWS=16, 40 clients (127.0.1.1..40, one port P that a catcher on
+# 0.0.0.0:P listens on): all 40 datagrams are received before any answer (one recvmmsg
+# batch, one sendmmsg), so the 24 oldest flows are forgotten, each logged: their answers
+# go to the clients themselves, the 16 newest to the proxy. None lost, none misdirected.
+@test "PROXYSHIM_UDP_FLOWS=16 with 40 clients: the 24 oldest forgotten and logged (answered directly), the 16 newest answered through the proxy" {
+	local cp i hs=() ps=() direct=() proxied=() got
+	cp=$(free_udp 0.0.0.0)
+	udp_run catch -- -l 0.0.0.0 -p "$cp" -n 24
+	new_port
+	for ((i = 1; i <= 40; i++)); do
+		hs+=(-H "$(hdst "127.0.1.$i:$cp")")
+		ps+=("c$i")
+		if ((i <= 24)); then
+			direct+=("$(dline "127.0.0.1:$UPORT" "from=127.0.1.$i:$cp c$i")")
+		else
+			proxied+=("$(rline "from=127.0.1.$i:$cp c$i")")
+		fi
+	done
+	udp_start PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UDP_FLOWS=16 PROXYSHIM_LOG_LEVEL=info -- \
+		-n 40 -m recvmmsg -b 64 -W -e sendmmsg -G "$T/go"
+	(sleep 0.5 && go) &    # the 40 datagrams are queued before the first call
+	usend_r 16 $PROXY "${hs[@]}" -t 3000 -- "${ps[@]}"
+	expect_replies "${proxied[@]}"
+	srv_done
+	wait_exit "$RUN_PID" 5 || fail "the catcher got:" "$(cat "$T/catch.out")"
+	got=$(sed '0,/^ready$/d' "$T/catch.out" | LC_ALL=C sort)
+	[[ $got == "$(printf '%s\n' "${direct[@]}" | LC_ALL=C sort)" ]] ||
+		fail "direct answers:" "$got"
+	expect_log "$T/srv.err" 'flow table full \(16 flows\): forgot the oldest, 127\.0\.1\.1:'"$cp"' via '
+	! grep -qE 'flow table full.*127\.0\.1\.(2[5-9]|3[0-9]|40):' "$T/srv.err" ||
+		fail "a newest flow was forgotten:" "$(cat "$T/srv.err")"
 }

@@ -40,7 +40,7 @@ static int parse(void)
 }
 
 enum field { F_ACTIVE, F_POLICY, F_UNTRUSTED, F_TIMEOUT, F_LOCAL, F_LOG, F_LEVEL, F_UDP,
-	     F_UDP_FIRST, F_UDP_IDLE, F_SEND_UDP };
+	     F_UDP_FIRST, F_UDP_IDLE, F_SEND_UDP, F_KEEP_MAX, F_UDP_FLOWS };
 
 static long field(enum field f)
 {
@@ -56,6 +56,8 @@ static long field(enum field f)
 	case F_UDP_FIRST: return cfg.udp_first;
 	case F_UDP_IDLE: return cfg.udp_idle_ms;
 	case F_SEND_UDP: return cfg.send_udp;
+	case F_KEEP_MAX: return cfg.keep_max;
+	case F_UDP_FLOWS: return cfg.udp_flows;
 	}
 	return -1;
 }
@@ -67,7 +69,8 @@ static const struct {
 	{ F_POLICY, PS_POLICY_REQUIRE }, { F_UNTRUSTED, PS_UNTRUSTED_PASS },
 	{ F_TIMEOUT, 3000 }, { F_LOCAL, PS_LOCAL_REAL }, { F_LOG, PS_LOG_STDERR },
 	{ F_LEVEL, PS_LOG_WARN }, { F_UDP, false }, { F_UDP_FIRST, false },
-	{ F_UDP_IDLE, 30000 }, { F_SEND_UDP, false },
+	{ F_UDP_IDLE, 30000 }, { F_SEND_UDP, false }, { F_KEEP_MAX, 1024 },
+	{ F_UDP_FLOWS, 4096 },
 };
 
 /* _i 0: nothing set (inert); _i 1: only TRUSTED set (active, rest default). */
@@ -115,6 +118,10 @@ static const struct {
 	{ "PROXYSHIM_UDP_IDLE_MS", "86400000", F_UDP_IDLE, 86400000 },
 	{ "PROXYSHIM_SEND_UDP", "off", F_SEND_UDP, false },
 	{ "PROXYSHIM_SEND_UDP", "every", F_SEND_UDP, true },
+	{ "PROXYSHIM_KEEP_MAX", "1", F_KEEP_MAX, 1 },
+	{ "PROXYSHIM_KEEP_MAX", "1000000", F_KEEP_MAX, 1000000 },
+	{ "PROXYSHIM_UDP_FLOWS", "16", F_UDP_FLOWS, 16 },
+	{ "PROXYSHIM_UDP_FLOWS", "1000000", F_UDP_FLOWS, 1000000 },
 };
 
 START_TEST(test_good)
@@ -218,6 +225,13 @@ static const struct {
 	{ "PROXYSHIM_TIMEOUT_MS", "-1", NULL },
 	{ "PROXYSHIM_TIMEOUT_MS", "10s", NULL },
 	{ "PROXYSHIM_TIMEOUT_MS", "0x10", NULL },
+	{ "PROXYSHIM_KEEP_MAX", "0", NULL },
+	{ "PROXYSHIM_KEEP_MAX", "1000001", NULL },
+	{ "PROXYSHIM_KEEP_MAX", "", NULL },
+	{ "PROXYSHIM_KEEP_MAX", "1k", NULL },
+	{ "PROXYSHIM_UDP_FLOWS", "15", NULL },
+	{ "PROXYSHIM_UDP_FLOWS", "1000001", NULL },
+	{ "PROXYSHIM_UDP_FLOWS", "-5", NULL },
 	{ "PROXYSHIM_TIMEOUT_MS", "4294967297", NULL },  /* 2^32 + 1 */
 	{ "PROXYSHIM_TIMEOUT_MS", "18446744073709551617", NULL },  /* 2^64 + 1 */
 	{ "PROXYSHIM_PORTS", "70000", NULL },

@@ -7,11 +7,21 @@
 #include "udp_map.h"
 #include "unit.h"
 
+/* A table of cap flows, the header and its storage in one block (freed with free()).
+ * The storage is filled with garbage: init must not rely on zeroed memory. */
+static struct ps_udpmap *map_of(uint32_t cap)
+{
+	size_t head = (sizeof(struct ps_udpmap) + 15) & ~(size_t)15;
+	struct ps_udpmap *m = malloc(head + ps_udpmap_size(cap));
+	ck_assert_ptr_nonnull(m);
+	memset((char *)m + head, 0xa5, ps_udpmap_size(cap));
+	ps_udpmap_init(m, cap, (char *)m + head);
+	return m;
+}
+
 static struct ps_udpmap *new_map(void)
 {
-	struct ps_udpmap *m = calloc(1, sizeof(*m));
-	ck_assert_ptr_nonnull(m);
-	return m;
+	return map_of(4096);
 }
 
 static bool same_addr(const struct ps_addr *a, const struct ps_addr *b)
@@ -106,27 +116,86 @@ START_TEST(test_map_send_never_refreshes)
 }
 END_TEST
 
-/* A full table evicts its least recently used flow, reports it, and never grows. */
+/* A full table evicts its least recently used flow, reports it, and never grows:
+ * at the configured capacity (PROXYSHIM_UDP_FLOWS' bounds and default) and past it. */
+static const uint32_t caps[] = {16, 100, 4096, 70000};
+
 START_TEST(test_map_capacity)
 {
-	struct ps_udpmap *m = new_map();
+	uint32_t cap = caps[_i];
+	struct ps_udpmap *m = map_of(cap);
 	struct ps_addr px = mkaddr("192.0.2.1", 7000), got;
 	struct ps_udpflow gone;
-	for (unsigned i = 0; i < PS_UDPMAP_CAP; i++) {
+	for (unsigned i = 0; i < cap; i++) {
 		struct ps_addr c = client(i);
 		ck_assert(!ps_udpmap_learn(m, &px, &c, false, i, 1u << 30, NULL));
 	}
-	ck_assert_uint_eq(m->count, PS_UDPMAP_CAP);
-	struct ps_addr c0 = client(0), c1 = client(1), extra = client(PS_UDPMAP_CAP);
-	ck_assert(!ps_udpmap_learn(m, &px, &c0, false, PS_UDPMAP_CAP, 1u << 30, NULL));  /* c0 recent */
-	ck_assert(ps_udpmap_learn(m, &px, &extra, false, PS_UDPMAP_CAP + 1, 1u << 30, &gone));
+	ck_assert_uint_eq(m->count, cap);
+	for (unsigned i = 0; i < cap; i++) {
+		struct ps_addr c = client(i);
+		ck_assert_msg(ps_udpmap_find_proxy(m, &c, cap, 1u << 30, &got), "flow %u", i);
+	}
+	struct ps_addr c0 = client(0), c1 = client(1), extra = client(cap);
+	ck_assert(!ps_udpmap_learn(m, &px, &c0, false, cap, 1u << 30, NULL));  /* c0 recent */
+	ck_assert(ps_udpmap_learn(m, &px, &extra, false, cap + 1, 1u << 30, &gone));
 	ck_assert(same_addr(&gone.client, &c1));
-	ck_assert(ps_udpmap_find_proxy(m, &c0, PS_UDPMAP_CAP + 2, 1u << 30, &got));
-	ck_assert(!ps_udpmap_find_proxy(m, &c1, PS_UDPMAP_CAP + 2, 1u << 30, &got));
-	ck_assert(ps_udpmap_find_proxy(m, &extra, PS_UDPMAP_CAP + 2, 1u << 30, &got));
-	ck_assert_uint_eq(m->count, PS_UDPMAP_CAP);
+	ck_assert(ps_udpmap_find_proxy(m, &c0, cap + 2, 1u << 30, &got));
+	ck_assert(!ps_udpmap_find_proxy(m, &c1, cap + 2, 1u << 30, &got));
+	ck_assert(ps_udpmap_find_proxy(m, &extra, cap + 2, 1u << 30, &got));
+	ck_assert_uint_eq(m->count, cap);
 	ck_assert_uint_eq(m->evicted, 1);
-	ck_assert_uint_le(m->used, PS_UDPMAP_CAP);
+	/* far past it: every new flow evicts the oldest, the newest cap all found */
+	for (unsigned i = cap + 1; i < 3 * cap; i++) {
+		struct ps_addr c = client(i);
+		ck_assert(ps_udpmap_learn(m, &px, &c, false, cap + 2 + i, 1u << 30, &gone));
+	}
+	for (unsigned i = 0; i < 3 * cap; i++) {
+		struct ps_addr c = client(i);
+		ck_assert_msg(ps_udpmap_find_proxy(m, &c, 4 * cap + 2, 1u << 30, &got) ==
+			      (i >= 2 * cap), "flow %u", i);
+	}
+	ck_assert_uint_eq(m->count, cap);
+	ck_assert_uint_eq(m->evicted, 2 * cap);
+	ck_assert_uint_le(m->used, cap);
+	ck_assert_uint_le(m->base + m->split, m->max_buckets);
+	free(m);
+}
+END_TEST
+
+/* The indexes grow with the flows in use, not with the capacity: a table for 1,000,000
+ * flows holding 1,000 uses about 2,000 buckets of each index and the first 1,000 flow
+ * slots (the pages a lazily mapped storage pays for); every flow is found through both
+ * indexes while they grow, and after the table is refilled. */
+START_TEST(test_map_grows_with_use)
+{
+	struct ps_udpmap *m = map_of(1000000);
+	struct ps_addr got;
+	ck_assert_uint_eq(m->base + m->split, 16);
+	for (unsigned i = 0; i < 1000; i++) {
+		struct ps_addr c = client(i), px = client(50000 + i);
+		ck_assert(!ps_udpmap_learn(m, &px, &c, true, 0, 1u << 30, NULL));
+		ck_assert_uint_ge(m->base + m->split, 2 * m->count);
+		ck_assert_uint_le(m->base + m->split, 2 * m->count + 16);
+	}
+	ck_assert_uint_eq(m->used, 1000);
+	for (unsigned i = 0; i < 1000; i++) {
+		struct ps_addr c = client(i), px = client(50000 + i);
+		ck_assert(ps_udpmap_find_proxy(m, &c, 1, 1u << 30, &got) && same_addr(&got, &px));
+		ck_assert(ps_udpmap_peek_client(m, &px, 1, 1u << 30, &got) && same_addr(&got, &c));
+	}
+	/* all expire; a new generation reuses the same slots and buckets */
+	for (unsigned i = 0; i < 1000; i++) {
+		struct ps_addr c = client(1000 + i), px = client(50000 + i);
+		ck_assert(!ps_udpmap_learn(m, &px, &c, true, 1u << 30, 1u << 29, NULL));
+	}
+	ck_assert_uint_eq(m->count, 1000);
+	ck_assert_uint_eq(m->used, 1000);
+	ck_assert_uint_le(m->base + m->split, 2016);
+	for (unsigned i = 0; i < 1000; i++) {
+		struct ps_addr c = client(1000 + i), px = client(50000 + i), old = client(i);
+		ck_assert(ps_udpmap_find_proxy(m, &c, 1u << 30, 1u << 29, &got) && same_addr(&got, &px));
+		ck_assert(!ps_udpmap_find_proxy(m, &old, 1u << 30, 1u << 29, &got));
+	}
 	free(m);
 }
 END_TEST
@@ -147,7 +216,7 @@ START_TEST(test_map_reuse)
 		ck_assert(ps_udpmap_find_proxy(m, &last, t, 500, &got));
 		ck_assert_uint_eq(m->count, 3000);
 	}
-	ck_assert_uint_le(m->used, PS_UDPMAP_CAP);
+	ck_assert_uint_le(m->used, m->cap);
 	ck_assert_uint_eq(m->evicted, 0);
 	free(m);
 }
@@ -353,19 +422,21 @@ START_TEST(test_judge_v6_on_v4)
 }
 END_TEST
 
+/* The decision learns into the table it is given, evicting at that table's capacity. */
 START_TEST(test_judge_evicts)
 {
 	uint8_t buf[512];
 	struct ps_dgram d;
-	struct ps_udpmap *m = new_map();
+	uint32_t cap = caps[_i];
+	struct ps_udpmap *m = map_of(cap);
 	struct ps_addr px = mkaddr("192.0.2.1", 7777), dst = mkaddr("203.0.113.1", 53);
 	configure(NULL, NULL, NULL);
-	for (unsigned i = 0; i <= PS_UDPMAP_CAP; i++) {
+	for (unsigned i = 0; i <= cap; i++) {
 		struct ps_addr c = client(i);
 		size_t n = pp_build_v2_dgram(buf, sizeof(buf), &c, &dst);
 		ck_assert_int_eq(ps_dgram_judge(&cfg, m, AF_INET6, &px, buf, n, 0, true, &d),
 				 PS_DGRAM_DELIVER);
-		ck_assert(d.evicted == (i == PS_UDPMAP_CAP));
+		ck_assert(d.evicted == (i == cap));
 	}
 	struct ps_addr first = client(0);
 	ck_assert(same_addr(&d.gone.client, &first));
@@ -403,11 +474,12 @@ int main(void)
 	add_loop(s, "map first mode", test_map_first_mode, 1);
 	add_loop(s, "map idle", test_map_idle, 1);
 	add_loop(s, "map sends never refresh", test_map_send_never_refreshes, 1);
-	add_loop(s, "map capacity", test_map_capacity, 1);
+	add_loop(s, "map capacity", test_map_capacity, N(caps));
+	add_loop(s, "map grows with use", test_map_grows_with_use, 1);
 	add_loop(s, "map reuse", test_map_reuse, 1);
 	add_loop(s, "judge", test_judge, N(judge_cases));
 	add_loop(s, "judge first flow", test_judge_first_flow, 1);
-	add_loop(s, "judge evicts", test_judge_evicts, 1);
+	add_loop(s, "judge evicts", test_judge_evicts, N(caps));
 	add_loop(s, "judge v6 client on v4 socket", test_judge_v6_on_v4, 1);
 	add_loop(s, "build dgram", test_build_dgram, 3);
 	return run_suite(s);
