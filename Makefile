@@ -3,7 +3,10 @@ CC      ?= cc
 PREFIX  ?= /usr/local
 BUILD   ?= build
 CFLAGS  ?= -O2 -g
-PS_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC $(CFLAGS)
+# The one version string (VERSION): the command's --version, the libraries' 'active in'
+# log line, make dist and debian/changelog (checked by tests/integration/cmd_proxyshim.bats).
+VERSION := $(shell cat VERSION)
+PS_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -DPS_VERSION='"$(VERSION)"' $(CFLAGS)
 SO_FLAGS = -shared -fvisibility=hidden -Wl,-z,relro,-z,now,-z,noexecstack,-z,defs
 
 # Pure code: linked into the library and directly into the unit tests.
@@ -25,20 +28,26 @@ HELPERS    = $(patsubst tests/helpers/%.c,$(BUILD)/%,$(wildcard tests/helpers/*.
              $(patsubst tests/helpers/preload/%.c,$(BUILD)/%.so,$(wildcard tests/helpers/preload/*.c))
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
 
-.PHONY: all test deps demo bench soak memcheck check-symbols check-unit check-integration sanitize fuzz install uninstall dist clean
+.PHONY: all test deps demo bench soak memcheck check-symbols check-unit check-integration sanitize fuzz install uninstall dist clean \
+        cross-deps cross-build cross-test deb-deps deb deb-test
 PRODUCT = $(BUILD)/libproxyshim.so $(BUILD)/libproxyshim-client.so $(BUILD)/proxyshim
 all: $(PRODUCT) $(HELPERS)
 
-$(BUILD)/proxyshim: cmd/proxyshim.c $(CMD_PURE_SRC) $(PURE_SRC) $(HDRS) cmd/elfinfo.h
+# PS_LIBDIR: a fixed directory the command takes the libraries from (the Debian package);
+# empty: next to the command (make install, a build tree).
+PS_LIBDIR ?=
+CMD_DEFS = $(if $(PS_LIBDIR),-DPS_LIBDIR='"$(PS_LIBDIR)"')
+$(BUILD)/proxyshim: VERSION cmd/proxyshim.c $(CMD_PURE_SRC) $(PURE_SRC) $(HDRS) cmd/elfinfo.h
 	@mkdir -p $(@D)
-	$(CC) $(PS_CFLAGS) -DPS_VERSION='"$(VERSION)"' -Ishim -o $@ cmd/proxyshim.c $(CMD_PURE_SRC) $(PURE_SRC) $(LDFLAGS)
+	$(CC) $(PS_CFLAGS) $(CPPFLAGS) $(CMD_DEFS) -Ishim -Wl,-z,relro,-z,now -o $@ cmd/proxyshim.c \
+	  $(CMD_PURE_SRC) $(PURE_SRC) $(LDFLAGS)
 
-$(BUILD)/libproxyshim.so: $(LIB_SRC) $(HDRS) shim/exports.map
+$(BUILD)/libproxyshim.so: VERSION $(LIB_SRC) $(HDRS) shim/exports.map
 	@mkdir -p $(@D)
 	$(CC) $(PS_CFLAGS) $(SO_FLAGS) -Wl,--version-script=shim/exports.map \
 	  -Wl,-soname,libproxyshim.so -o $@ $(LIB_SRC) -ldl $(LDFLAGS)
 
-$(BUILD)/libproxyshim-client.so: $(CLIENT_SRC) $(HDRS) shim/exports-client.map
+$(BUILD)/libproxyshim-client.so: VERSION $(CLIENT_SRC) $(HDRS) shim/exports-client.map
 	@mkdir -p $(@D)
 	$(CC) $(PS_CFLAGS) $(SO_FLAGS) -Wl,--version-script=shim/exports-client.map \
 	  -Wl,-soname,libproxyshim-client.so -o $@ $(CLIENT_SRC) -ldl $(LDFLAGS)
@@ -132,7 +141,6 @@ fuzz: deps $(addprefix $(BUILD)/fuzz/,$(FUZZ_TARGETS))
 	  fi; \
 	done; exit $$rc
 
-VERSION = 0.1.0
 LIBDIR  = $(PREFIX)/lib/proxyshim
 MANDIR  = $(PREFIX)/share/man
 INSTALLED = $(LIBDIR)/libproxyshim.so $(LIBDIR)/libproxyshim-client.so \
@@ -160,6 +168,60 @@ dist:
 	@mkdir -p $(BUILD)
 	git archive --prefix=proxyshim-$(VERSION)/ -o $(BUILD)/proxyshim-$(VERSION).tar.gz HEAD
 	@echo $(BUILD)/proxyshim-$(VERSION).tar.gz
+
+# ---- other architectures and the Debian package ----
+# ARCH: a GNU (aarch64, x86_64) or Debian (arm64, amd64) name; empty: this machine's.
+ARCH ?=
+HOST_DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+deb_arch = $(or $(patsubst aarch64,arm64,$(patsubst x86_64,amd64,$(1))),$(HOST_DEB_ARCH))
+gnu_arch = $(patsubst arm64,aarch64,$(patsubst amd64,x86_64,$(1)))
+DEB_ARCH ?= $(call deb_arch,$(ARCH))
+CROSS_ARCH = $(call gnu_arch,$(or $(ARCH),aarch64))
+CROSS_BUILD = $(BUILD)/$(CROSS_ARCH)
+CROSS_CC = $(CROSS_ARCH)-linux-gnu-gcc
+CROSS_CHECK_LIBS = $(shell PKG_CONFIG_LIBDIR=/usr/lib/$(CROSS_ARCH)-linux-gnu/pkgconfig \
+                     pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lm -lrt -lpthread)
+
+# Cross toolchain, qemu-user and the check library of ARCH (scripts/install-deps-cross).
+cross-deps:
+	@scripts/install-deps-cross $(call deb_arch,$(CROSS_ARCH))
+
+# The product, the test helpers and the unit tests for ARCH (default aarch64) into
+# $(BUILD)/ARCH, with ARCH's cross compiler.
+cross-build: cross-deps
+	$(MAKE) BUILD=$(CROSS_BUILD) CC=$(CROSS_CC) CHECK_LIBS="$(CROSS_CHECK_LIBS)" \
+	  all $(patsubst $(BUILD)/%,$(CROSS_BUILD)/%,$(UNIT_TESTS))
+
+# Runs ARCH's unit tests and an integration smoke run (tests/cross) under qemu-user,
+# behind this machine's HAProxy and nginx. The host's test helpers are not needed.
+cross-test: cross-build
+	@scripts/cross-test $(CROSS_ARCH) $(abspath $(CROSS_BUILD))
+
+# debhelper, lintian and, for another DEB_ARCH, its cross toolchain.
+deb-deps:
+	@scripts/install-deps-cross --deb $(DEB_ARCH)
+
+# proxyshim_<version>_<DEB_ARCH>.deb in $(BUILD)/deb from a copy of the tree (debian/ is
+# kept in the repository; dpkg-buildpackage writes next to the tree it builds), then
+# lintian, which must report no error or warning. Another DEB_ARCH is cross-built
+# without its unit tests (nocheck: they need that machine or qemu; make cross-test runs them).
+DEB_SRC = $(BUILD)/deb/proxyshim-$(VERSION)
+DEB_FILE = $(BUILD)/deb/proxyshim_$(VERSION)_$(DEB_ARCH).deb
+DEB_CROSS = $(if $(filter-out $(HOST_DEB_ARCH),$(DEB_ARCH)),-a$(DEB_ARCH) -Pcross$(,)nocheck)
+, := ,
+deb: deb-deps
+	rm -rf $(DEB_SRC) && mkdir -p $(DEB_SRC)
+	tar -c --exclude=./.git --exclude=./$(BUILD) --exclude=./debian/build . | tar -x -C $(DEB_SRC)
+	cd $(DEB_SRC) && $(if $(DEB_CROSS),DEB_BUILD_OPTIONS=nocheck) \
+	  dpkg-buildpackage -us -uc -b $(DEB_CROSS) >../build-$(DEB_ARCH).log 2>&1 || \
+	  { tail -40 ../build-$(DEB_ARCH).log; exit 1; }
+	lintian --fail-on error,warning $(DEB_FILE)
+	@echo $(DEB_FILE)
+
+# Installs the package built by make deb (this machine's architecture), runs MariaDB
+# behind HAProxy through the installed paths only, purges it, checks nothing is left.
+deb-test:
+	@scripts/deb-smoke $(abspath $(BUILD)/deb/proxyshim_$(VERSION)_$(HOST_DEB_ARCH).deb)
 
 clean:
 	rm -rf $(BUILD)

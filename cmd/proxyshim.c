@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #ifndef PS_VERSION
-#define PS_VERSION "0.1.0"
+#error "PS_VERSION: the Makefile passes the VERSION file's string"
 #endif
 
 static const char usage[] =
@@ -89,9 +89,21 @@ static const char *env(const char *name)
 
 /* The libraries sit in ../lib/proxyshim/ of the installed command, or beside it in a
  * build tree; never looked up in the current directory. */
+/* PS_LIBDIR (a package: make PS_LIBDIR=/usr/lib/<triplet>/proxyshim): the libraries
+ * are there and nowhere else. Otherwise they are found next to the command: ../lib/proxyshim
+ * (make install, any PREFIX) or the command's own directory (a build tree). */
 static void find_lib(const char *name, char *out, size_t len)
 {
 	char exe[PATH_MAX], found[PATH_MAX], *dir;
+#ifdef PS_LIBDIR
+	snprintf(out, len, "%s/%s", PS_LIBDIR, name);
+	if (!realpath(out, found))
+		die("library %s not found", out);
+	snprintf(out, len, "%s", found);
+	if (strpbrk(out, ": "))
+		die("library path \"%s\" has a ':' or a space, which LD_PRELOAD cannot carry", out);
+	return;
+#endif
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	if (n < 0)
 		die("cannot find my own location: %s", strerror(errno));

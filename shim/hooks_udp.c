@@ -12,6 +12,12 @@
 #define REAL(fn, sys, ...) \
 	(ps_real.fn ? ps_real.fn(__VA_ARGS__) : syscall(sys, __VA_ARGS__))
 
+static int real_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+	return ps_real.epoll_wait ? ps_real.epoll_wait(epfd, ev, max, timeout)
+				  : (int)ps_sys_epoll_wait(epfd, ev, max, timeout);
+}
+
 PS_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	int r = (int)REAL(bind, SYS_bind, fd, addr, len);
@@ -264,14 +270,14 @@ PS_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 
 SLOW int slow_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
-	EPOLL_FILTERED((int)REAL(epoll_wait, SYS_epoll_wait, epfd, ev, max, tmo), timeout);
+	EPOLL_FILTERED(real_epoll_wait(epfd, ev, max, tmo), timeout);
 }
 
 PS_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
 	ps_waits++;
 	if (__builtin_expect(!ps_udp_epoll_watched(), 1))
-		return (int)REAL(epoll_wait, SYS_epoll_wait, epfd, ev, max, timeout);
+		return real_epoll_wait(epfd, ev, max, timeout);
 	return slow_epoll_wait(epfd, ev, max, timeout);
 }
 

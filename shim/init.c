@@ -47,10 +47,10 @@ __attribute__((constructor)) static void ps_init(void)
 	 * listener the shim applies to is announced at info when it appears. */
 	const char *first;
 	enum ps_log_level level = ps_chain_start(&first) ? PS_LOG_INFO : PS_LOG_DEBUG;
-	ps_log(level, "active in %s%s%s: %u trusted networks, policy %s, timeout %u ms",
+	ps_log(level, "active in %s%s%s: %u trusted networks, policy %s, timeout %u ms, proxyshim %s",
 	       program_invocation_short_name, level == PS_LOG_DEBUG ? ", in the chain of pid " : "",
 	       level == PS_LOG_DEBUG ? first : "", config.trusted.n,
-	       config.policy == PS_POLICY_REQUIRE ? "require" : "optional", config.timeout_ms);
+	       config.policy == PS_POLICY_REQUIRE ? "require" : "optional", config.timeout_ms, PS_VERSION);
 	ps_on_forget = ps_keep_forget;
 	pthread_atfork(NULL, NULL, fork_child);
 	__atomic_store_n(&active, &config, __ATOMIC_RELEASE);

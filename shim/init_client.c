@@ -33,9 +33,9 @@ __attribute__((constructor)) static void ps_client_init(void)
 	ps_log_init(&config);
 	const char *first;  /* once per chain at info, as the receiving side */
 	enum ps_log_level level = ps_chain_start(&first) ? PS_LOG_INFO : PS_LOG_DEBUG;
-	ps_log(level, "client active in %s%s%s: %u destinations, PROXY v%u",
+	ps_log(level, "client active in %s%s%s: %u destinations, PROXY v%u, proxyshim %s",
 	       program_invocation_short_name, level == PS_LOG_DEBUG ? ", in the chain of pid " : "",
-	       level == PS_LOG_DEBUG ? first : "", config.send_to.n, config.send_version);
+	       level == PS_LOG_DEBUG ? first : "", config.send_to.n, config.send_version, PS_VERSION);
 	ps_send_init();
 	__atomic_store_n(&active, &config, __ATOMIC_RELEASE);
 	if (config.send_udp)

@@ -13,29 +13,7 @@ struct ps_real ps_real;
 
 static long raw6(long n, long a, long b, long c, long d, long e, long f)
 {
-	long r;
-#if defined(__x86_64__)
-	register long r10 __asm__("r10") = d, r8 __asm__("r8") = e, r9 __asm__("r9") = f;
-	__asm__ volatile("syscall"
-			 : "=a"(r)
-			 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-			 : "rcx", "r11", "memory");
-#elif defined(__aarch64__)
-	register long x8 __asm__("x8") = n, x0 __asm__("x0") = a, x1 __asm__("x1") = b,
-		      x2 __asm__("x2") = c, x3 __asm__("x3") = d, x4 __asm__("x4") = e,
-		      x5 __asm__("x5") = f;
-	__asm__ volatile("svc #0"
-			 : "+r"(x0)
-			 : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
-			 : "memory");
-	r = x0;
-#else
-	/* Elsewhere libc's own syscall(), found without our interposer. */
-	static long (*sys)(long, ...);
-	if (!sys)
-		sys = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
-	return sys(n, a, b, c, d, e, f);
-#endif
+	long r = ps_sys_raw6(n, a, b, c, d, e, f);
 	if (r < 0 && r > -4096) {
 		errno = (int)-r;
 		return -1;

@@ -18,6 +18,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "sysnr.h"
+
 struct ps_real {
 	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
 	int (*getpeername)(int, struct sockaddr *, socklen_t *);
@@ -131,7 +133,7 @@ static inline int real_dup(int fd)
 }
 static inline int real_dup2(int fd, int to)
 {
-	return PS_REAL_OR_SYS(dup2, SYS_dup2, fd, to);
+	return ps_real.dup2 ? ps_real.dup2(fd, to) : (int)ps_sys_dup2(fd, to);
 }
 static inline int real_dup3(int fd, int to, int flags)
 {

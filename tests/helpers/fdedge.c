@@ -58,6 +58,8 @@ static void usage(FILE *f)
 	      "             past the 4,000 carried, the others report the proxy (never a guess)\n"
 	      "  exec-how HOW: one across execv, execvp, execvpe, execl, execlp, execle,\n"
 	      "      fexecve, execveat, or vfork+execv\n"
+	      "  exec-self: one across an execv in place (no fork); the new image prints its peer\n"
+	      "  (children run FDEDGE_SELF if set, an emulator's wrapper of this program)\n"
 	      "  scm-rights: one passed to another program over a UNIX socket (SCM_RIGHTS):\n"
 	      "      the receiver sees its real peer and the client's bytes intact\n"
 	      "  keep-race: a kept connection's number closed by another thread and reused\n"
@@ -758,6 +760,25 @@ static int exec_how(const char *how)
 	return verdict(!strcmp(out, want), "the new program sees the header's client");
 }
 
+/* One proxied connection, its client's own PROXY line unread, across an execv of this
+ * program in place (no fork: for emulators whose fork is broken). The new image
+ * prints "peer FD=ADDR:PORT": the header's client, never the forged one. */
+static int exec_self(void)
+{
+	int l = listener(0, 0), port = port_of(l, 0), x;
+	int c = proxied(l, port, 5555, &x);
+	put(c, FORGED_LINE);
+	if (fcntl(c, F_SETFD, 0) < 0)  /* the proxy's end stays open in the new image */
+		die("fcntl");
+	char fdarg[16];
+	snprintf(fdarg, sizeof(fdarg), "%d", x);
+	char *argv[] = {self, "child", fdarg, NULL};
+	fflush(stdout);
+	execv(self, argv);
+	die("execv");
+	return 2;
+}
+
 /* A proxied connection passed to another program over a UNIX socket: no state goes
  * with it, so it reports its real peer (the proxy), never the client's own bytes. */
 static int scm_rights(void)
@@ -865,7 +886,13 @@ int main(int argc, char **argv)
 	const char *t = getenv("PROXYSHIM_TIMEOUT_MS");
 	int timeout_ms = t ? atoi(t) : 3000;
 	signal(SIGPIPE, SIG_IGN);
-	if (readlink("/proc/self/exe", self, sizeof(self) - 1) < 0)
+	/* FDEDGE_SELF: what a child runs as this program. Under qemu-user without binfmt_misc
+	 * the kernel cannot exec another architecture's program: a wrapper script runs it
+	 * under the emulator (make cross-test). */
+	const char *as = getenv("FDEDGE_SELF");
+	if (as && *as)
+		snprintf(self, sizeof(self), "%s", as);
+	else if (readlink("/proc/self/exe", self, sizeof(self) - 1) < 0)
 		die_errno("readlink");
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2 || !strcmp(argv[1], "-h")) {
@@ -904,6 +931,8 @@ int main(int argc, char **argv)
 		return keep_race();
 	if (!strcmp(s, "popen-fclose"))
 		return popen_fclose();
+	if (!strcmp(s, "exec-self"))
+		return exec_self();
 	if (!strcmp(s, "exec-how") && argc > 2)
 		return exec_how(argv[2]);
 	if (!strcmp(s, "scm-rights"))

@@ -196,6 +196,22 @@ log_chain() {
 	[[ "$output" == *"--trust CIDRS"* ]]
 }
 
+@test "one version: --version, both libraries' 'active in' lines, debian/changelog, CHANGELOG.md and the man pages name the VERSION file's" {
+	root=$BATS_TEST_DIRNAME/../..
+	want=$(cat "$root/VERSION")
+	[[ $want =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]
+	run shim_cmd --version
+	[ "$output" = "proxyshim $want" ]
+	run shim_cmd --trust 127.0.0.1 --log stderr --log-level info -- true
+	[[ "$output" == *"info: active in true: "*", proxyshim $want"* ]]
+	run shim_cmd --client --send-to 127.0.0.1 --log stderr --log-level info -- true
+	[[ "$output" == *"info: client active in true: "*", proxyshim $want"* ]]
+	[ "$(sed -n '1s/^proxyshim (\([^)]*\)).*/\1/p' "$root/debian/changelog")" = "$want" ]
+	grep -q "^## $want " "$root/CHANGELOG.md"
+	grep -q "^\.TH PROXYSHIM 1 .* \"proxyshim $want\"" "$root/man/proxyshim.1"
+	grep -q "^\.TH PROXYSHIM 7 .* \"proxyshim $want\"" "$root/man/proxyshim.7"
+}
+
 @test "make install into DESTDIR, a server run through the installed command, uninstall leaves nothing" {
 	root=$BATS_TEST_DIRNAME/../..
 	make -C "$root" -s install BUILD="$PS_BUILD" DESTDIR="$T/dest" PREFIX=/usr >/dev/null
@@ -220,9 +236,11 @@ log_chain() {
 @test "make dist: the tarball builds and passes the unit tests from scratch" {
 	root=$BATS_TEST_DIRNAME/../..
 	git -C "$root" rev-parse --git-dir >/dev/null 2>&1 || skip "not a git checkout"
+	v=$(cat "$root/VERSION")
 	make -C "$root" -s dist BUILD="$T/b" >/dev/null
-	tar -C "$T" -xzf "$T/b/proxyshim-0.1.0.tar.gz"
-	make -C "$T/proxyshim-0.1.0" -s all check-unit > "$T/dist.log" 2>&1
+	tar -C "$T" -xzf "$T/b/proxyshim-$v.tar.gz"
+	make -C "$T/proxyshim-$v" -s all check-unit > "$T/dist.log" 2>&1
 	[ "$(grep -c '100%: Checks' "$T/dist.log")" -ge 3 ]
-	[ -x "$T/proxyshim-0.1.0/build/libproxyshim.so" ]
+	[ -x "$T/proxyshim-$v/build/libproxyshim.so" ]
+	[ "$("$T/proxyshim-$v/build/proxyshim" --version)" = "proxyshim $v" ]
 }

@@ -44,12 +44,12 @@ sorted() {
 
 @test "hooks called from another library's constructor, before the shim's, work" {
 	# Preloaded second, early.so's constructor runs first: accept4/fcntl/dup/dup2/
-	# getpeername/close_range reach the shim before it has resolved libc.
+	# getpeername/close_range/epoll_wait reach the shim before it has resolved libc.
 	preload="$LIB ${PS_BUILD:-build}/early.so"
 	[ -z "${PS_ASAN_RUNTIME:-}" ] || preload="$PS_ASAN_RUNTIME $preload"
 	run env PROXYSHIM_TRUSTED=127.0.0.1 LD_PRELOAD="$preload" /bin/true
 	[ "$status" -eq 0 ]
-	[ "$output" = "early: accept=1 dup=1,1,1 getpeername=0 same=1" ]
+	[ "$output" = "early: accept=1 dup=1,1,1 getpeername=0 same=1 dup2self=1,1 wait=0" ]
 }
 
 @test "a library preloaded twice (two copies): one clear line and exit 1, no recursion through its own syscall()" {

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -25,8 +26,15 @@ __attribute__((constructor)) static void early(void)
 	struct sockaddr_in q;
 	socklen_t ql = sizeof(q);
 	int r = getpeername(d3, (struct sockaddr *)&q, &ql);
-	printf("early: accept=%d dup=%d,%d,%d getpeername=%d same=%d\n", s >= 0, d >= 10,
-	       d2 >= 0, d3 == 40, r, !memcmp(&p, &q, sizeof(p)));
+	/* dup2 onto itself and epoll_wait: raw calls that some architectures have under
+	 * another name (shim/sysnr.h) */
+	int self = dup2(d3, d3), bad = dup2(1000, 1000);
+	struct epoll_event ev;
+	int ep = epoll_create1(EPOLL_CLOEXEC), w = epoll_wait(ep, &ev, 1, 0);
+	printf("early: accept=%d dup=%d,%d,%d getpeername=%d same=%d dup2self=%d,%d wait=%d\n",
+	       s >= 0, d >= 10, d2 >= 0, d3 == 40, r, !memcmp(&p, &q, sizeof(p)), self == 40,
+	       bad == -1, w);
+	close(ep);
 	fflush(stdout);
 	close(d3);
 	close_range((unsigned)d2, (unsigned)d2, 0);
