@@ -9,19 +9,23 @@ VERSION := $(shell cat VERSION)
 PS_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -DPS_VERSION='"$(VERSION)"' $(CFLAGS)
 SO_FLAGS = -shared -fvisibility=hidden -Wl,-z,relro,-z,now,-z,noexecstack,-z,defs
 
-# Pure code: linked into the library and directly into the unit tests.
-PURE_SRC = shim/addr.c shim/pp_parse.c shim/pp_build.c shim/crc32c.c shim/cidr.c \
-           shim/config.c shim/udp_map.c shim/dgram.c
+# One folder per part (docs/architecture.md), one wildcard each:
+#   shim/proto  pure code (protocol, addresses, configuration, flows): no libc interposed,
+#               compiled with its own folder as the only include path, so that it cannot
+#               reach the runtime; linked into the libraries, the command, unit tests, fuzzers
+#   shim/rt     the runtime both libraries share (libc layer, fd table, lock, log, fd and
+#               exec hooks)
+#   shim/recv   the receiving library      shim/send   the sending library
+PURE_SRC   = $(wildcard shim/proto/*.c)
+RT_SRC     = $(wildcard shim/rt/*.c)
+LIB_SRC    = $(PURE_SRC) $(RT_SRC) $(wildcard shim/recv/*.c)
+CLIENT_SRC = $(PURE_SRC) $(RT_SRC) $(wildcard shim/send/*.c)
+PURE_INC   = -Ishim/proto
+LIB_INC    = -Ishim/proto -Ishim/rt -Ishim/recv
+CLIENT_INC = -Ishim/proto -Ishim/rt -Ishim/send
 # Pure code of the command (ELF facts about its target): in the command and its tests.
 CMD_PURE_SRC = cmd/elfinfo.c
-# Code that interposes libc: only in the library.
-COMMON_SRC = $(PURE_SRC) shim/load.c shim/log.c shim/lock.c shim/real.c shim/fdtable.c shim/hooks_fd.c \
-             shim/hooks_syscall.c
-LIB_SRC  = $(COMMON_SRC) shim/consume.c shim/accept.c shim/keep.c shim/hooks_recv.c shim/hooks_exec.c \
-           shim/hooks_shell.c shim/udp.c shim/hooks_udp.c shim/inherit.c shim/init.c
-CLIENT_SRC = $(COMMON_SRC) shim/send.c shim/send_udp.c shim/hooks_send.c shim/init_client.c \
-             shim/hooks_exec.c shim/hooks_shell.c shim/exec_client.c
-HDRS     = $(wildcard shim/*.h)
+HDRS     = $(wildcard shim/*/*.h)
 
 UNIT_TESTS = $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(wildcard tests/unit/check_*.c))
 HELPERS    = $(patsubst tests/helpers/%.c,$(BUILD)/%,$(wildcard tests/helpers/*.c)) \
@@ -39,22 +43,23 @@ PS_LIBDIR ?=
 CMD_DEFS = $(if $(PS_LIBDIR),-DPS_LIBDIR='"$(PS_LIBDIR)"')
 $(BUILD)/proxyshim: VERSION cmd/proxyshim.c $(CMD_PURE_SRC) $(PURE_SRC) $(HDRS) cmd/elfinfo.h
 	@mkdir -p $(@D)
-	$(CC) $(PS_CFLAGS) $(CPPFLAGS) $(CMD_DEFS) -Ishim -Wl,-z,relro,-z,now -o $@ cmd/proxyshim.c \
+	$(CC) $(PS_CFLAGS) $(CPPFLAGS) $(CMD_DEFS) $(PURE_INC) -Wl,-z,relro,-z,now -o $@ cmd/proxyshim.c \
 	  $(CMD_PURE_SRC) $(PURE_SRC) $(LDFLAGS)
 
-$(BUILD)/libproxyshim.so: VERSION $(LIB_SRC) $(HDRS) shim/exports.map
+$(BUILD)/libproxyshim.so: VERSION $(LIB_SRC) $(HDRS) shim/recv/exports.map
 	@mkdir -p $(@D)
-	$(CC) $(PS_CFLAGS) $(SO_FLAGS) -Wl,--version-script=shim/exports.map \
+	$(CC) $(PS_CFLAGS) $(LIB_INC) $(SO_FLAGS) -Wl,--version-script=shim/recv/exports.map \
 	  -Wl,-soname,libproxyshim.so -o $@ $(LIB_SRC) -ldl $(LDFLAGS)
 
-$(BUILD)/libproxyshim-client.so: VERSION $(CLIENT_SRC) $(HDRS) shim/exports-client.map
+$(BUILD)/libproxyshim-client.so: VERSION $(CLIENT_SRC) $(HDRS) shim/send/exports-client.map
 	@mkdir -p $(@D)
-	$(CC) $(PS_CFLAGS) $(SO_FLAGS) -Wl,--version-script=shim/exports-client.map \
+	$(CC) $(PS_CFLAGS) $(CLIENT_INC) $(SO_FLAGS) -Wl,--version-script=shim/send/exports-client.map \
 	  -Wl,-soname,libproxyshim-client.so -o $@ $(CLIENT_SRC) -ldl $(LDFLAGS)
 
+# (forgeinherit checks its entry layout against the fd table's.)
 $(BUILD)/%: tests/helpers/%.c $(wildcard tests/helpers/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(PS_CFLAGS) -o $@ $< -lpthread $(LDFLAGS)
+	$(CC) $(PS_CFLAGS) $(PURE_INC) -Ishim/rt -o $@ $< -lpthread $(LDFLAGS)
 
 $(BUILD)/%.so: tests/helpers/preload/%.c
 	@mkdir -p $(@D)
@@ -62,7 +67,7 @@ $(BUILD)/%.so: tests/helpers/preload/%.c
 
 $(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(PURE_SRC) $(CMD_PURE_SRC) $(HDRS) cmd/elfinfo.h
 	@mkdir -p $(@D)
-	$(CC) $(PS_CFLAGS) -Ishim -Icmd -o $@ $< $(PURE_SRC) $(CMD_PURE_SRC) $(CHECK_LIBS) $(LDFLAGS)
+	$(CC) $(PS_CFLAGS) $(PURE_INC) -Icmd -o $@ $< $(PURE_SRC) $(CMD_PURE_SRC) $(CHECK_LIBS) $(LDFLAGS)
 
 # Installs missing build and test dependencies (Debian), then builds and runs everything.
 test: deps
@@ -121,7 +126,7 @@ sanitize: deps
 # libFuzzer targets (clang); FUZZ_SECONDS each. Seeds: tests/fuzz/seeds/<target>/.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Ishim -Icmd
+FUZZ_FLAGS = -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined $(PURE_INC) -Icmd
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(PURE_SRC) $(CMD_PURE_SRC) $(HDRS)
 	@mkdir -p $(@D)

@@ -4,7 +4,6 @@
  * signals and exit status stay the command's. */
 #include "config.h"
 #include "elfinfo.h"
-#include "inherit.h"
 
 #include <elf.h>
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* libFuzzer: the datagram decision (shim/dgram.h) on arbitrary datagrams, with the flow
+/* libFuzzer: the datagram decision (shim/proto/dgram.h) on arbitrary datagrams, with the flow
  * tables of an IPv4 and an IPv6 socket kept across inputs so that their states are
  * explored too. The first bytes choose the configuration, the real sender, the socket's
  * family and the clock; the rest is the datagram. */

@@ -1,6 +1,6 @@
 /* forgeinherit: runs PROG with a hand-made PROXYSHIM_INHERIT, to check that a forged
  * value never sets an address. The entry has the layout the shim carries (hex of
- * struct ps_fdinfo, shim/fdtable.h), naming an address of our choice. Run with -h.
+ * struct ps_fdinfo, shim/rt/fdtable.h), naming an address of our choice. Run with -h.
  * Never preload the shim into this program itself. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../../shim/fdtable.h"
+#include "fdtable.h"
 
 /* The carried entry: struct ps_fdinfo's layout, written out here so that this forger
  * does not depend on the field names; the sizes are checked against the real one. */

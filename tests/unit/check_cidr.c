@@ -1,4 +1,4 @@
-/* Unit tests for the trusted-network list and the port set (shim/cidr.h). */
+/* Unit tests for the trusted-network list and the port set (shim/proto/cidr.h). */
 #include <stdio.h>
 
 #include "cidr.h"

@@ -1,4 +1,4 @@
-/* Unit tests for the receiving-side configuration (shim/config.h), with a fake
+/* Unit tests for the receiving-side configuration (shim/proto/config.h), with a fake
  * environment in place of secure_getenv. */
 #include <stdio.h>
 

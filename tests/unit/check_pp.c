@@ -1,4 +1,4 @@
-/* Unit tests for the PROXY protocol parser, builder and CRC32C (shim/pp.h), written from
+/* Unit tests for the PROXY protocol parser, builder and CRC32C (shim/proto/pp.h), written from
  * the PROXY protocol specification. Only documentation addresses are used, except in
  * Netty's LOCAL vector, whose address bytes are never read as addresses. */
 #include <stdint.h>

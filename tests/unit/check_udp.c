@@ -1,5 +1,5 @@
-/* Unit tests for datagrams: the flow table (shim/udp_map.h), the per-datagram decision
- * (shim/dgram.h) and the v2 DGRAM builder. Addresses are documentation ranges: nothing
+/* Unit tests for datagrams: the flow table (shim/proto/udp_map.h), the per-datagram decision
+ * (shim/proto/dgram.h) and the v2 DGRAM builder. Addresses are documentation ranges: nothing
  * here touches a network. */
 #include "config.h"
 #include "dgram.h"

@@ -27,7 +27,7 @@ __attribute__((constructor)) static void early(void)
 	socklen_t ql = sizeof(q);
 	int r = getpeername(d3, (struct sockaddr *)&q, &ql);
 	/* dup2 onto itself and epoll_wait: raw calls that some architectures have under
-	 * another name (shim/sysnr.h) */
+	 * another name (shim/rt/sysnr.h) */
 	int self = dup2(d3, d3), bad = dup2(1000, 1000);
 	struct epoll_event ev;
 	int ep = epoll_create1(EPOLL_CLOEXEC), w = epoll_wait(ep, &ev, 1, 0);

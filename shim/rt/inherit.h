@@ -25,7 +25,7 @@ static inline size_t ps_env_count(char *const *envp)
 	return n;
 }
 
-/* ---- what each library does at exec (shim/hooks_exec.c is in both) ---- */
+/* ---- what each library does at exec (shim/rt/hooks_exec.c is in both) ---- */
 
 /* Before any exec or spawn: the receiving library returns the bytes of environment
  * its tracked sockets need in the child (0: nothing to carry); the client library
@@ -45,12 +45,6 @@ size_t ps_child_env_vars(size_t room);
 char *const *ps_child_env(char *const *envp, char **out, size_t cap, char *buf,
 			  size_t room);
 
-/* PROXYSHIM_CHAIN: put by the exec hooks into a child's environment when it is missing,
- * holding the PID of the program that started the chain. Only the log reads it: the
- * first program of a chain (a wrapper script, `sh -c`, a start script) says at info
- * that the shim is active, the programs it starts say so at debug. A forged, stale or
- * lost value changes nothing but that line's level. */
-#define PS_CHAIN_VAR "PROXYSHIM_CHAIN"
 
 /* In each library's constructor: whether this program starts a chain; *first is the
  * PID that did (this one's when it does). Also readies the variable for the hooks. */

@@ -17,18 +17,18 @@ enum ps_fd_kind {
 	PS_FD_SEND,      /* client side: a header still to be written (some of it sent) */
 	PS_FD_OWN,       /* a descriptor of the shim's own (a kept-connection set's) */
 	PS_FD_SEND_UDP,  /* client side: a UDP socket that sent to a listed destination */
-	PS_FD_UDP,       /* a selected UDP socket: 'sent' is its slot (shim/udp.c), 'src'
+	PS_FD_UDP,       /* a selected UDP socket: 'sent' is its slot (shim/recv/udp.c), 'src'
 			  * the original client it is connected to, if any */
 	PS_FD_KEPT,      /* a trusted connection kept aside: the shim's, not yet handed over */
 	PS_FD_PENDING,   /* inherited, provably unread, its header not complete at load:
-			  * 'src' is the proxy, 'sent' the deadline (shim/inherit.c) */
+			  * 'src' is the proxy, 'sent' the deadline (shim/recv/inherit.c) */
 };
 
 struct ps_fdinfo {
 	uint8_t kind;        /* enum ps_fd_kind */
 	uint8_t selected;    /* LISTENER: the shim applies; SEND: header version */
 	uint16_t family;     /* the socket's own family (AF_INET/AF_INET6) */
-	uint32_t sent;       /* SEND: header progress and sharing state (shim/send.c) */
+	uint32_t sent;       /* SEND: header progress and sharing state (shim/send/send.c) */
 	uint64_t cookie;     /* identity: the socket's SO_COOKIE, unique for the kernel's
 			      * lifetime, checked before an entry is believed (a number
 			      * reused behind the shim's back has another cookie) */

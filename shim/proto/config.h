@@ -13,6 +13,13 @@ enum ps_log_target { PS_LOG_STDERR, PS_LOG_SYSLOG, PS_LOG_FILE };
 enum ps_log_level { PS_LOG_ERROR, PS_LOG_WARN, PS_LOG_INFO, PS_LOG_DEBUG };
 enum ps_send_source { PS_SOURCE_LOCAL, PS_SOURCE_ACCEPTED, PS_SOURCE_FIXED };
 
+/* PROXYSHIM_CHAIN: put by the exec hooks (shim/rt/hooks_exec.c) into a child's environment when it is missing,
+ * holding the PID of the program that started the chain. Only the log reads it: the
+ * first program of a chain (a wrapper script, `sh -c`, a start script) says at info
+ * that the shim is active, the programs it starts say so at debug. A forged, stale or
+ * lost value changes nothing but that line's level. */
+#define PS_CHAIN_VAR "PROXYSHIM_CHAIN"
+
 #define PS_PATH_MAX 4096
 #define PS_KEEP_MAX_LIMIT 1000000   /* PROXYSHIM_KEEP_MAX: kept connections per listener */
 #define PS_UDP_FLOWS_LIMIT 1000000  /* PROXYSHIM_UDP_FLOWS: flows per UDP socket */

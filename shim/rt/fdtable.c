@@ -52,7 +52,7 @@ static struct slot *slot_of(int fd, bool create)
 	return leaf ? &leaf[fd & (LEAF_SIZE - 1)] : NULL;
 }
 
-/* A slot's writer, in the state word: the low bits of its thread tag (shim/lock.h). */
+/* A slot's writer, in the state word: the low bits of its thread tag (shim/rt/lock.h). */
 static uint32_t me(void)
 {
 	return (uint32_t)ps_thread_tag() | 1;

@@ -54,7 +54,7 @@ static _Atomic unsigned kept_total;  /* fast path: nothing kept anywhere */
 static unsigned live_sets, sweep_at = 64;  /* under create_lock */
 
 
-/* The locks (shim/lock.h): held by this very thread means a signal handler
+/* The locks (shim/rt/lock.h): held by this very thread means a signal handler
  * interrupted the holder. Callers fall back (wait, skip, or doom the set). */
 static bool lock(struct ps_lock *l)
 {

@@ -4,7 +4,7 @@
  * write to a socket: copy_file_range (files only), vmsplice and tee (pipes only; the
  * splice that moves a pipe's bytes to the socket is hooked). Writes no hook sees
  * (stdio's internal __write, raw syscalls) are caught by the next hooked call, which
- * resets the connection (shim/send.c). */
+ * resets the connection (shim/send/send.c). */
 #include "real.h"
 #include "send.h"
 #include "send_udp.h"

@@ -3,7 +3,7 @@
 #include "consume.h"
 #include "log.h"
 #include "real.h"
-#include "shim.h"
+#include "recv.h"
 #include "udp.h"
 
 #include <dirent.h>

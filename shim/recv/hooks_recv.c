@@ -4,7 +4,7 @@
 #include "keep.h"
 #include "log.h"
 #include "real.h"
-#include "shim.h"
+#include "recv.h"
 #include "udp.h"
 
 #include <errno.h>
@@ -50,7 +50,7 @@ PS_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *alen)
 	return real_getsockname(fd, addr, alen);
 }
 
-/* ---- listeners and readiness: kept connections (shim/keep.h) ---- */
+/* ---- listeners and readiness: kept connections (shim/recv/keep.h) ---- */
 
 PS_EXPORT int listen(int fd, int backlog)
 {
@@ -120,7 +120,7 @@ unsigned char ps_blocking_listeners;
 __thread __attribute__((tls_model("initial-exec"))) unsigned ps_waits;
 
 /* A blocking listener's accept behaves differently when the application watched it
- * first (shim/accept.c): recorded only once such a listener exists. Each report is
+ * first (shim/recv/accept.c): recorded only once such a listener exists. Each report is
  * taken by one accept: a thread that accepts again without polling again (or whose
  * record came from its parent across fork) is a caller that blocks in accept. */
 #define READY_HIGH 16
@@ -196,7 +196,7 @@ bool ps_ready_take(int fd)
 	return any;
 }
 
-/* The call, then readiness that only refused datagrams gave withdrawn (shim/udp.h);
+/* The call, then readiness that only refused datagrams gave withdrawn (shim/recv/udp.h);
  * when nothing else was reported, the wait goes on for the time left. */
 static int poll_filtered(struct pollfd *fds, nfds_t n, ps_poll_call call,
 			 struct poll_args *a, int timeout_ms)

@@ -1,18 +1,10 @@
-/* The receiving mechanism shared by the interposers (hooks_recv.c). */
-#ifndef PS_SHIM_H
-#define PS_SHIM_H
+/* The receiving mechanism shared by the receiving library's interposers
+ * (hooks_recv.c, hooks_udp.c): accept, the settled address, readiness records. */
+#ifndef PS_RECV_H
+#define PS_RECV_H
 
-#include <stdbool.h>
-#include <sys/socket.h>
-#include "config.h"
 #include "consume.h"
-#include "fdtable.h"
-
-#define PS_EXPORT __attribute__((visibility("default")))
-
-/* The configuration once the constructor has run and PROXYSHIM_TRUSTED is set; NULL
- * while the shim is inert. */
-const struct ps_config *ps_active(void);
+#include "shim.h"
 
 /* accept()/accept4(): the real accept, then the header of a trusted connection is
  * consumed and the original client written to addr. Bad connections are closed and
@@ -47,22 +39,6 @@ void ps_accept_fork_child(void);
  * made: tells an application that waits between accepts from one that comes straight
  * back to accept. */
 extern __thread __attribute__((tls_model("initial-exec"))) unsigned ps_waits;
-
-/* Set by each library: the syscall() numbers it takes to its own interposers
- * (shim/hooks_syscall.c); NULL: none. */
-extern bool (*ps_syscall_takes)(long n);
-
-/* Set by each library that needs it: told after the application closed a descriptor
- * range, or one fd that held a listener, a kept connection, a descriptor of the
- * shim's own or a header to send. */
-extern void (*ps_on_forget)(unsigned first, unsigned last);
-
-/* Set by the client library: told before an exec that replaces the process
- * (returned false) and again if that exec failed (true). Not for posix_spawn. */
-extern void (*ps_on_exec)(bool returned);
-
-/* Set by the client library: told after fd 'to' became a copy of 'from' (dup family). */
-extern void (*ps_on_copy)(int from, int to);
 
 /* fd's connection entry if it holds one and fd is still that socket (SO_COOKIE);
  * a stale entry is dropped. */

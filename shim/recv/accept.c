@@ -3,7 +3,7 @@
 #include "keep.h"
 #include "log.h"
 #include "real.h"
-#include "shim.h"
+#include "recv.h"
 
 #include <errno.h>
 #include <fcntl.h>

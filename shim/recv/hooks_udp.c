@@ -1,9 +1,9 @@
-/* UDP interposers of the receiving library. Each is a few lines around shim/udp.c;
+/* UDP interposers of the receiving library. Each is a few lines around shim/recv/udp.c;
  * a descriptor that is not a selected UDP socket costs one table lookup (one load
  * when UDP is off). */
 #include "inherit.h"
 #include "real.h"
-#include "shim.h"
+#include "recv.h"
 #include "udp.h"
 
 #include <errno.h>
@@ -49,7 +49,7 @@ static ssize_t udp_recv(int fd, const struct ps_fdinfo *e, void *buf, size_t n, 
 #define SLOW static __attribute__((noinline))
 
 /* The receive calls also take the header of an inherited connection deferred at load
- * (shim/inherit.h) before its first read: two loads while neither is in use. */
+ * (shim/rt/inherit.h) before its first read: two loads while neither is in use. */
 #define RECV_PLAIN __builtin_expect(!(ps_udp_on | ps_inherit_pending), 1)
 #define FIRST_USE(fd) \
 	do { \

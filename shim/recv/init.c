@@ -4,7 +4,7 @@
 #include "keep.h"
 #include "log.h"
 #include "real.h"
-#include "shim.h"
+#include "recv.h"
 #include "udp.h"
 
 #include <errno.h>

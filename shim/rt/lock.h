@@ -6,7 +6,7 @@
  * is waited for, bounded (spins, then yields). Every caller has a way on without it
  * (skip a table, fall back to the real call, doom a set for later). The one other
  * lock, the sending side's shared fork slots, lives in memory shared between
- * processes, so it is tagged with kernel thread ids instead (shim/send.c). */
+ * processes, so it is tagged with kernel thread ids instead (shim/send/send.c). */
 #ifndef PS_LOCK_H
 #define PS_LOCK_H
 

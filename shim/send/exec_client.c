@@ -1,4 +1,4 @@
-/* The client library's side of the exec interposers (shim/hooks_exec.c, shared with
+/* The client library's side of the exec interposers (shim/rt/hooks_exec.c, shared with
  * the receiving library, which carries socket state in the environment instead): the
  * environment passes unchanged, and pending headers are dealt with first. */
 #include "inherit.h"

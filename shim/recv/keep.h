@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
-#include "shim.h"
+#include "recv.h"
 
 /* Keeps fd (from trusted proxy peer, header incomplete) aside on non-blocking listener
  * li (fd lfd). Returns 0, or -1 if it cannot (the caller waits instead). */

@@ -1,7 +1,7 @@
 /* UDP, receiving side. Each selected socket has a slot here (its flow table, its
  * local port and counters); its fd entries name the slot. Slots are as many as selected
  * sockets, each table as large as PROXYSHIM_UDP_FLOWS. A datagram is received whole
- * into a per-thread buffer, judged (shim/dgram.c), and its payload copied to the
+ * into a per-thread buffer, judged (shim/proto/dgram.c), and its payload copied to the
  * caller: one system call per datagram, nothing allocated. A reply looks its client up
  * in the sending socket's table, then in those of the other sockets of its port (the
  * SO_REUSEPORT worker and "connected UDP server" patterns reply from a socket that did
@@ -11,7 +11,7 @@
 #include "dgram.h"
 #include "log.h"
 #include "real.h"
-#include "shim.h"
+#include "recv.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -80,7 +80,7 @@ static inline struct udp_sock *slot(uint32_t i)
 static pthread_key_t scratch_key;
 static __thread __attribute__((tls_model("initial-exec"))) uint8_t *scratch;
 
-/* The locks (shim/lock.h): a slot's held by this very thread (a signal handler
+/* The locks (shim/rt/lock.h): a slot's held by this very thread (a signal handler
  * interrupted it) makes the caller go on without the flow table. */
 static bool lock(struct ps_lock *l)
 {

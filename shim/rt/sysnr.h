@@ -28,7 +28,7 @@
 #define PS_DUP2_BY_DUP3 1
 #define PS_EPOLL_WAIT_BY_PWAIT 1
 #else
-#error "proxyshim: no raw system call table for this architecture: add a row to shim/sysnr.h"
+#error "proxyshim: no raw system call table for this architecture: add a row to shim/rt/sysnr.h"
 #endif
 
 /* The kernel's own result: -errno in -4095..-1 on failure (the caller sets errno). */
