@@ -235,7 +235,7 @@ static int kept(int lfd, const struct ps_fdinfo *li, const struct ps_config *c, 
 static bool pending(int lfd)
 {
 	struct pollfd p = {.fd = lfd, .events = POLLIN};
-	return REAL_LAZY(poll)(&p, 1, 0) > 0;
+	return real_poll(&p, 1, 0) > 0;
 }
 
 /* Signals a thread raises by its own execution (a fault): never the one that woke a
@@ -283,7 +283,7 @@ static int wait_first(int lfd, const struct ps_fdinfo *li)
 	struct pollfd p[2] = {{.fd = lfd, .events = POLLIN},
 			      {.fd = ps_keep_fd(lfd, li), .events = POLLIN}};
 	while (p[1].fd >= 0) {
-		if (REAL_LAZY(poll)(p, 2, -1) < 0) {
+		if (real_poll(p, 2, -1) < 0) {
 			if (errno == EINTR && all_restart())
 				continue;  /* the kernel would have restarted the accept */
 			return -1;

@@ -135,7 +135,7 @@ static int wait_bytes(struct peek *p, long long deadline, bool *hup)
 		return -1;
 	set_lowat(p, p->want > 1 ? (int)p->want : 1);
 	struct pollfd pfd = {.fd = p->fd, .events = POLLIN | POLLRDHUP};
-	if (REAL_LAZY(poll)(&pfd, 1, (int)left) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+	if (real_poll(&pfd, 1, (int)left) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR)))
 		*hup = true;
 	return 0;
 }

@@ -87,24 +87,24 @@ struct poll_args {
 
 static int call_poll(struct pollfd *fds, nfds_t n, void *ctx)
 {
-	return REAL_LAZY(poll)(fds, n, ((struct poll_args *)ctx)->timeout);
+	return real_poll(fds, n, ((struct poll_args *)ctx)->timeout);
 }
 
 static int call_ppoll(struct pollfd *fds, nfds_t n, void *ctx)
 {
 	struct poll_args *a = ctx;
-	return REAL_LAZY(ppoll)(fds, n, a->ts, a->mask);
+	return real_ppoll(fds, n, a->ts, a->mask);
 }
 
 static int call_select(int nfds, fd_set *r, fd_set *w, fd_set *e, void *ctx)
 {
-	return REAL_LAZY(select)(nfds, r, w, e, ((struct poll_args *)ctx)->tv);
+	return real_select(nfds, r, w, e, ((struct poll_args *)ctx)->tv);
 }
 
 static int call_pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, void *ctx)
 {
 	struct poll_args *a = ctx;
-	return REAL_LAZY(pselect)(nfds, r, w, e, a->ts, a->mask);
+	return real_pselect(nfds, r, w, e, a->ts, a->mask);
 }
 
 /* Milliseconds of a timespec or timeval timeout, rounded up; -1 for none. */
@@ -278,7 +278,7 @@ PS_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 PS_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
 {
 	if (fdslen / sizeof(*fds) < n)
-		return REAL_LAZY(__poll_chk)(fds, n, timeout, fdslen);
+		return real___poll_chk(fds, n, timeout, fdslen);
 	return poll_filtered(fds, n, call_poll, &(struct poll_args){.timeout = timeout},
 			     timeout);
 }
@@ -287,7 +287,7 @@ PS_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t
 			  const sigset_t *mask, size_t fdslen)
 {
 	if (fdslen / sizeof(*fds) < n)
-		return REAL_LAZY(__ppoll_chk)(fds, n, ts, mask, fdslen);
+		return real___ppoll_chk(fds, n, ts, mask, fdslen);
 	return poll_filtered(fds, n, call_ppoll, &(struct poll_args){.ts = ts, .mask = mask},
 			     ts ? ms_of(ts->tv_sec, ts->tv_nsec) : -1);
 }

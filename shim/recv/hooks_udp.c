@@ -9,18 +9,9 @@
 #include <errno.h>
 #include <time.h>
 
-#define REAL(fn, sys, ...) \
-	(ps_real.fn ? ps_real.fn(__VA_ARGS__) : syscall(sys, __VA_ARGS__))
-
-static int real_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
-{
-	return ps_real.epoll_wait ? ps_real.epoll_wait(epfd, ev, max, timeout)
-				  : (int)ps_sys_epoll_wait(epfd, ev, max, timeout);
-}
-
 PS_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
 {
-	int r = (int)REAL(bind, SYS_bind, fd, addr, len);
+	int r = (int)real_bind(fd, addr, len);
 	if (r == 0 && ps_udp_on) {
 		int saved = errno;
 		ps_udp_select(fd);
@@ -64,7 +55,7 @@ SLOW ssize_t slow_recv(int fd, void *buf, size_t n, int flags, struct sockaddr *
 	struct ps_fdinfo e;
 	if (ps_udp_get(fd, &e))
 		return udp_recv(fd, &e, buf, n, flags, addr, alen);
-	return addr || alen ? REAL(recvfrom, SYS_recvfrom, fd, buf, n, flags, addr, alen)
+	return addr || alen ? real_recvfrom(fd, buf, n, flags, addr, alen)
 			    : real_recv(fd, buf, n, flags);
 }
 
@@ -79,7 +70,7 @@ PS_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockad
 			   socklen_t *alen)
 {
 	if (RECV_PLAIN)
-		return REAL(recvfrom, SYS_recvfrom, fd, buf, n, flags, addr, alen);
+		return real_recvfrom(fd, buf, n, flags, addr, alen);
 	return slow_recv(fd, buf, n, flags, addr, alen);
 }
 
@@ -90,13 +81,13 @@ SLOW ssize_t slow_read(int fd, void *buf, size_t n)
 	struct ps_fdinfo e;
 	if (n && ps_udp_get(fd, &e))
 		return udp_recv(fd, &e, buf, n, 0, NULL, NULL);
-	return REAL(read, SYS_read, fd, buf, n);
+	return real_read(fd, buf, n);
 }
 
 PS_EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
 	if (RECV_PLAIN)
-		return REAL(read, SYS_read, fd, buf, n);
+		return real_read(fd, buf, n);
 	return slow_read(fd, buf, n);
 }
 
@@ -105,7 +96,7 @@ SLOW ssize_t slow_readv(int fd, const struct iovec *iov, int cnt)
 	FIRST_USE(fd);
 	struct ps_fdinfo e;
 	if (!ps_udp_get(fd, &e) || cnt < 0)
-		return REAL(readv, SYS_readv, fd, iov, cnt);
+		return real_readv(fd, iov, cnt);
 	struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)cnt};
 	return ps_udp_recvmsg(fd, &e, &m, 0);
 }
@@ -113,7 +104,7 @@ SLOW ssize_t slow_readv(int fd, const struct iovec *iov, int cnt)
 PS_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
 {
 	if (RECV_PLAIN)
-		return REAL(readv, SYS_readv, fd, iov, cnt);
+		return real_readv(fd, iov, cnt);
 	return slow_readv(fd, iov, cnt);
 }
 
@@ -122,13 +113,13 @@ SLOW ssize_t slow_recvmsg(int fd, struct msghdr *msg, int flags)
 	FIRST_USE(fd);
 	struct ps_fdinfo e;
 	return ps_udp_get(fd, &e) && msg ? ps_udp_recvmsg(fd, &e, msg, flags)
-					 : REAL(recvmsg, SYS_recvmsg, fd, msg, flags);
+					 : real_recvmsg(fd, msg, flags);
 }
 
 PS_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	if (RECV_PLAIN)
-		return REAL(recvmsg, SYS_recvmsg, fd, msg, flags);
+		return real_recvmsg(fd, msg, flags);
 	return slow_recvmsg(fd, msg, flags);
 }
 
@@ -137,13 +128,13 @@ SLOW int slow_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct 
 	FIRST_USE(fd);
 	struct ps_fdinfo e;
 	return ps_udp_get(fd, &e) && v ? ps_udp_recvmmsg(fd, &e, v, n, flags, t)
-				       : (int)REAL(recvmmsg, SYS_recvmmsg, fd, v, n, flags, t);
+				       : (int)real_recvmmsg(fd, v, n, flags, t);
 }
 
 PS_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t)
 {
 	if (RECV_PLAIN)
-		return (int)REAL(recvmmsg, SYS_recvmmsg, fd, v, n, flags, t);
+		return (int)real_recvmmsg(fd, v, n, flags, t);
 	return slow_recvmmsg(fd, v, n, flags, t);
 }
 
@@ -155,7 +146,7 @@ PS_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 		FIRST_USE(fd);
 	if (!UDP_OFF && n && n <= buflen && ps_udp_get(fd, &e))
 		return udp_recv(fd, &e, buf, n, 0, NULL, NULL);
-	return REAL_LAZY(__read_chk)(fd, buf, n, buflen);
+	return real___read_chk(fd, buf, n, buflen);
 }
 
 PS_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
@@ -165,7 +156,7 @@ PS_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int fla
 		FIRST_USE(fd);
 	if (!UDP_OFF && n <= buflen && ps_udp_get(fd, &e))
 		return udp_recv(fd, &e, buf, n, flags, NULL, NULL);
-	return REAL_LAZY(__recv_chk)(fd, buf, n, buflen, flags);
+	return real___recv_chk(fd, buf, n, buflen, flags);
 }
 
 PS_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
@@ -176,7 +167,7 @@ PS_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int
 		FIRST_USE(fd);
 	if (!UDP_OFF && n <= buflen && ps_udp_get(fd, &e))
 		return udp_recv(fd, &e, buf, n, flags, addr, alen);
-	return REAL_LAZY(__recvfrom_chk)(fd, buf, n, buflen, flags, addr, alen);
+	return real___recvfrom_chk(fd, buf, n, buflen, flags, addr, alen);
 }
 
 /* ---- replies ---- */
@@ -187,15 +178,15 @@ SLOW ssize_t slow_sendto(int fd, const void *buf, size_t n, int flags,
 	struct ps_fdinfo e;
 	struct sockaddr_storage to;
 	socklen_t l = ps_udp_get(fd, &e) ? ps_udp_reroute(&e, addr, alen, &to) : 0;
-	return l ? REAL(sendto, SYS_sendto, fd, buf, n, flags, (struct sockaddr *)&to, l)
-		 : REAL(sendto, SYS_sendto, fd, buf, n, flags, addr, alen);
+	return l ? real_sendto(fd, buf, n, flags, (struct sockaddr *)&to, l)
+		 : real_sendto(fd, buf, n, flags, addr, alen);
 }
 
 PS_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 			 const struct sockaddr *addr, socklen_t alen)
 {
 	if (UDP_OFF || !addr)
-		return REAL(sendto, SYS_sendto, fd, buf, n, flags, addr, alen);
+		return real_sendto(fd, buf, n, flags, addr, alen);
 	return slow_sendto(fd, buf, n, flags, addr, alen);
 }
 
@@ -206,17 +197,17 @@ SLOW ssize_t slow_sendmsg(int fd, const struct msghdr *msg, int flags)
 	socklen_t l = ps_udp_get(fd, &e)
 			      ? ps_udp_reroute(&e, msg->msg_name, msg->msg_namelen, &to) : 0;
 	if (!l)
-		return REAL(sendmsg, SYS_sendmsg, fd, msg, flags);
+		return real_sendmsg(fd, msg, flags);
 	struct msghdr m = *msg;
 	m.msg_name = &to;
 	m.msg_namelen = l;
-	return REAL(sendmsg, SYS_sendmsg, fd, &m, flags);
+	return real_sendmsg(fd, &m, flags);
 }
 
 PS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	if (UDP_OFF || !msg || !msg->msg_name)
-		return REAL(sendmsg, SYS_sendmsg, fd, msg, flags);
+		return real_sendmsg(fd, msg, flags);
 	return slow_sendmsg(fd, msg, flags);
 }
 
@@ -224,13 +215,13 @@ SLOW int slow_sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
 {
 	struct ps_fdinfo e;
 	return ps_udp_get(fd, &e) ? ps_udp_sendmmsg(fd, &e, v, n, flags)
-				  : (int)REAL(sendmmsg, SYS_sendmmsg, fd, v, n, flags);
+				  : (int)real_sendmmsg(fd, v, n, flags);
 }
 
 PS_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
 {
 	if (UDP_OFF || !v)
-		return (int)REAL(sendmmsg, SYS_sendmmsg, fd, v, n, flags);
+		return (int)real_sendmmsg(fd, v, n, flags);
 	return slow_sendmmsg(fd, v, n, flags);
 }
 
@@ -284,7 +275,7 @@ PS_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 SLOW int slow_epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
 			  const sigset_t *mask)
 {
-	EPOLL_FILTERED(REAL_LAZY(epoll_pwait)(epfd, ev, max, tmo, mask), timeout);
+	EPOLL_FILTERED(real_epoll_pwait(epfd, ev, max, tmo, mask), timeout);
 }
 
 PS_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
@@ -292,6 +283,6 @@ PS_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout
 {
 	ps_waits++;
 	if (__builtin_expect(!ps_udp_epoll_watched(), 1))
-		return REAL_LAZY(epoll_pwait)(epfd, ev, max, timeout, mask);
+		return real_epoll_pwait(epfd, ev, max, timeout, mask);
 	return slow_epoll_pwait(epfd, ev, max, timeout, mask);
 }

@@ -252,7 +252,7 @@ static int listening_on(uint16_t port)
 		while (!found && fgets(line, sizeof(line), f))
 			found = sscanf(line, " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x", &lport,
 				       &st) == 2 && lport == port && st == 0x0A;
-		REAL_LAZY(fclose)(f);
+		real_fclose(f);
 		if (found)
 			return 1;
 	}

@@ -446,13 +446,13 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 			return fd;
 		}
 	}
-	int m = REAL_LAZY(epoll_wait)(s->epfd, ev, 16, 0);  /* the real one: not an application wait */
+	int m = real_epoll_wait(s->epfd, ev, 16, 0);  /* the real one: not an application wait */
 	bool fired = false;
 	for (int j = 0; j < m; j++) {
 		int fd = ev[j].data.fd, i = index_of(s, fd);
 		uint64_t ticks;
 		if (fd == s->tfd) {
-			if (syscall(SYS_read, s->tfd, &ticks, sizeof(ticks)) < 0) {}
+			if (real_read(s->tfd, &ticks, sizeof(ticks)) < 0) {}
 			fired = true;
 			continue;
 		}

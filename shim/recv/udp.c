@@ -395,9 +395,9 @@ static ssize_t raw_recv(int fd, uint8_t *buf, struct sockaddr_storage *from,
 			     .msg_controllen = app ? app->msg_controllen : 0};
 	ssize_t n;
 	if (m->msg_control) {
-		n = REAL_LAZY(recvmsg)(fd, m, flags & ~MSG_TRUNC);
+		n = real_recvmsg(fd, m, flags & ~MSG_TRUNC);
 	} else {  /* the lighter call when no control data is wanted */
-		n = REAL_LAZY(recvfrom)(fd, buf, SCRATCH, flags & ~MSG_TRUNC,
+		n = real_recvfrom(fd, buf, SCRATCH, flags & ~MSG_TRUNC,
 					(struct sockaddr *)from, &m->msg_namelen);
 	}
 	*fromlen = m->msg_namelen;
@@ -416,7 +416,7 @@ ssize_t ps_udp_recvmsg(int fd, const struct ps_fdinfo *e, struct msghdr *msg, in
 		return -1;
 	}
 	if (flags & MSG_ERRQUEUE)
-		return REAL_LAZY(recvmsg)(fd, msg, flags);
+		return real_recvmsg(fd, msg, flags);
 	for (;;) {
 		ssize_t n = raw_recv(fd, buf, &from, &fromlen, msg, &m, flags);
 		if (n < 0)
@@ -530,7 +530,7 @@ int ps_udp_sendmmsg(int fd, const struct ps_fdinfo *e, struct mmsghdr *v, unsign
 				b[i].msg_hdr.msg_namelen = l;
 			}
 		}
-		int r = REAL_LAZY(sendmmsg)(fd, b, k, flags);
+		int r = real_sendmmsg(fd, b, k, flags);
 		if (r < 0)
 			return done ? (int)done : -1;
 		for (int i = 0; i < r; i++)

@@ -28,27 +28,23 @@ static int call(const struct exec_call *x, char *const *env)
 {
 	switch (x->kind) {
 	case EX_VE:
-		return ps_real.execve(x->path, x->argv, env);
+		return real_execve(x->path, x->argv, env);
 	case EX_VPE:
-		return ps_real.execvpe(x->path, x->argv, env);
+		return real_execvpe(x->path, x->argv, env);
 	case EX_FD:
-		return ps_real.fexecve(x->fd, x->argv, env);
+		return real_fexecve(x->fd, x->argv, env);
 	case EX_AT:
-		return ps_real.execveat ? ps_real.execveat(x->fd, x->path, x->argv, env, x->flags)
-					: (int)syscall(SYS_execveat, x->fd, x->path, x->argv, env,
-						       x->flags);
+		return real_execveat(x->fd, x->path, x->argv, env, x->flags);
 	case EX_SPAWN:
-		return ps_real.posix_spawn(x->pid, x->path, x->fa, x->attr, x->argv, env);
+		return real_posix_spawn(x->pid, x->path, x->fa, x->attr, x->argv, env);
 	default:
-		return ps_real.posix_spawnp(x->pid, x->path, x->fa, x->attr, x->argv, env);
+		return real_posix_spawnp(x->pid, x->path, x->fa, x->attr, x->argv, env);
 	}
 }
 
 static int run(const struct exec_call *x, char *const *env)
 {
 	bool replaces = x->kind != EX_SPAWN && x->kind != EX_SPAWNP;
-	if (!ps_real.execvpe)  /* called before the constructor: resolve now */
-		ps_real_resolve();
 	if (replaces && ps_on_exec)
 		ps_on_exec(false);
 	int r = call(x, env);

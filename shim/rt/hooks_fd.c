@@ -62,10 +62,10 @@ PS_EXPORT int dup3(int fd, int to, int flags)
 	return copied(fd, real_dup3(fd, to, flags));
 }
 
-static int fcntl_common(int (*real)(int, int, ...), int fd, int cmd, va_list ap)
+/* The third argument, an int or a pointer: passed on as a long (the same register in
+ * the ABI); F_DUPFD copies carry the fd's entry. */
+static int fcntl_done(int fd, int cmd, int r)
 {
-	void *arg = va_arg(ap, void *);  /* int or pointer: same register in the ABI */
-	int r = real ? real(fd, cmd, arg) : (int)syscall(SYS_fcntl, fd, cmd, arg);
 	return cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC ? copied(fd, r) : r;
 }
 
@@ -73,18 +73,18 @@ PS_EXPORT int fcntl(int fd, int cmd, ...)
 {
 	va_list ap;
 	va_start(ap, cmd);
-	int r = fcntl_common(ps_real.fcntl, fd, cmd, ap);
+	long arg = va_arg(ap, long);
 	va_end(ap);
-	return r;
+	return fcntl_done(fd, cmd, real_fcntl(fd, cmd, arg));
 }
 
 PS_EXPORT int fcntl64(int fd, int cmd, ...)
 {
 	va_list ap;
 	va_start(ap, cmd);
-	int r = fcntl_common(ps_real.fcntl64 ? ps_real.fcntl64 : ps_real.fcntl, fd, cmd, ap);
+	long arg = va_arg(ap, long);
 	va_end(ap);
-	return r;
+	return fcntl_done(fd, cmd, real_fcntl64(fd, cmd, arg));
 }
 
 PS_EXPORT int close_range(unsigned first, unsigned last, int flags)
@@ -98,8 +98,5 @@ PS_EXPORT void closefrom(int lowfd)
 {
 	if (lowfd >= 0)
 		forget((unsigned)lowfd, ~0u);
-	if (ps_real.closefrom)
-		ps_real.closefrom(lowfd);
-	else
-		real_close_range((unsigned)lowfd, ~0u, 0);
+	real_closefrom(lowfd);
 }

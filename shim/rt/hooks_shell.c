@@ -80,7 +80,7 @@ static int shell(const char *cmd)
 PS_EXPORT int system(const char *cmd)
 {
 	if (!ps_exec_active())
-		return REAL_LAZY(system)(cmd);
+		return real_system(cmd);
 	return cmd ? shell(cmd) : shell("exit 0") == 0;
 }
 
@@ -159,7 +159,7 @@ PS_EXPORT FILE *popen(const char *cmd, const char *mode)
 {
 	bool rd = false, wr = false, cloexec = false;
 	if (!ps_exec_active())
-		return REAL_LAZY(popen)(cmd, mode);
+		return real_popen(cmd, mode);
 	for (const char *m = mode; m && *m; m++) {
 		if (*m == 'r')
 			rd = true;
@@ -198,7 +198,7 @@ static struct piped *unlist(FILE *f)
 /* As glibc's, where pclose is fclose: closing the stream waits for its child. */
 static int close_piped(struct piped *node, FILE *f)
 {
-	REAL_LAZY(fclose)(f);
+	real_fclose(f);
 	int status = wait_child(node->pid);
 	free(node);
 	return status;
@@ -207,11 +207,11 @@ static int close_piped(struct piped *node, FILE *f)
 PS_EXPORT int pclose(FILE *f)
 {
 	struct piped *node = unlist(f);
-	return node ? close_piped(node, f) : REAL_LAZY(pclose)(f);
+	return node ? close_piped(node, f) : real_pclose(f);
 }
 
 PS_EXPORT int fclose(FILE *f)
 {
 	struct piped *node = unlist(f);
-	return node ? close_piped(node, f) : REAL_LAZY(fclose)(f);
+	return node ? close_piped(node, f) : real_fclose(f);
 }

@@ -10,7 +10,6 @@
 
 #include <stdarg.h>
 
-#undef syscall
 
 bool (*ps_syscall_takes)(long n);
 
@@ -39,6 +38,5 @@ PS_EXPORT __attribute__((no_sanitize("address"))) long syscall(long n, ...)
 			return recvmmsg((int)a[0], (struct mmsghdr *)a[1], (unsigned)a[2], (int)a[3],
 					(struct timespec *)a[4]);
 	}
-	return ps_real.syscall ? ps_real.syscall(n, a[0], a[1], a[2], a[3], a[4], a[5])
-			       : ps_syscall(n, a[0], a[1], a[2], a[3], a[4], a[5]);
+	return real_syscall(n, a[0], a[1], a[2], a[3], a[4], a[5]);
 }

@@ -18,7 +18,7 @@ void ps_load(struct ps_config *c)
 	ps_real_resolve();
 	if (ps_config_parse(c, env, err, sizeof(err)) < 0) {
 		int n = snprintf(line, sizeof(line), "proxyshim: %s\n", err);
-		if (syscall(SYS_write, 2, line, (size_t)n) < 0) {}
+		if (real_write(2, line, (size_t)n) < 0) {}
 		_exit(1);
 	}
 }

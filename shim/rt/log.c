@@ -100,7 +100,7 @@ static void vlog(enum ps_log_level level, const char *fmt, va_list ap)
 		n = (int)sizeof(line) - 2;
 	line[n++] = '\n';
 	int fd = usable_fd();
-	if (fd >= 0 && syscall(SYS_write, fd, line, (size_t)n) < 0) {}
+	if (fd >= 0 && real_write(fd, line, (size_t)n) < 0) {}
 	errno = saved;
 }
 

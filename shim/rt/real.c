@@ -9,8 +9,6 @@
 
 struct ps_real ps_real;
 
-#undef syscall
-
 static long raw6(long n, long a, long b, long c, long d, long e, long f)
 {
 	long r = ps_sys_raw6(n, a, b, c, d, e, f);
@@ -60,62 +58,10 @@ static void *next(const char *name, int required)
 	return p;
 }
 
-#define RESOLVE(fn, required) \
-	__atomic_store_n(&ps_real.fn, (__typeof__(ps_real.fn))next(#fn, required), __ATOMIC_RELEASE)
+#define PS_LIBC_RESOLVE(name, ret, type, params, args, fallback, need) \
+	__atomic_store_n(&ps_real.name, (__typeof__(ps_real.name))next(#name, need), __ATOMIC_RELEASE);
 
 void ps_real_resolve(void)
 {
-	RESOLVE(accept4, 1);
-	RESOLVE(getpeername, 1);
-	RESOLVE(getsockname, 1);
-	RESOLVE(close, 1);
-	RESOLVE(dup, 1);
-	RESOLVE(dup2, 1);
-	RESOLVE(dup3, 1);
-	RESOLVE(fcntl, 1);
-	RESOLVE(fcntl64, 0);      /* glibc >= 2.28 */
-	RESOLVE(close_range, 0);  /* glibc >= 2.34 */
-	RESOLVE(closefrom, 0);
-	RESOLVE(recv, 1);
-	RESOLVE(listen, 1);
-	RESOLVE(epoll_ctl, 1);
-	RESOLVE(poll, 1);
-	RESOLVE(ppoll, 1);
-	RESOLVE(select, 1);
-	RESOLVE(pselect, 1);
-	RESOLVE(__poll_chk, 0);   /* glibc >= 2.16 */
-	RESOLVE(__ppoll_chk, 0);
-	RESOLVE(bind, 1);
-	RESOLVE(epoll_wait, 1);
-	RESOLVE(epoll_pwait, 1);
-	RESOLVE(connect, 1);
-	RESOLVE(getsockopt, 1);
-	RESOLVE(read, 1);
-	RESOLVE(readv, 1);
-	RESOLVE(recvfrom, 1);
-	RESOLVE(recvmsg, 1);
-	RESOLVE(recvmmsg, 1);
-	RESOLVE(write, 1);
-	RESOLVE(writev, 1);
-	RESOLVE(send, 1);
-	RESOLVE(sendto, 1);
-	RESOLVE(sendmsg, 1);
-	RESOLVE(sendmmsg, 1);
-	RESOLVE(sendfile, 1);
-	RESOLVE(sendfile64, 1);
-	RESOLVE(splice, 1);
-	RESOLVE(__read_chk, 1);
-	RESOLVE(__recv_chk, 1);
-	RESOLVE(__recvfrom_chk, 1);
-	RESOLVE(syscall, 1);
-	RESOLVE(execve, 1);
-	RESOLVE(execvpe, 1);
-	RESOLVE(fexecve, 1);
-	RESOLVE(execveat, 0);     /* glibc >= 2.34 */
-	RESOLVE(posix_spawn, 1);
-	RESOLVE(posix_spawnp, 1);
-	RESOLVE(system, 1);
-	RESOLVE(popen, 1);
-	RESOLVE(pclose, 1);
-	RESOLVE(fclose, 1);
+	PS_LIBC_CALLS(PS_LIBC_RESOLVE, PS_LIBC_RESOLVE)
 }

@@ -18,9 +18,6 @@ static int ready(int fd)
 	return ps_send_active() ? ps_send_flush(fd) : 0;
 }
 
-#define REAL(fn, sys, ...) \
-	(ps_real.fn ? ps_real.fn(__VA_ARGS__) : syscall(sys, __VA_ARGS__))
-
 /* A datagram to a listed destination (PROXYSHIM_SEND_UDP): sent with its header, the
  * result in *r. 'to' NULL: the socket's connected peer. */
 static bool udp_sent(int fd, const struct sockaddr *to, socklen_t tolen,
@@ -90,7 +87,7 @@ PS_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 	ssize_t r;
 	if (udp_sent(fd, NULL, 0, ONE_BUF(buf, n), 0, &r))
 		return r;
-	return ready(fd) ? -1 : REAL(write, SYS_write, fd, buf, n);
+	return ready(fd) ? -1 : real_write(fd, buf, n);
 }
 
 PS_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
@@ -100,7 +97,7 @@ PS_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
 	    udp_sent(fd, NULL, 0, &(struct msghdr){.msg_iov = (struct iovec *)iov,
 						   .msg_iovlen = (size_t)cnt}, 0, &r))
 		return r;
-	return ready(fd) ? -1 : REAL(writev, SYS_writev, fd, iov, cnt);
+	return ready(fd) ? -1 : real_writev(fd, iov, cnt);
 }
 
 PS_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
@@ -122,7 +119,7 @@ PS_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
 		return r;
 	if (fastopen(fd, addr, alen, &flags) < 0 || ready(fd))
 		return -1;
-	return REAL(sendto, SYS_sendto, fd, buf, n, flags, addr, alen);
+	return real_sendto(fd, buf, n, flags, addr, alen);
 }
 
 PS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -133,7 +130,7 @@ PS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 		return r;
 	if (msg && fastopen(fd, msg->msg_name, msg->msg_namelen, &flags) < 0)
 		return -1;
-	return ready(fd) ? -1 : REAL(sendmsg, SYS_sendmsg, fd, msg, flags);
+	return ready(fd) ? -1 : real_sendmsg(fd, msg, flags);
 }
 
 PS_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
@@ -142,34 +139,34 @@ PS_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
 		return -1;
 	if (ps_send_udp_on() && v)
 		return ps_send_udp_mmsg(fd, v, n, flags);
-	return (int)REAL(sendmmsg, SYS_sendmmsg, fd, v, n, flags);
+	return (int)real_sendmmsg(fd, v, n, flags);
 }
 
 PS_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t n)
 {
-	return ready(out) ? -1 : REAL(sendfile, SYS_sendfile, out, in, off, n);
+	return ready(out) ? -1 : real_sendfile(out, in, off, n);
 }
 
 PS_EXPORT ssize_t sendfile64(int out, int in, off64_t *off, size_t n)
 {
-	return ready(out) ? -1 : REAL(sendfile64, SYS_sendfile, out, in, off, n);
+	return ready(out) ? -1 : real_sendfile64(out, in, off, n);
 }
 
 PS_EXPORT ssize_t splice(int in, off64_t *off_in, int out, off64_t *off_out, size_t n,
 			 unsigned flags)
 {
 	return ready(in) || ready(out) ? -1
-				       : REAL(splice, SYS_splice, in, off_in, out, off_out, n, flags);
+				       : real_splice(in, off_in, out, off_out, n, flags);
 }
 
 PS_EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
-	return ready(fd) ? -1 : REAL(read, SYS_read, fd, buf, n);
+	return ready(fd) ? -1 : real_read(fd, buf, n);
 }
 
 PS_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
 {
-	return ready(fd) ? -1 : REAL(readv, SYS_readv, fd, iov, cnt);
+	return ready(fd) ? -1 : real_readv(fd, iov, cnt);
 }
 
 PS_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
@@ -180,17 +177,17 @@ PS_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 PS_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
 			   socklen_t *alen)
 {
-	return ready(fd) ? -1 : REAL(recvfrom, SYS_recvfrom, fd, buf, n, flags, addr, alen);
+	return ready(fd) ? -1 : real_recvfrom(fd, buf, n, flags, addr, alen);
 }
 
 PS_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-	return ready(fd) ? -1 : REAL(recvmsg, SYS_recvmsg, fd, msg, flags);
+	return ready(fd) ? -1 : real_recvmsg(fd, msg, flags);
 }
 
 PS_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t)
 {
-	return ready(fd) ? -1 : (int)REAL(recvmmsg, SYS_recvmmsg, fd, v, n, flags, t);
+	return ready(fd) ? -1 : (int)real_recvmmsg(fd, v, n, flags, t);
 }
 
 /* FORTIFY variants: the real ones keep their buffer-length check. */
@@ -198,16 +195,14 @@ PS_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 {
 	if (ready(fd))
 		return -1;
-	return ps_real.__read_chk ? ps_real.__read_chk(fd, buf, n, buflen)
-				  : syscall(SYS_read, fd, buf, n);
+	return real___read_chk(fd, buf, n, buflen);
 }
 
 PS_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
 {
 	if (ready(fd))
 		return -1;
-	return ps_real.__recv_chk ? ps_real.__recv_chk(fd, buf, n, buflen, flags)
-				  : real_recv(fd, buf, n, flags);
+	return real___recv_chk(fd, buf, n, buflen, flags);
 }
 
 PS_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
@@ -215,7 +210,5 @@ PS_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int
 {
 	if (ready(fd))
 		return -1;
-	return ps_real.__recvfrom_chk
-		       ? ps_real.__recvfrom_chk(fd, buf, n, buflen, flags, addr, alen)
-		       : syscall(SYS_recvfrom, fd, buf, n, flags, addr, alen);
+	return real___recvfrom_chk(fd, buf, n, buflen, flags, addr, alen);
 }

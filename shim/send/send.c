@@ -143,7 +143,7 @@ static long long written(int fd)
 		int q = 0;
 		if (real_getsockopt(fd, IPPROTO_TCP, TCP_INFO, &a, &la) < 0 ||
 		    la < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(a.tcpi_bytes_acked) ||
-		    syscall(SYS_ioctl, fd, SIOCOUTQ, &q) < 0 ||
+		    ps_syscall(SYS_ioctl, fd, SIOCOUTQ, &q) < 0 ||
 		    real_getsockopt(fd, IPPROTO_TCP, TCP_INFO, &b, &lb) < 0)
 			return -1;
 		if (a.tcpi_state == ST_CLOSE)
@@ -178,7 +178,7 @@ static _Atomic uint32_t *claim_word(const struct ps_fdinfo *e)
 
 static uint32_t my_tid(void)
 {
-	return (uint32_t)syscall(SYS_gettid);
+	return (uint32_t)ps_syscall(SYS_gettid);
 }
 
 /* Takes *w for thread me. Bounded: a holder only writes a header of at most 232 bytes
@@ -195,7 +195,7 @@ static bool take(_Atomic uint32_t *w, uint32_t me)
 			return false;
 		if (i < 100)
 			continue;
-		if (cur && syscall(SYS_kill, (pid_t)cur, 0) < 0 && errno == ESRCH)
+		if (cur && ps_syscall(SYS_kill, (pid_t)cur, 0) < 0 && errno == ESRCH)
 			atomic_compare_exchange_strong(w, &cur, 0);
 		sched_yield();
 	}
@@ -211,7 +211,7 @@ static void give(_Atomic uint32_t *w, uint32_t me)
 
 static int32_t real_pid(void)
 {
-	return (int32_t)syscall(SYS_getpid);
+	return (int32_t)ps_syscall(SYS_getpid);
 }
 
 /* Only ESRCH proves a holder gone: a zombie, a reused pid or one we may not signal
@@ -219,7 +219,7 @@ static int32_t real_pid(void)
 static bool gone(int32_t pid)
 {
 	int saved = errno;
-	bool r = syscall(SYS_kill, (pid_t)pid, 0) < 0 && errno == ESRCH;
+	bool r = ps_syscall(SYS_kill, (pid_t)pid, 0) < 0 && errno == ESRCH;
 	errno = saved;
 	return r;
 }
@@ -374,9 +374,9 @@ static void reset_conn(int fd)
 	struct linger lg = {1, 0};
 	struct sockaddr sa = {.sa_family = AF_UNSPEC};
 	int saved = errno;
-	syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	syscall(SYS_connect, fd, &sa, sizeof(sa));
-	syscall(SYS_shutdown, fd, SHUT_RDWR);
+	ps_syscall(SYS_setsockopt, fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	ps_syscall(SYS_connect, fd, &sa, sizeof(sa));
+	ps_syscall(SYS_shutdown, fd, SHUT_RDWR);
 	errno = saved;
 }
 

@@ -61,7 +61,7 @@ static int source(int fd, struct ps_fdinfo *e, const struct ps_addr *dst)
 		return -1;
 	if (!e->src.port) {
 		struct sockaddr_storage any = {.ss_family = ss.ss_family};
-		if (REAL_LAZY(bind)(fd, (struct sockaddr *)&any, sl) < 0 && errno != EINVAL)
+		if (real_bind(fd, (struct sockaddr *)&any, sl) < 0 && errno != EINVAL)
 			return -1;
 		sl = sizeof(ss);
 		if (real_getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
@@ -158,7 +158,7 @@ ssize_t ps_send_udp_msg(int fd, struct ps_fdinfo *e, const struct ps_addr *dst,
 	struct msghdr m = *msg;
 	m.msg_iov = iov;
 	m.msg_iovlen = msg->msg_iovlen + 1;
-	ssize_t r = REAL_LAZY(sendmsg)(fd, &m, flags);
+	ssize_t r = real_sendmsg(fd, &m, flags);
 	return r < 0 ? r : r >= (ssize_t)hl ? r - (ssize_t)hl : 0;
 }
 
@@ -171,7 +171,7 @@ int ps_send_udp_mmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
 		struct ps_addr dst;
 		ssize_t r = ps_send_udp_dest(fd, h->msg_name, h->msg_namelen, &e, &dst)
 				    ? ps_send_udp_msg(fd, &e, &dst, h, flags)
-				    : REAL_LAZY(sendmsg)(fd, h, flags);
+				    : real_sendmsg(fd, h, flags);
 		if (r < 0)
 			return i ? (int)i : -1;
 		v[i].msg_len = (unsigned)r;
