@@ -60,8 +60,4 @@ typedef const char *(*ps_getenv_fn)(const char *name);
  * message: PROXYSHIM_X: "value": what is wrong. */
 int ps_config_parse(struct ps_config *c, ps_getenv_fn get, char *err, size_t errlen);
 
-/* Load time, in both libraries: resolves libc and parses the environment; on a bad
- * value prints `proxyshim: PROXYSHIM_X: "value": reason` and exits 1. */
-void ps_load(struct ps_config *c);
-
 #endif

@@ -20,7 +20,8 @@ enum pp_status {
 
 enum pp_command { PP_CMD_LOCAL = 0, PP_CMD_PROXY = 1 };
 
-/* v2 TLV types the parser checks. */
+/* v2 TLV types. The parser checks CRC32C (the checksum), UNIQUE_ID (at most 128 bytes)
+ * and SSL (its fixed part); the others are only named. */
 #define PP2_TYPE_ALPN 0x01
 #define PP2_TYPE_AUTHORITY 0x02
 #define PP2_TYPE_CRC32C 0x03

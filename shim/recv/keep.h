@@ -1,10 +1,11 @@
-/* Non-blocking listeners never wait for a header. A trusted connection whose header
+/* No listener waits for one connection's header. A trusted connection whose header
  * is still on its way is kept aside in a set of the listener's (an epoll instance of
  * the shim's own holding the kept sockets and a timer for their deadlines). That set
  * is nested in every epoll instance the application registers the listener in, with
  * the listener's event data, and added to poll/select calls that watch the listener:
  * the application sees its listener readable when a kept header completes (or times
- * out), calls accept, and gets that connection. */
+ * out), calls accept, and gets that connection. A blocking accept waits for the first
+ * decided connection instead (shim/recv/accept.c). */
 #ifndef PS_KEEP_H
 #define PS_KEEP_H
 
@@ -14,8 +15,8 @@
 #include <sys/select.h>
 #include "recv.h"
 
-/* Keeps fd (from trusted proxy peer, header incomplete) aside on non-blocking listener
- * li (fd lfd). Returns 0, or -1 if it cannot (the caller waits instead). */
+/* Keeps fd (from trusted proxy peer, header incomplete) aside on listener li (fd lfd).
+ * Returns 0, or -1 if it cannot (a blocking caller waits instead; otherwise refused). */
 int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer);
 
 /* A kept connection of lfd that is ready to hand over, settled (recorded in the fd

@@ -1,8 +1,8 @@
 /* The first step of both libraries' constructors: resolve libc, then parse every
  * PROXYSHIM_* variable. A bad value stops the process: a security control never
  * silently degrades. */
-#include "config.h"
 #include "real.h"
+#include "shim.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -10,6 +10,10 @@
 
 #define PS_EXPORT __attribute__((visibility("default")))
 
+/* Load time, in both libraries: resolves libc and parses the environment; on a bad
+ * value prints `proxyshim: PROXYSHIM_X: "value": reason` and exits 1. */
+void ps_load(struct ps_config *c);
+
 /* The configuration once the constructor has run and PROXYSHIM_TRUSTED is set; NULL
  * while the shim is inert. */
 const struct ps_config *ps_active(void);
