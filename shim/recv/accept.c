@@ -38,16 +38,16 @@ bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 	    real_getsockopt(lfd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) == 0 &&
 	    proto == IPPROTO_TCP) {
 		li->family = local.family;
-		li->selected = ps_portset_has(&c->ports, local.port);
-		if (li->selected)  /* blocking now, or later through fcntl */
+		li->applies = ps_portset_has(&c->ports, local.port);
+		if (li->applies)  /* blocking now, or later through fcntl */
 			__atomic_store_n(&ps_blocking_listeners, 1, __ATOMIC_RELAXED);
 		if (!known)
-			ps_log(li->selected ? PS_LOG_INFO : PS_LOG_DEBUG, "%s: listening on port %u%s",
+			ps_log(li->applies ? PS_LOG_INFO : PS_LOG_DEBUG, "%s: listening on port %u%s",
 			       program_invocation_short_name, local.port,
-			       li->selected ? "" : ", not selected by PROXYSHIM_PORTS: untouched");
+			       li->applies ? "" : ", not selected by PROXYSHIM_PORTS: untouched");
 	}
 	ps_fd_set(lfd, li);
-	return li->selected;
+	return li->applies;
 }
 
 /* Whether the shim applies to listener lfd, decided once (at listen(), at load for
@@ -55,7 +55,7 @@ bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 static bool selected(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 {
 	if (ps_fd_get(lfd, li) && li->kind == PS_FD_LISTENER)
-		return li->selected;
+		return li->applies;
 	return ps_listener_note(lfd, c, li);
 }
 
@@ -153,7 +153,7 @@ static enum wait_kind wait_kind(int lfd, const struct ps_fdinfo *li, struct call
 {
 	if (cl->wk < 0)
 		cl->wk = nonblocking(lfd) ? W_NONBLOCK
-			 : cl->ready || ((li->sent & PS_LISTENER_WATCHED) && cl->waited) ? W_POLLED
+			 : cl->ready || ((li->lflags & PS_LISTENER_WATCHED) && cl->waited) ? W_POLLED
 											 : W_BLOCK;
 	return cl->wk;
 }

@@ -35,7 +35,7 @@ PS_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *alen)
 	named_use(fd);
 	if (addr && alen && ps_conn(fd, &ci))
 		return ps_report(addr, alen, &ci.src, ci.family);
-	if (addr && alen && ps_udp_get(fd, &ci) && ci.selected & PS_UDP_CONNECTED_MAPPED)
+	if (addr && alen && ps_udp_get(fd, &ci) && ci.udp_flags & PS_UDP_CONNECTED_MAPPED)
 		return ps_report(addr, alen, &ci.src, ci.family);
 	return real_getpeername(fd, addr, alen);
 }

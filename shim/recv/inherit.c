@@ -381,7 +381,7 @@ static void defer(int fd, int family, const struct ps_addr *peer, uint64_t cooki
 {
 	struct ps_fdinfo e = {.kind = PS_FD_PENDING, .family = (uint16_t)family,
 			      .cookie = cookie, .src = *peer,
-			      .sent = (uint32_t)(ps_now_ms() + c->timeout_ms)};
+			      .deadline = (uint32_t)(ps_now_ms() + c->timeout_ms)};
 	if (ps_fd_set(fd, &e))
 		__atomic_store_n(&ps_inherit_pending, 1, __ATOMIC_RELEASE);
 }
@@ -488,7 +488,7 @@ static int finish(int fd, const struct ps_fdinfo *e, const struct ps_config *c, 
 	const char *why = NULL;
 	struct outcome o = {.cookie = e->cookie};
 	int fl = real_fcntl(fd, F_GETFL, 0);
-	long long left = (long long)(int32_t)(e->sent - (uint32_t)ps_now_ms());
+	long long left = (long long)(int32_t)(e->deadline - (uint32_t)ps_now_ms());
 	enum ps_take r;
 	if (!never_read(fd)) {  /* someone took bytes meanwhile: no longer provable */
 		char pa[PS_ADDR_STRLEN];

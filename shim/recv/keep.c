@@ -352,7 +352,7 @@ static bool renest(int lfd, struct ps_fdinfo *li, struct set *s)
 	    real_epoll_ctl(li->reg.epfd, EPOLL_CTL_MOD, lfd, &same) < 0 ||
 	    nest(li->reg.epfd, EPOLL_CTL_ADD, s, same.events, same.data) < 0)
 		return false;
-	li->sent &= ~PS_LISTENER_UNNESTED;
+	li->lflags &= ~PS_LISTENER_UNNESTED;
 	ps_fd_set(lfd, li);
 	return true;
 }
@@ -373,7 +373,7 @@ int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *pee
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
 	struct kept k = {.fd = fd, .deadline = ps_now_ms() + c->timeout_ms, .cookie = ps_fd_cookie(fd),
 			 .peer = *peer};
-	bool unnested = li->sent & PS_LISTENER_UNNESTED;
+	bool unnested = li->lflags & PS_LISTENER_UNNESTED;
 	struct set *s = NULL;
 	/* Another thread may release the set (it emptied) between its lookup and the
 	 * lock: looked up again, a bounded number of times. */
@@ -546,12 +546,12 @@ void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 {
 	struct ps_fdinfo li;
 	struct set *s;
-	if (!ps_fd_get(fd, &li) || li.kind != PS_FD_LISTENER || !li.selected)
+	if (!ps_fd_get(fd, &li) || li.kind != PS_FD_LISTENER || !li.applies)
 		return;
 	if (op == EPOLL_CTL_DEL) {
 		if ((s = find(fd, li.cookie)))
 			real_epoll_ctl(epfd, EPOLL_CTL_DEL, s->epfd, NULL);
-		li.sent &= ~PS_LISTENER_WATCHED;  /* no longer watched there */
+		li.lflags &= ~PS_LISTENER_WATCHED;  /* no longer watched there */
 		ps_fd_set(fd, &li);
 		return;
 	}
@@ -559,15 +559,15 @@ void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 		return;
 	if ((s = create(fd, li.cookie, li.family, true)) &&
 	    nest(epfd, op, s, ev->events, ev->data) == 0) {
-		if ((li.sent & PS_LISTENER_UNNESTED) || !(li.sent & PS_LISTENER_WATCHED)) {
-			li.sent = (li.sent & ~PS_LISTENER_UNNESTED) | PS_LISTENER_WATCHED;
+		if ((li.lflags & PS_LISTENER_UNNESTED) || !(li.lflags & PS_LISTENER_WATCHED)) {
+			li.lflags = (li.lflags & ~PS_LISTENER_UNNESTED) | PS_LISTENER_WATCHED;
 			ps_fd_set(fd, &li);
 		}
 		return;
 	}
 	/* Not nested (EMFILE, ENOMEM…): the application could not hear of a kept
 	 * connection. Remembered, to be tried again when one needs keeping. */
-	li.sent |= PS_LISTENER_UNNESTED | PS_LISTENER_WATCHED;
+	li.lflags |= PS_LISTENER_UNNESTED | PS_LISTENER_WATCHED;
 	li.reg.epfd = epfd;
 	li.reg.events = ev->events;
 	li.reg.data = ev->data.u64;

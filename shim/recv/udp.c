@@ -141,8 +141,8 @@ static void mark_used(int fd, const struct ps_fdinfo *e, void *ctx)
 {
 	(void)fd;
 	(void)ctx;
-	if (e->kind == PS_FD_UDP && e->sent != NO_SLOT)
-		slot(e->sent)->seen = sweeps;
+	if (e->kind == PS_FD_UDP && e->slot != NO_SLOT)
+		slot(e->slot)->seen = sweeps;
 }
 
 static void push_free(uint32_t i)
@@ -289,14 +289,14 @@ static uint32_t find_slot(uint64_t cookie, uint16_t port)
 static bool record(int fd, int family, uint64_t cookie, uint16_t port)
 {
 	struct ps_fdinfo e = {.kind = PS_FD_UDP, .family = (uint16_t)family, .cookie = cookie,
-			      .sent = NO_SLOT};
+			      .slot = NO_SLOT};
 	bool locked = cookie && lock(&socks_lock);
 	if (locked)
-		e.sent = find_slot(cookie, port);
+		e.slot = find_slot(cookie, port);
 	bool ok = ps_fd_set(fd, &e);
 	if (locked)
 		unlock(&socks_lock);
-	if (ok && e.sent == NO_SLOT)
+	if (ok && e.slot == NO_SLOT)
 		ps_log(PS_LOG_ERROR, "udp fd %d: no flow table for this socket (no memory for one): "
 		       "headers are still removed, but replies are not routed to proxies "
 		       "and `first` flows are not followed", fd);
@@ -364,7 +364,7 @@ static enum ps_dgram_verdict judge(int fd, const struct ps_fdinfo *e, const uint
 				   socklen_t fromlen, bool commit, struct ps_dgram *d)
 {
 	const struct ps_config *c = ps_active();
-	struct udp_sock *s = slot(e->sent);
+	struct udp_sock *s = slot(e->slot);
 	struct ps_addr real;
 	if (ps_addr_from_sockaddr(&real, (const struct sockaddr *)from, fromlen) < 0) {
 		d->why = "no sender address";
@@ -488,7 +488,7 @@ socklen_t ps_udp_reroute(const struct ps_fdinfo *e, const struct sockaddr *dst,
 {
 	const struct ps_config *c = ps_active();
 	struct ps_addr client, proxy;
-	struct udp_sock *own = slot(e->sent);
+	struct udp_sock *own = slot(e->slot);
 	if (own == &no_slot || !dst || ps_addr_from_sockaddr(&client, dst, len) < 0)
 		return 0;
 	ps_addr_unmap(&client);
@@ -500,11 +500,11 @@ socklen_t ps_udp_reroute(const struct ps_fdinfo *e, const struct sockaddr *dst,
 	 * back at this socket, at a slot of another port, or after every slot. */
 	uint16_t port = __atomic_load_n(&own->port, __ATOMIC_RELAXED);
 	unsigned n = __atomic_load_n(&nslots, __ATOMIC_ACQUIRE);
-	uint32_t i = e->sent;
+	uint32_t i = e->slot;
 	for (unsigned steps = 0; !found && steps < n; steps++) {
 		i = __atomic_load_n(&slot(i)->next, __ATOMIC_ACQUIRE);
 		struct udp_sock *s = slot(i);
-		if (i == e->sent || s == &no_slot ||
+		if (i == e->slot || s == &no_slot ||
 		    __atomic_load_n(&s->port, __ATOMIC_RELAXED) != port)
 			break;
 		found = flow_in(s, port, e->family, &client, now, c->udp_idle_ms, &proxy);
@@ -551,9 +551,9 @@ int ps_udp_connect(int fd, const struct ps_fdinfo *e, const struct sockaddr *dst
 	int r = real_connect(fd, l ? (struct sockaddr *)&to : dst, l ? l : len);
 	if (r == 0) {
 		int saved = errno;
-		ne.selected &= (uint8_t)~PS_UDP_CONNECTED_MAPPED;
+		ne.udp_flags &= (uint8_t)~PS_UDP_CONNECTED_MAPPED;
 		if (l) {
-			ne.selected |= PS_UDP_CONNECTED_MAPPED;
+			ne.udp_flags |= PS_UDP_CONNECTED_MAPPED;
 			ps_addr_from_sockaddr(&ne.src, dst, len);
 		}
 		ps_fd_set(fd, &ne);

@@ -24,11 +24,23 @@ enum ps_fd_kind {
 			  * 'src' is the proxy, 'sent' the deadline (shim/recv/inherit.c) */
 };
 
+/* One 64-byte entry whose first two words mean what its kind says: each kind reads and
+ * writes its own names (the layout is what PROXYSHIM_INHERIT carries, versioned). */
 struct ps_fdinfo {
 	uint8_t kind;        /* enum ps_fd_kind */
-	uint8_t selected;    /* LISTENER: the shim applies; SEND: header version */
+	union {
+		uint8_t applies;     /* LISTENER: the shim applies to it (PROXYSHIM_PORTS) */
+		uint8_t version;     /* SEND: the header version, 1 or 2 */
+		uint8_t udp_flags;   /* UDP: PS_UDP_*; SEND_UDP: PS_SEND_UDP_* */
+	};
 	uint16_t family;     /* the socket's own family (AF_INET/AF_INET6) */
-	uint32_t sent;       /* SEND: header progress and sharing state (shim/send/send.c) */
+	union {
+		uint32_t lflags;     /* LISTENER: PS_LISTENER_* */
+		uint32_t progress;   /* SEND: header progress and sharing state (send/send.c) */
+		uint32_t slot;       /* UDP: its socket slot (recv/udp.c) */
+		uint32_t deadline;   /* PENDING: the header's deadline, the low 32 bits of
+				      * the monotonic clock in ms (recv/inherit.c) */
+	};
 	uint64_t cookie;     /* identity: the socket's SO_COOKIE, unique for the kernel's
 			      * lifetime, checked before an entry is believed (a number
 			      * reused behind the shim's back has another cookie) */
@@ -47,7 +59,7 @@ struct ps_fdinfo {
 	};
 };
 
-/* LISTENER flags in 'sent'. */
+/* LISTENER flags (lflags). */
 #define PS_LISTENER_UNNESTED 1u  /* in an epoll set the shim could not nest into */
 #define PS_LISTENER_WATCHED 2u   /* registered in an epoll set by the application */
 

@@ -31,7 +31,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
-/* A SEND entry's 'sent' word. */
+/* A SEND entry's 'progress' word. */
 #define SENT_BYTES 0xffffu            /* header bytes written (when there is no slot) */
 #define SENT_SLOT_SHIFT 16            /* shared slot index + 1; 0: none */
 #define SENT_SLOT_MASK (0xffu << SENT_SLOT_SHIFT)
@@ -160,13 +160,13 @@ static long long written(int fd)
 
 static size_t build(const struct ps_fdinfo *e, uint8_t *hdr, size_t cap)
 {
-	return e->selected == 2 ? pp_build_v2(hdr, cap, &e->src, &e->dst, NULL, 0, 0)
+	return e->version == 2 ? pp_build_v2(hdr, cap, &e->src, &e->dst, NULL, 0, 0)
 				: pp_build_v1(hdr, cap, &e->src, &e->dst);
 }
 
 static struct pend *slot_of(const struct ps_fdinfo *e)
 {
-	unsigned i = (e->sent & SENT_SLOT_MASK) >> SENT_SLOT_SHIFT;
+	unsigned i = (e->progress & SENT_SLOT_MASK) >> SENT_SLOT_SHIFT;
 	return i && pend ? &pend[i - 1] : NULL;
 }
 
@@ -300,8 +300,8 @@ static void release(int i)
 static void used_slot(int fd, const struct ps_fdinfo *info, void *ctx)
 {
 	(void)fd;
-	unsigned i = (info->sent & SENT_SLOT_MASK) >> SENT_SLOT_SHIFT;
-	if (info->kind == PS_FD_SEND && i && !(info->sent & (SENT_DONE | SENT_ORPHAN)) &&
+	unsigned i = (info->progress & SENT_SLOT_MASK) >> SENT_SLOT_SHIFT;
+	if (info->kind == PS_FD_SEND && i && !(info->progress & (SENT_DONE | SENT_ORPHAN)) &&
 	    info->cookie == atomic_load(&held_cookie[i - 1]))
 		*(uint64_t *)ctx |= 1ull << (i - 1);
 }
@@ -339,9 +339,9 @@ struct mark {
 static void mark_copy(int fd, const struct ps_fdinfo *info, void *ctx)
 {
 	const struct mark *m = ctx;
-	if (info->kind == PS_FD_SEND && info->cookie == m->cookie && !(info->sent & SENT_DONE)) {
+	if (info->kind == PS_FD_SEND && info->cookie == m->cookie && !(info->progress & SENT_DONE)) {
 		struct ps_fdinfo e = *info;
-		e.sent = m->set;
+		e.progress = m->set;
 		ps_fd_set(fd, &e);
 	}
 }
@@ -358,8 +358,8 @@ static void finished(int fd, struct ps_fdinfo *e)
 	}
 	if (p && atomic_load(&held_cookie[p - pend]) == c)  /* the slot is over for everyone */
 		atomic_fetch_and(&held, ~(1ull << (p - pend)));
-	bool aliased = e->sent & SENT_ALIASED;
-	e->sent = SENT_DONE;
+	bool aliased = e->progress & SENT_ALIASED;
+	e->progress = SENT_DONE;
 	ps_fd_set(fd, e);
 	if (aliased)
 		ps_fd_each(mark_copy, &(struct mark){.cookie = e->cookie, .set = SENT_DONE});
@@ -395,7 +395,7 @@ static int flush_claimed(int fd, struct ps_fdinfo *e, bool nowait)
 	uint8_t hdr[PP_V1_MAX + 1];
 	char why[120];
 	struct pend *p = slot_of(e);
-	uint32_t sent = e->sent & SENT_BYTES;
+	uint32_t sent = e->progress & SENT_BYTES;
 	if (p) {
 		uint32_t s = atomic_load(&p->sent);
 		if (atomic_load(&p->cookie) != e->cookie || (s & SLOT_FINISHED)) {
@@ -406,7 +406,7 @@ static int flush_claimed(int fd, struct ps_fdinfo *e, bool nowait)
 			bool enlisted = real_pid() == atomic_load(&self) && !atomic_load(&execing);
 			long long w = enlisted ? -1 : written(fd);
 			if (!enlisted && w >= 0 && w < (long long)build(e, hdr, sizeof(hdr))) {
-				e->sent |= SENT_ORPHAN;
+				e->progress |= SENT_ORPHAN;
 				ps_fd_set(fd, e);
 				ps_log(PS_LOG_ERROR, "fd %d: PROXY header pending in a process made "
 				       "without fork handlers and its shared state gone: I/O on it "
@@ -442,7 +442,7 @@ static int flush_claimed(int fd, struct ps_fdinfo *e, bool nowait)
 		}
 		if (n < 0) {  /* keep what went out: the rest follows on the next call */
 			if (!p) {
-				e->sent = (e->sent & ~SENT_BYTES) | sent;
+				e->progress = (e->progress & ~SENT_BYTES) | sent;
 				ps_fd_set(fd, e);
 			}
 			return -1;
@@ -461,13 +461,13 @@ static int flush(int fd, bool nowait)
 	struct ps_fdinfo e;
 	uint32_t me = 0;
 	for (int tries = 0; tries < 4; tries++) {
-		if (!ps_fd_get(fd, &e) || e.kind != PS_FD_SEND || (e.sent & SENT_DONE))
+		if (!ps_fd_get(fd, &e) || e.kind != PS_FD_SEND || (e.progress & SENT_DONE))
 			return 0;
 		if (ps_fd_cookie(fd) != e.cookie) {  /* a reused fd number */
 			ps_fd_clear((unsigned)fd, (unsigned)fd);
 			return 0;
 		}
-		if (e.sent & SENT_ORPHAN) {
+		if (e.progress & SENT_ORPHAN) {
 			errno = EPIPE;
 			return -1;
 		}
@@ -480,7 +480,7 @@ static int flush(int fd, bool nowait)
 		}
 		struct ps_fdinfo now;
 		/* moved to a slot (fork) or finished while we waited: claim again */
-		if (!ps_fd_get(fd, &now) || now.sent != e.sent || now.cookie != e.cookie) {
+		if (!ps_fd_get(fd, &now) || now.progress != e.progress || now.cookie != e.cookie) {
 			give(w, me);
 			continue;
 		}
@@ -502,7 +502,7 @@ int ps_send_flush(int fd)
 static int record(int fd, const struct ps_config *c, const struct sockaddr *sa,
 		  const struct ps_addr *dst)
 {
-	struct ps_fdinfo e = {.kind = PS_FD_SEND, .selected = (uint8_t)c->send_version,
+	struct ps_fdinfo e = {.kind = PS_FD_SEND, .version = (uint8_t)c->send_version,
 			      .family = sa->sa_family, .cookie = ps_fd_cookie(fd), .dst = *dst};
 	if (header_source(fd, c, &e.src) < 0 || !ps_fd_set(fd, &e)) {
 		ps_log(PS_LOG_ERROR, "fd %d: cannot prepare the PROXY header", fd);
@@ -560,13 +560,13 @@ int ps_send_connected(int fd, const struct sockaddr *sa, socklen_t len, int r)
 void ps_send_copied(int from, int to)
 {
 	struct ps_fdinfo e;
-	if (!ps_fd_get(from, &e) || e.kind != PS_FD_SEND || (e.sent & SENT_DONE))
+	if (!ps_fd_get(from, &e) || e.kind != PS_FD_SEND || (e.progress & SENT_DONE))
 		return;
 	uint32_t me = my_tid();
 	_Atomic uint32_t *w = claim_word(&e);
 	bool held = take(w, me);
-	if (ps_fd_get(from, &e) && e.kind == PS_FD_SEND && !(e.sent & SENT_DONE)) {
-		e.sent |= SENT_ALIASED;
+	if (ps_fd_get(from, &e) && e.kind == PS_FD_SEND && !(e.progress & SENT_DONE)) {
+		e.progress |= SENT_ALIASED;
 		ps_fd_set(from, &e);
 		ps_fd_set(to, &e);
 	}
@@ -625,22 +625,22 @@ static void share(int fd, const struct ps_fdinfo *info, void *ctx)
 {
 	(void)ctx;
 	struct ps_fdinfo e = *info;
-	if (e.kind != PS_FD_SEND || (e.sent & (SENT_DONE | SENT_ORPHAN)) || slot_of(&e))
+	if (e.kind != PS_FD_SEND || (e.progress & (SENT_DONE | SENT_ORPHAN)) || slot_of(&e))
 		return;
 	uint32_t me = my_tid();
 	_Atomic uint32_t *w = claim_word(&e);
 	if (!take(w, me))
 		return;  /* left unshared: the child fails closed on it */
-	if (ps_fd_get(fd, &e) && e.kind == PS_FD_SEND && !(e.sent & SENT_DONE) && !slot_of(&e)) {
+	if (ps_fd_get(fd, &e) && e.kind == PS_FD_SEND && !(e.progress & SENT_DONE) && !slot_of(&e)) {
 		int i = find_slot(e.cookie);
 		if (i >= 0 && !((atomic_load(&held) >> i & 1) &&
 				atomic_load(&held_cookie[i]) == e.cookie) &&
 		    !enlist(i, e.cookie, 0))
 			i = -1;
-		if (i < 0 && (i = new_slot(e.cookie, e.sent & SENT_BYTES)) < 0 && reclaim())
-			i = new_slot(e.cookie, e.sent & SENT_BYTES);
+		if (i < 0 && (i = new_slot(e.cookie, e.progress & SENT_BYTES)) < 0 && reclaim())
+			i = new_slot(e.cookie, e.progress & SENT_BYTES);
 		if (i >= 0) {
-			e.sent = (e.sent & ~(SENT_BYTES | SENT_SLOT_MASK)) |
+			e.progress = (e.progress & ~(SENT_BYTES | SENT_SLOT_MASK)) |
 				 (uint32_t)(i + 1) << SENT_SLOT_SHIFT;
 			ps_fd_set(fd, &e);
 			atomic_fetch_or(&held, 1ull << i);
@@ -656,9 +656,9 @@ static void orphan(int fd, const struct ps_fdinfo *info, void *ctx)
 	(void)ctx;
 	struct ps_fdinfo e = *info;
 	char dst[PS_ADDR_STRLEN];
-	if (e.kind != PS_FD_SEND || (e.sent & (SENT_DONE | SENT_ORPHAN)) || slot_of(&e))
+	if (e.kind != PS_FD_SEND || (e.progress & (SENT_DONE | SENT_ORPHAN)) || slot_of(&e))
 		return;
-	e.sent |= SENT_ORPHAN;
+	e.progress |= SENT_ORPHAN;
 	ps_fd_set(fd, &e);
 	ps_addr_format(&e.dst, dst, sizeof(dst));
 	ps_log(PS_LOG_ERROR, "fd %d to %s: PROXY header pending at fork and no shared slot "
@@ -705,12 +705,12 @@ static void reenlist(int fd, const struct ps_fdinfo *info, void *ctx)
 {
 	(void)ctx;
 	struct ps_fdinfo e = *info;
-	unsigned i = (e.sent & SENT_SLOT_MASK) >> SENT_SLOT_SHIFT;
-	if (e.kind != PS_FD_SEND || !i || (e.sent & (SENT_DONE | SENT_ORPHAN)) ||
+	unsigned i = (e.progress & SENT_SLOT_MASK) >> SENT_SLOT_SHIFT;
+	if (e.kind != PS_FD_SEND || !i || (e.progress & (SENT_DONE | SENT_ORPHAN)) ||
 	    ((atomic_load(&held) >> (i - 1) & 1) && atomic_load(&held_cookie[i - 1]) == e.cookie) ||
 	    enlist((int)i - 1, e.cookie, 0))
 		return;
-	e.sent |= SENT_ORPHAN;
+	e.progress |= SENT_ORPHAN;
 	ps_fd_set(fd, &e);
 	ps_log(PS_LOG_ERROR, "fd %d: PROXY header pending at a failed exec and its shared "
 	       "state gone: I/O on it fails (EPIPE)", fd);
@@ -757,14 +757,14 @@ static void before_exec(int fd, const struct ps_fdinfo *info, void *ctx)
 {
 	(void)ctx;
 	struct ps_fdinfo e;
-	if (info->kind != PS_FD_SEND || (info->sent & SENT_DONE))
+	if (info->kind != PS_FD_SEND || (info->progress & SENT_DONE))
 		return;
 	int fdfl = real_fcntl(fd, F_GETFD, 0);
 	if (fdfl < 0 || (fdfl & FD_CLOEXEC))
 		return;
 	if (flush(fd, true) == 0)
 		return;
-	if (ps_fd_get(fd, &e) && e.kind == PS_FD_SEND && !(e.sent & SENT_DONE))
+	if (ps_fd_get(fd, &e) && e.kind == PS_FD_SEND && !(e.progress & SENT_DONE))
 		fail_closed(fd, &e, "PROXY header still pending at exec and not writable "
 			    "without waiting");
 }

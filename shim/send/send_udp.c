@@ -68,12 +68,12 @@ static int source(int fd, struct ps_fdinfo *e, const struct ps_addr *dst)
 		    ps_addr_from_sockaddr(&e->src, (struct sockaddr *)&ss, sl) < 0)
 			return -1;
 	}
-	e->selected &= (uint8_t)~PS_SEND_UDP_ROUTED;
+	e->udp_flags &= (uint8_t)~PS_SEND_UDP_ROUTED;
 	if (!memcmp(e->src.ip, zero, e->src.family == AF_INET ? 4 : 16)) {
 		/* A wildcard address (never on a connected socket, whose dst stays its
 		 * peer): the route's source address for this destination, from a throwaway
 		 * connected socket, good for this destination only. */
-		e->selected |= PS_SEND_UDP_ROUTED;
+		e->udp_flags |= PS_SEND_UDP_ROUTED;
 		e->dst = *dst;
 		struct sockaddr_storage to;
 		socklen_t tl = ps_addr_to_sockaddr(dst, e->family, &to);
@@ -101,7 +101,7 @@ void ps_send_udp_connected(int fd, const struct sockaddr *sa, socklen_t len, int
 		      ps_netlist_match(&c->send_to, &dst);
 	bool known = ps_fd_get(fd, &e) && e.kind == PS_FD_SEND_UDP;
 	if (r == 0 && (listed || known) && entry(fd, &e)) {
-		e.selected = listed ? PS_SEND_UDP_CONNECTED : 0;
+		e.udp_flags = listed ? PS_SEND_UDP_CONNECTED : 0;
 		e.dst = listed ? dst : (struct ps_addr){0};
 		e.src.family = 0;  /* the local address may change with the peer */
 		ps_fd_set(fd, &e);
@@ -115,7 +115,7 @@ bool ps_send_udp_dest(int fd, const struct sockaddr *to, socklen_t tolen,
 	const struct ps_config *c = ps_send_active();
 	if (!to) {
 		if (!ps_fd_get(fd, e) || e->kind != PS_FD_SEND_UDP ||
-		    !(e->selected & PS_SEND_UDP_CONNECTED))
+		    !(e->udp_flags & PS_SEND_UDP_CONNECTED))
 			return false;
 		*dst = e->dst;
 		return true;
@@ -134,7 +134,7 @@ ssize_t ps_send_udp_msg(int fd, struct ps_fdinfo *e, const struct ps_addr *dst,
 {
 	uint8_t hdr[PP_V2_FIXED + 36];
 	struct iovec iov[MAX_IOV + 1];
-	if (!e->src.family || ((e->selected & PS_SEND_UDP_ROUTED) && !same_dst(&e->dst, dst))) {
+	if (!e->src.family || ((e->udp_flags & PS_SEND_UDP_ROUTED) && !same_dst(&e->dst, dst))) {
 		if (source(fd, e, dst) < 0) {
 			ps_log_limited("udp fd %d: no source address for the PROXY header", fd);
 			return -1;
