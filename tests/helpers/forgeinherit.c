@@ -36,7 +36,7 @@ _Static_assert(offsetof(struct entry, cookie) == offsetof(struct ps_fdinfo, cook
 static void usage(FILE *f)
 {
 	fputs("usage: forgeinherit [-d FD] [-c right|wrong|NUMBER] [-k conn|handled|RAW]\n"
-	      "                    [-f 4|6] [-a ADDR] [-p PORT] [-n] [-e] PROG [ARGS...]\n"
+	      "                    [-f 4|6] [-a ADDR] [-p PORT] [-V FORMAT] [-n] [-e] PROG [ARGS...]\n"
 	      "  -d FD      the socket whose cookie 'right' takes (default 0)\n"
 	      "  -c COOKIE  right: FD's SO_COOKIE; wrong: right+1000003 (never a live one\n"
 	      "             of this connection); NUMBER: that value (default right)\n"
@@ -44,6 +44,7 @@ static void usage(FILE *f)
 	      "  -f 4|6     family recorded for the socket (default: FD's own)\n"
 	      "  -a ADDR    claimed client address (IPv4 or IPv6, default 127.0.0.66)\n"
 	      "  -p PORT    claimed client port (default 6666)\n"
+	      "  -V FORMAT  the format version prefix (default 2:, the library's)\n"
 	      "  -n         no PROXYSHIM_INHERIT at all (control)\n"
 	      "  -e         print the variable on stderr first\n", f);
 }
@@ -67,7 +68,8 @@ int main(int argc, char **argv)
 	const char *cookie_opt = "right", *kind_opt = "conn", *addr = "127.0.0.66";
 	int fd = 0, fam = 0, none = 0, show = 0, opt;
 	unsigned port = 6666;
-	while ((opt = getopt(argc, argv, "+d:c:k:f:a:p:neh")) != -1) {
+	const char *format = "2:";
+	while ((opt = getopt(argc, argv, "+d:c:k:f:a:p:V:neh")) != -1) {
 		switch (opt) {
 		case 'd': fd = atoi(optarg); break;
 		case 'c': cookie_opt = optarg; break;
@@ -75,6 +77,7 @@ int main(int argc, char **argv)
 		case 'f': fam = atoi(optarg) == 6 ? AF_INET6 : AF_INET; break;
 		case 'a': addr = optarg; break;
 		case 'p': port = (unsigned)atoi(optarg); break;
+		case 'V': format = optarg; break;
 		case 'n': none = 1; break;
 		case 'e': show = 1; break;
 		case 'h': usage(stdout); return 0;
@@ -127,11 +130,12 @@ int main(int argc, char **argv)
 	}
 
 	/* The library's format: a version, then the entry's bytes in hex. */
-	static const char hex[] = "0123456789abcdef", version[] = "2:";
-	char var[sizeof(version) + 2 * sizeof(info)];
+	static const char hex[] = "0123456789abcdef";
+	char var[16 + 2 * sizeof(info)];
 	const unsigned char *b = (const unsigned char *)&info;
-	memcpy(var, version, sizeof(version) - 1);
-	char *h = var + sizeof(version) - 1;
+	size_t vl = strnlen(format, 15);
+	memcpy(var, format, vl);
+	char *h = var + vl;
 	for (size_t i = 0; i < sizeof(info); i++) {
 		h[2 * i] = hex[b[i] >> 4];
 		h[2 * i + 1] = hex[b[i] & 15];

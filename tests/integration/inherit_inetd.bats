@@ -210,6 +210,19 @@ forged_app() {
 		"$(cat "$T/peerinfo.out")"
 }
 
+@test "PROXYSHIM_INHERIT of another format version (another build of the library), trusted proxy, right cookie: refused with a log line, the real header decides" {
+	forged_app -c right -V 9:
+	client "$PROXY" "$(hdr1)$DATA"
+	expect_reply "$(peerinfo_line "$CLIENT_IP:$CLIENT_PORT" "$DATA")"
+	grep -q "PROXYSHIM_INHERIT: not in this build's format" "$T/socat.err" ||
+		fail "no log line:" "$(cat "$T/socat.err")"
+	# the same entry in this build's format is honoured (the test can fail)
+	stop_all
+	forged_app -c right
+	client "$PROXY" "$(hdr1)$DATA"
+	[[ $REPLY == *127.0.0.66* ]] || fail "the right entry was not honoured: '$REPLY'"
+}
+
 @test "forged PROXYSHIM_INHERIT, trusted proxy, right cookie but the other family: ignored" {
 	forged_app -c right -f 6 -a ::1
 	client "$PROXY" "$(hdr2)$DATA"
