@@ -69,6 +69,15 @@ $(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(PURE_SRC) $(CMD_PURE_SRC) $(
 	@mkdir -p $(@D)
 	$(CC) $(PS_CFLAGS) $(PURE_INC) -Icmd -o $@ $< $(PURE_SRC) $(CMD_PURE_SRC) $(CHECK_LIBS) $(LDFLAGS)
 
+# Unit tests of runtime parts (the fd table, taking a header off a socket): linked with
+# the runtime they test, not with the interposers.
+RT_UNIT = $(BUILD)/unit/check_fdtable $(BUILD)/unit/check_consume
+RT_UNIT_SRC = $(PURE_SRC) shim/rt/fdtable.c shim/rt/lock.c shim/rt/real.c shim/rt/log.c \
+              shim/recv/consume.c
+$(RT_UNIT): $(BUILD)/unit/%: tests/unit/%.c tests/unit/unit.h $(RT_UNIT_SRC) $(HDRS)
+	@mkdir -p $(@D)
+	$(CC) $(PS_CFLAGS) $(LIB_INC) -o $@ $< $(RT_UNIT_SRC) $(CHECK_LIBS) -ldl -lpthread $(LDFLAGS)
+
 # Installs missing build and test dependencies (Debian), then builds and runs everything.
 test: deps
 	$(MAKE) all check-symbols check-unit check-integration
