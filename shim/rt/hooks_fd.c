@@ -69,21 +69,25 @@ static int fcntl_done(int fd, int cmd, int r)
 	return cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC ? copied(fd, r) : r;
 }
 
+#define THIRD_ARG(after, out)                    \
+	do {                                     \
+		va_list ap_;                     \
+		va_start(ap_, after);            \
+		out = va_arg(ap_, long);         \
+		va_end(ap_);                     \
+	} while (0)
+
 PS_EXPORT int fcntl(int fd, int cmd, ...)
 {
-	va_list ap;
-	va_start(ap, cmd);
-	long arg = va_arg(ap, long);
-	va_end(ap);
+	long arg;
+	THIRD_ARG(cmd, arg);
 	return fcntl_done(fd, cmd, real_fcntl(fd, cmd, arg));
 }
 
 PS_EXPORT int fcntl64(int fd, int cmd, ...)
 {
-	va_list ap;
-	va_start(ap, cmd);
-	long arg = va_arg(ap, long);
-	va_end(ap);
+	long arg;
+	THIRD_ARG(cmd, arg);
 	return fcntl_done(fd, cmd, real_fcntl64(fd, cmd, arg));
 }
 

@@ -52,17 +52,8 @@ UDPSRV=$(qwrap udpsrv)
 UDPSEND=$(qwrap udpsend)
 FDEDGE=$(qwrap fdedge)
 
-# helpers.bash's shim_argv, with the shim for the emulated program only.
-shim_argv() {
-	local vars=()
-	while (($#)) && [[ $1 != -- ]]; do
-		vars+=("$1")
-		shift
-	done
-	shift
-	ds_clean_env
-	ARGV=(env "${DS_ENV[@]}" QEMU_SET_ENV="LD_PRELOAD=$PS_PRELOAD" "${vars[@]}" "$@")
-}
+# helpers.bash's shim_argv gives the shim to the emulated program only.
+preload_var() { printf 'QEMU_SET_ENV=LD_PRELOAD=%s\n' "$PS_PRELOAD"; }
 
 start_server() { run_server "$TESTSERVER" 30 QEMU_SET_ENV="LD_PRELOAD=$PS_PRELOAD" "$@"; }
 

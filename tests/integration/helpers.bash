@@ -84,6 +84,10 @@ stop_all() {
 	PIDS=()
 }
 
+# preload_var: how the shim reaches a program (tests/cross gives it to an emulated
+# program only).
+preload_var() { printf 'LD_PRELOAD=%s\n' "$PS_PRELOAD"; }
+
 # shim_argv [VAR=VALUE...] -- COMMAND...: sets ARGV to env running COMMAND preloaded
 # with the shim (LD_PRELOAD="$PS_PRELOAD"), the given variables and none of the caller's
 # PROXYSHIM_*. Started as "${ARGV[@]}" & (a simple command), $! is the program itself.
@@ -95,7 +99,7 @@ shim_argv() {
 	done
 	shift
 	ds_clean_env
-	ARGV=(env "${DS_ENV[@]}" LD_PRELOAD="$PS_PRELOAD" "${vars[@]}" "$@")
+	ARGV=(env "${DS_ENV[@]}" "$(preload_var)" "${vars[@]}" "$@")
 }
 
 # under_shim [--exec] [VAR=VALUE...] -- COMMAND ARGS...: runs shim_argv's command. With

@@ -133,6 +133,30 @@ start_pollserver() {
 	TARGET_PORT=$SERVER_PORT
 }
 
+# epoll_served_once [VAR=VALUE...]: the epoll test server under the shim (header
+# timeout 60 s unless given) serves one proxied connection first, so that every
+# descriptor the shim keeps for the listener exists; SPID is the server process,
+# BEFORE its descriptor count then. MANY_PART: a header's first bytes, for slowclient.
+epoll_served_once() {
+	start_server PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=60000 "$@" -- -m epoll -T 120
+	client "$PROXY" "$(v1 TCP4 127.0.0.11 127.0.0.2 10011 8443)$REQ"
+	expect_reply "OK 127.0.0.11:10011"
+	wait_for_lines "$T/server.out" 1
+	SPID=$(server_proc)
+	BEFORE=$(fd_count "$SPID")
+	MANY_PART=$T/many.part
+	emit 'PROXY TCP4 127.0.0.' >"$MANY_PART"
+}
+
+# slow_many N STATUS-FILE: N connections from $PROXY each sending MANY_PART and holding
+# (slowclient.py --many), in the background; its PID in MANY_PID.
+slow_many() {
+	"$PYTHON" "$SLOWCLIENT" --src "$PROXY" --port "$SERVER_PORT" --part "$MANY_PART" \
+		--many "$1" --status "$2" --timeout 60 2>"$2.err" &
+	MANY_PID=$!
+	PIDS+=("$MANY_PID")
+}
+
 # The non-stalling check on a server printing one line per connection to server.out:
 # LINE_OF ADDR gives the ERE of the line for client ADDR.
 non_stalling() {
@@ -256,24 +280,15 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 @test "epoll: 300 connections kept at once are all closed at the timeout, no descriptor leaks" {
 	command -v "$PYTHON" >/dev/null || skip "python3 not installed"
-	start_server PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=8000 -- -m epoll -T 120
-	# one connection served first: every descriptor the shim keeps for the listener exists
-	client "$PROXY" "$(v1 TCP4 127.0.0.11 127.0.0.2 10011 8443)$REQ"
-	expect_reply "OK 127.0.0.11:10011"
-	wait_for_lines "$T/server.out" 1
-	local before pid
-	pid=$(server_proc)
-	before=$(fd_count "$pid")
-	emit 'PROXY TCP4 127.0.0.' >"$T/many.part"
-	"$PYTHON" "$SLOWCLIENT" --src "$PROXY" --port "$SERVER_PORT" --part "$T/many.part" \
-		--many 300 --status "$T/many.status" --timeout 60 2>"$T/many.err" &
-	local many=$!
-	PIDS+=("$many")
+	epoll_served_once PROXYSHIM_TIMEOUT_MS=8000
+	local before=$BEFORE pid=$SPID
+	slow_many 300 "$T/many.status"
+	local many=$MANY_PID
 	# all 300 are held by the server process (accepted, kept by the shim)...
 	wait_until 20 fd_count_at_least "$pid" $((before + 300)) ||
-		fail "server holds $(fd_count "$pid") fds, expected >= $((before + 300))" "$(cat "$T/many.status" "$T/many.err" 2>&1)"
+		fail "server holds $(fd_count "$pid") fds, expected >= $((before + 300))" "$(cat "$T/many.status" "$T/many.status.err" 2>&1)"
 	# ...and all are closed by it at their timeout
-	wait_exit "$many" 60 || fail "not all kept connections were closed:" "$(cat "$T/many.status" "$T/many.err")"
+	wait_exit "$many" 60 || fail "not all kept connections were closed:" "$(cat "$T/many.status" "$T/many.status.err")"
 	grep -qx 'closed=300' "$T/many.status" || fail "$(cat "$T/many.status")"
 	wait_until 10 fd_count_is "$pid" "$before" ||
 		fail "fds before: $before, after the timeouts: $(fd_count "$pid")" \
@@ -458,31 +473,20 @@ many_slow_release() {
 
 @test "PROXYSHIM_KEEP_MAX: at the bound nothing is closed; a flood of 200 silent trusted connections past it closes the oldest (logged) while 100 valid ones are served" {
 	command -v "$PYTHON" >/dev/null || skip "python3 not installed"
-	start_server PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=60000 PROXYSHIM_KEEP_MAX=20 \
-		-- -m epoll -T 120
-	client "$PROXY" "$(v1 TCP4 127.0.0.11 127.0.0.2 10011 8443)$REQ"
-	expect_reply "OK 127.0.0.11:10011"
-	wait_for_lines "$T/server.out" 1
-	local before pid
-	pid=$(server_proc)
-	before=$(fd_count "$pid")
-	emit 'PROXY TCP4 127.0.0.' >"$T/many.part"
+	epoll_served_once PROXYSHIM_KEEP_MAX=20
+	local before=$BEFORE pid=$SPID
 	# exactly at the bound: 20 kept, none closed, nothing logged
-	"$PYTHON" "$SLOWCLIENT" --src "$PROXY" --port "$SERVER_PORT" --part "$T/many.part" \
-		--many 20 --status "$T/at.status" --timeout 60 2>"$T/at.err" &
-	local at=$!
-	PIDS+=("$at")
+	slow_many 20 "$T/at.status"
+	local at=$MANY_PID
 	wait_until 20 fd_count_is "$pid" $((before + 20)) ||
 		fail "server holds $(fd_count "$pid") fds, expected $((before + 20))"
 	sleep 0.3
 	alive "$at" || fail "a connection at the bound was closed:" "$(cat "$T/at.status")"
 	! grep -q KEEP_MAX "$T/server.err" || fail "logged at the bound:" "$(cat "$T/server.err")"
 	# past it: 200 more, while valid connections keep being served
-	"$PYTHON" "$SLOWCLIENT" --src "$PROXY" --port "$SERVER_PORT" --part "$T/many.part" \
-		--many 200 --status "$T/flood.status" --timeout 60 2>"$T/flood.err" &
-	PIDS+=($!)
+	slow_many 200 "$T/flood.status"
 	fast_clients "$NFAST" "$REQ" ok
-	wait_until 20 grep -q '^held' "$T/flood.status" || fail "flood: $(cat "$T/flood.status" "$T/flood.err")"
+	wait_until 20 grep -q '^held' "$T/flood.status" || fail "flood: $(cat "$T/flood.status" "$T/flood.status.err")"
 	# the oldest went first: every one of the first 20 was closed
 	wait_exit "$at" 20 || fail "the oldest kept connections were not closed"
 	grep -qx 'closed=20' "$T/at.status" || fail "$(cat "$T/at.status")"
