@@ -146,7 +146,8 @@ void ps_accept_fork_child(void)
  * set it never waits on, and comes straight back to accept after ECONNABORTED. */
 struct caller {
 	bool ready, waited;
-	int wk;  /* enum wait_kind once decided, -1 before */
+	int wk;     /* enum wait_kind once decided, -1 before */
+	int flags;  /* accept4's: SOCK_NONBLOCK, SOCK_CLOEXEC */
 };
 
 static enum wait_kind wait_kind(int lfd, const struct ps_fdinfo *li, struct caller *cl)
@@ -182,7 +183,7 @@ static int admit(int lfd, int fd, const struct ps_config *c, struct ps_fdinfo *l
 	}
 	enum ps_take t = ps_try_header(fd, c, &h, &why, 0);
 	if (t == PS_TAKE_MORE) {
-		if (ps_keep_add(lfd, li, fd, &peer) == 0)
+		if (ps_keep_add(lfd, li, fd, &peer, cl->flags & SOCK_NONBLOCK) == 0)
 			return 1;
 		if (wait_kind(lfd, li, cl) == W_BLOCK) {  /* no room to keep it: the bounded wait */
 			t = ps_take_header(fd, c, &h, &why);
@@ -221,12 +222,17 @@ static int kept(int lfd, const struct ps_fdinfo *li, const struct ps_config *c, 
 		socklen_t room, struct sockaddr_storage *ss, socklen_t *sl, bool *closed)
 {
 	struct ps_addr client;
-	int fd = ps_keep_next(lfd, li, c, room, &client, closed);
+	bool nonblock;
+	int fd = ps_keep_next(lfd, li, c, room, &client, closed, &nonblock);
 	if (fd < 0)
 		return -1;
-	int fl = real_fcntl(fd, F_GETFL, 0);
-	real_fcntl(fd, F_SETFL, flags & SOCK_NONBLOCK ? fl | O_NONBLOCK : fl & ~O_NONBLOCK);
-	real_fcntl(fd, F_SETFD, flags & SOCK_CLOEXEC ? FD_CLOEXEC : 0);
+	/* Only what this call's flags change (an event loop asks the same every time). */
+	if (nonblock != !!(flags & SOCK_NONBLOCK)) {
+		int fl = real_fcntl(fd, F_GETFL, 0);
+		real_fcntl(fd, F_SETFL, nonblock ? fl & ~O_NONBLOCK : fl | O_NONBLOCK);
+	}
+	if (!(flags & SOCK_CLOEXEC))  /* kept close-on-exec */
+		real_fcntl(fd, F_SETFD, 0);
 	*sl = ps_addr_to_sockaddr(&client, li->family, ss);
 	return fd;
 }
@@ -332,7 +338,7 @@ int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 	}
 	/* Each readiness report is taken by one accept; 'waited': a readiness wait came
 	 * between this thread's previous accept on lfd and this one. */
-	struct caller cl = {.wk = -1, .waited = last_fd != lfd || last_waits != ps_waits,
+	struct caller cl = {.wk = -1, .flags = flags, .waited = last_fd != lfd || last_waits != ps_waits,
 			    .ready = __atomic_load_n(&ps_blocking_listeners, __ATOMIC_RELAXED) &&
 				     ps_ready_take(lfd)};
 	last_fd = lfd;

@@ -28,6 +28,7 @@ struct kept {
 			      * since a close the hooks miss (fclose, a raw syscall) frees the
 			      * number for the application's own files */
 	struct ps_addr peer;
+	bool nonblock;       /* as accepted (O_NONBLOCK) */
 };
 
 #define DOOMED -1       /* lfd1 of a set to destroy when its lock is released */
@@ -367,12 +368,13 @@ static unsigned oldest(const struct set *s)
 	return o;
 }
 
-int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer)
+int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer,
+		bool nonblock)
 {
 	const struct ps_config *c = ps_active();
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
 	struct kept k = {.fd = fd, .deadline = ps_now_ms() + c->timeout_ms, .cookie = ps_fd_cookie(fd),
-			 .peer = *peer};
+			 .peer = *peer, .nonblock = nonblock};
 	bool unnested = li->lflags & PS_LISTENER_UNNESTED;
 	struct set *s = NULL;
 	/* Another thread may release the set (it emptied) between its lookup and the
@@ -488,7 +490,7 @@ static void emptied(struct set *s)
 }
 
 int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
-		 socklen_t room, struct ps_addr *client, bool *closed)
+		 socklen_t room, struct ps_addr *client, bool *closed, bool *nonblock)
 {
 	struct set *s;
 	if (!atomic_load_explicit(&kept_total, memory_order_relaxed) ||
@@ -525,6 +527,7 @@ int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 		if (got >= 0) {
 			if (!got)
 				*client = k.peer;
+			*nonblock = k.nonblock;
 			return fd;
 		}
 		ps_fd_clear((unsigned)fd, (unsigned)fd);

@@ -15,15 +15,18 @@
 #include <sys/select.h>
 #include "recv.h"
 
-/* Keeps fd (from trusted proxy peer, header incomplete) aside on listener li (fd lfd).
- * Returns 0, or -1 if it cannot (a blocking caller waits instead; otherwise refused). */
-int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer);
+/* Keeps fd (from trusted proxy peer, header incomplete; accepted non-blocking or not)
+ * aside on listener li (fd lfd), close-on-exec while it is the shim's. Returns 0, or -1
+ * if it cannot (a blocking caller waits instead; otherwise refused). */
+int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer,
+		bool nonblock);
 
 /* A kept connection of lfd that is ready to hand over, settled (recorded in the fd
- * table): its fd, with *client the address to report; -1 when there is none. Bad and
- * expired ones are closed and logged on the way (*closed is then set). */
+ * table): its fd, with *client the address to report and *nonblock its mode (as kept:
+ * close-on-exec); -1 when there is none. Bad and expired ones are closed and logged on
+ * the way (*closed is then set). */
 int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
-		 socklen_t room, struct ps_addr *client, bool *closed);
+		 socklen_t room, struct ps_addr *client, bool *closed, bool *nonblock);
 
 /* The descriptor (the set's epoll instance) that becomes readable when a connection
  * kept for listener lfd is decided; -1 when none is kept. */
