@@ -37,11 +37,9 @@ struct set {
 	_Atomic int lfd1;    /* listener fd + 1; 0 when free; DOOMED */
 	uint64_t lcookie;    /* the listener's SO_COOKIE: a socket that later takes its
 			      * number never gets its connections */
-	_Atomic int doom_closes_own;  /* DOOMED: its own descriptors are still open */
+	_Atomic int doom_closes;      /* DOOMED: which of its own descriptors (OWN_*) are
+				       * still open, to close */
 	struct ps_lock lock;
-	bool nested;         /* in an application's epoll instance: kept while the
-			      * listener lives, since only the application can register it
-			      * again; other sets are released when they empty */
 	int family;
 	int epfd, tfd;       /* the set's epoll instance and its deadline timer */
 	unsigned n, cap;
@@ -136,20 +134,29 @@ static void free_array(struct set *s)
 }
 
 /* Called with s locked, or unreachable. */
-static void destroy(struct set *s, int close_own)
+#define OWN_EPFD 1
+#define OWN_TFD 2
+#define OWN_BOTH (OWN_EPFD | OWN_TFD)
+
+static void close_own(int fd)
+{
+	ps_fd_clear((unsigned)fd, (unsigned)fd);
+	real_close(fd);
+}
+
+/* 'close': which of the set's own descriptors are still its to close (OWN_*): one the
+ * application closed is not closed again. */
+static void destroy(struct set *s, int close)
 {
 	for (unsigned i = 0; i < s->n; i++)
 		close_kept(&s->k[i]);
 	atomic_fetch_sub(&kept_total, s->n);
-	if (close_own) {
-		ps_fd_clear((unsigned)s->epfd, (unsigned)s->epfd);
-		ps_fd_clear((unsigned)s->tfd, (unsigned)s->tfd);
-		real_close(s->epfd);
-		real_close(s->tfd);
-	}
+	if (close & OWN_EPFD)
+		close_own(s->epfd);
+	if (close & OWN_TFD)
+		close_own(s->tfd);
 	free_array(s);
 	s->n = 0;
-	s->nested = false;
 	atomic_store(&s->lfd1, 0);
 }
 
@@ -159,7 +166,7 @@ static void release(struct set *s)
 {
 	unlock(&s->lock);
 	if (atomic_load(&s->lfd1) == DOOMED && lock(&s->lock)) {
-		destroy(s, atomic_load(&s->doom_closes_own));
+		destroy(s, atomic_load(&s->doom_closes));
 		unlock(&s->lock);
 	}
 }
@@ -172,7 +179,7 @@ static void sweep_one(struct set *s, int v, void *ctx)
 	unsigned *live = ctx;
 	if (v > 0 && ps_fd_cookie(v - 1) != s->lcookie && lock(&s->lock)) {
 		if (atomic_load(&s->lfd1) == v)
-			destroy(s, 1);
+			destroy(s, OWN_BOTH);
 		unlock(&s->lock);
 	}
 	*live += atomic_load(&s->lfd1) != 0;
@@ -190,24 +197,18 @@ static void sweep(void)
 	sweep_at = live * 2 > 64 ? live * 2 : 64;
 }
 
-/* The set of listener lfd (identified by lcookie), made if it has none. 'nest': the
- * caller nests it into an application's epoll instance (it is never released while
- * the listener lives). */
-static struct set *create(int lfd, uint64_t lcookie, int family, bool nest)
+/* The set of listener lfd (identified by lcookie), made if it has none. A set lives
+ * as long as its listener (only its array is given back when it empties): another
+ * thread may be polling its descriptor, and a number closed under it could be the
+ * application's next socket, whose readiness would pass for the listener's. */
+static struct set *create(int lfd, uint64_t lcookie, int family)
 {
 	struct set *s = find(lfd, lcookie);
-	if (s && (!nest || s->nested))
+	if (s)
 		return s;
 	if (!lock(&create_lock))
 		return NULL;
-	if ((s = find(lfd, lcookie))) {  /* made meanwhile, or to be marked nested */
-		if (nest && lock(&s->lock)) {
-			bool live = atomic_load(&s->lfd1) == lfd + 1;
-			s->nested |= live;
-			release(s);
-			if (!live)
-				s = NULL;
-		}
+	if ((s = find(lfd, lcookie))) {  /* made meanwhile */
 		unlock(&create_lock);
 		return s;
 	}
@@ -218,7 +219,7 @@ static struct set *create(int lfd, uint64_t lcookie, int family, bool nest)
 	/* The number held another listener whose close the hooks missed. */
 	if (atomic_load(&s->lfd1) && lock(&s->lock)) {
 		if (atomic_load(&s->lfd1))
-			destroy(s, 1);
+			destroy(s, OWN_BOTH);
 		unlock(&s->lock);
 	}
 	if (atomic_load(&s->lfd1)) {  /* locked by an interrupted thread */
@@ -241,7 +242,6 @@ static struct set *create(int lfd, uint64_t lcookie, int family, bool nest)
 	}
 	s->k = NULL;
 	s->n = s->cap = 0;
-	s->nested = nest;
 	s->family = family;
 	s->epfd = epfd;
 	s->tfd = tfd;
@@ -377,10 +377,10 @@ int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *pee
 			 .peer = *peer, .nonblock = nonblock};
 	bool unnested = li->lflags & PS_LISTENER_UNNESTED;
 	struct set *s = NULL;
-	/* Another thread may release the set (it emptied) between its lookup and the
-	 * lock: looked up again, a bounded number of times. */
+	/* The listener may be closed (its set released) between the lookup and the lock:
+	 * looked up again, a bounded number of times. */
 	for (int tries = 0; !s && tries < 3; tries++) {
-		if (!(s = create(lfd, li->cookie, li->family, unnested)) || !k.cookie ||
+		if (!(s = create(lfd, li->cookie, li->family)) || !k.cookie ||
 		    (unnested && !renest(lfd, li, s)) || !lock(&s->lock))
 			return -1;
 		if (atomic_load(&s->lfd1) != lfd + 1 || s->lcookie != li->cookie) {
@@ -479,13 +479,11 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 	return -1;
 }
 
-/* Called with s locked when its last kept connection left: a set no epoll instance
- * holds is released (its descriptors closed); a large array is given back. */
+/* Called with s locked when its last kept connection left: a large array is given
+ * back (the set itself lives as long as its listener: see create). */
 static void emptied(struct set *s)
 {
-	if (!s->nested)
-		destroy(s, 1);
-	else if (s->cap >= KEPT_SHRINK)
+	if (s->cap >= KEPT_SHRINK)
 		free_array(s);
 }
 
@@ -560,17 +558,13 @@ void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 	}
 	if (!ev)
 		return;
-	if ((s = create(fd, li.cookie, li.family, true)) &&
-	    nest(epfd, op, s, ev->events, ev->data) == 0) {
-		if ((li.lflags & PS_LISTENER_UNNESTED) || !(li.lflags & PS_LISTENER_WATCHED)) {
-			li.lflags = (li.lflags & ~PS_LISTENER_UNNESTED) | PS_LISTENER_WATCHED;
-			ps_fd_set(fd, &li);
-		}
-		return;
-	}
-	/* Not nested (EMFILE, ENOMEM…): the application could not hear of a kept
-	 * connection. Remembered, to be tried again when one needs keeping. */
-	li.lflags |= PS_LISTENER_UNNESTED | PS_LISTENER_WATCHED;
+	/* The registration is remembered either way: a fork child nests its own set into
+	 * the instance it inherited (ps_keep_init), and one not nested now (EMFILE,
+	 * ENOMEM…) is tried again when a connection needs keeping. */
+	bool nested = (s = create(fd, li.cookie, li.family)) &&
+		      nest(epfd, op, s, ev->events, ev->data) == 0;
+	li.lflags = (nested ? li.lflags & ~PS_LISTENER_UNNESTED
+			    : li.lflags | PS_LISTENER_UNNESTED) | PS_LISTENER_WATCHED;
 	li.reg.epfd = epfd;
 	li.reg.events = ev->events;
 	li.reg.data = ev->data.u64;
@@ -597,8 +591,9 @@ static void forget_one(struct set *s, int v, void *ctx)
 	unsigned lfd1 = (unsigned)v;
 	if (v <= 0)
 		return;
-	int own = (unsigned)s->epfd >= r->first && (unsigned)s->epfd <= r->last;
-	own |= (unsigned)s->tfd >= r->first && (unsigned)s->tfd <= r->last;
+	int closed = ((unsigned)s->epfd >= r->first && (unsigned)s->epfd <= r->last ? OWN_EPFD : 0) |
+		     ((unsigned)s->tfd >= r->first && (unsigned)s->tfd <= r->last ? OWN_TFD : 0);
+	bool own = closed != 0;
 	/* The listener closed, or the application closed our descriptors: either way the
 	 * set cannot work any more. */
 	bool dead = (lfd1 - 1 >= r->first && lfd1 - 1 <= r->last) || own;
@@ -606,12 +601,12 @@ static void forget_one(struct set *s, int v, void *ctx)
 		if (atomic_load(&s->lfd1) != v)
 			;  /* released meanwhile */
 		else if (dead)
-			destroy(s, !own);
+			destroy(s, OWN_BOTH & ~closed);
 		else
 			drop_closed(s, r->first, r->last);
 		unlock(&s->lock);
 	} else if (dead) {  /* held by the code this signal handler interrupted */
-		atomic_store(&s->doom_closes_own, !own);
+		atomic_store(&s->doom_closes, OWN_BOTH & ~closed);
 		atomic_store(&s->lfd1, DOOMED);
 	}
 	/* Not dead and locked by the interrupted code: its kept connections among the
@@ -657,25 +652,42 @@ static void scratch_put(struct scratch *sc)
 		munmap(sc->p, sc->len);
 }
 
+/* Puts the m set descriptors in entries of 'all' (n of them, the caller's copy) whose
+ * fd is negative, which the kernel skips: for an array as long as RLIMIT_NOFILE allows,
+ * where appending fails with EINVAL. pos[j]: where extra j went, n when it found no
+ * room (that listener then hears of its kept connections at the next accept). */
+static void borrow(struct pollfd *all, nfds_t n, nfds_t m, nfds_t *pos)
+{
+	nfds_t free = 0;
+	for (nfds_t j = 0; j < m; j++) {
+		while (free < n && all[free].fd >= 0)
+			free++;
+		pos[j] = free;
+		if (free < n)
+			all[free++] = all[n + j];
+	}
+}
+
 int ps_keep_poll(struct pollfd *fds, nfds_t n, ps_poll_call call, void *ctx)
 {
 	struct scratch sc;
 	struct set *s;
 	if (!atomic_load_explicit(&kept_total, memory_order_relaxed) || !n ||
-	    n > (SIZE_MAX / 3) / sizeof(struct pollfd))
+	    n > (SIZE_MAX / 4) / sizeof(struct pollfd))
 		return call(fds, n, ctx);
-	/* The caller's entries, then one per watched listener (at most n), then the index
-	 * of each one's listener. */
-	struct pollfd *all = scratch_get(&sc, 3 * n * sizeof(struct pollfd));
+	/* The caller's entries, then one per watched listener (at most n), then for each of
+	 * those its listener's index and its own. */
+	struct pollfd *all = scratch_get(&sc, 4 * n * sizeof(struct pollfd));
 	if (!all) {  /* no memory: kept connections are still decided at the next accept */
 		ps_log_limited("poll: no memory to add %lu descriptors' kept connections",
 			       (unsigned long)n);
 		return call(fds, n, ctx);
 	}
-	nfds_t *owner = (nfds_t *)(all + 2 * n), m = 0;
+	nfds_t *owner = (nfds_t *)(all + 2 * n), *pos = owner + n, m = 0;
 	for (nfds_t i = 0; i < n; i++) {
 		if ((fds[i].events & POLLIN) && (s = watched(fds[i].fd))) {
 			owner[m] = i;
+			pos[m] = n + m;
 			all[n + m++] = (struct pollfd){.fd = s->epfd, .events = POLLIN};
 		}
 	}
@@ -684,16 +696,28 @@ int ps_keep_poll(struct pollfd *fds, nfds_t n, ps_poll_call call, void *ctx)
 		return call(fds, n, ctx);
 	}
 	memcpy(all, fds, n * sizeof(*fds));
-	int r = call(all, n + m, ctx);
+	nfds_t total = n + m;
+	int r = call(all, total, ctx);
+	if (r < 0 && errno == EINVAL) {  /* more entries than RLIMIT_NOFILE */
+		borrow(all, n, m, pos);
+		total = n;
+		r = call(all, total, ctx);
+	}
 	for (nfds_t j = 0; r > 0 && j < m; j++) {
-		struct pollfd *o = &all[owner[j]];
-		if (!(all[n + j].revents & POLLIN))
+		if (pos[j] >= total || !all[pos[j]].revents)
 			continue;
-		r--;  /* ours */
+		r--;  /* ours, whatever it reports */
+		struct pollfd *o = &all[owner[j]];
+		if (!(all[pos[j]].revents & POLLIN))
+			continue;
 		if (!o->revents)
 			r++;  /* the listener becomes ready instead */
 		o->revents |= POLLIN;
 	}
+	for (nfds_t j = 0; total == n && j < m; j++)  /* borrowed entries given back */
+		if (pos[j] < n)
+			all[pos[j]] = (struct pollfd){.fd = fds[pos[j]].fd,
+						      .events = fds[pos[j]].events};
 	if (r >= 0)
 		memcpy(fds, all, n * sizeof(*fds));
 	scratch_put(&sc);
@@ -808,7 +832,19 @@ static void drop_parents(struct set *s, int v, void *ctx)
 	(void)v;
 	(void)ctx;
 	ps_lock_reset(&s->lock);
-	destroy(s, 1);
+	destroy(s, OWN_BOTH);
+}
+
+/* A listener the parent registered in an epoll instance the child inherits: the
+ * child's own set is nested there when it first keeps a connection (renest). */
+static void renest_later(int fd, const struct ps_fdinfo *info, void *ctx)
+{
+	(void)ctx;
+	if (info->kind == PS_FD_LISTENER && (info->lflags & PS_LISTENER_WATCHED)) {
+		struct ps_fdinfo li = *info;
+		li.lflags |= PS_LISTENER_UNNESTED;
+		ps_fd_set(fd, &li);
+	}
 }
 
 void ps_keep_init(void)
@@ -816,6 +852,7 @@ void ps_keep_init(void)
 	/* In a fork child: the kept connections are the parent's to serve; drop our
 	 * copies (and the sets' descriptors) so that closing them there really closes. */
 	each_set(drop_parents, NULL);
+	ps_fd_each(renest_later, NULL);
 	ps_lock_reset(&create_lock);
 	live_sets = 0;
 	sweep_at = 64;

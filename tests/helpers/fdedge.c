@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -73,6 +74,11 @@ static void usage(FILE *f)
 	      "  poll-once: one poll, then a plain accept loop: never ECONNABORTED\n"
 	      "  nb-then-block: a listener made blocking with fcntl in a select loop: the\n"
 	      "      loop keeps control while a header is late\n"
+	      "  poll-at-nofile: a poll array as long as RLIMIT_NOFILE (64; the listener and\n"
+	      "      negative entries) while a header is late: never EINVAL, the connection\n"
+	      "      is accepted when it completes\n"
+	      "  fork-epoll: the listener in an epoll instance made before fork; the child\n"
+	      "      keeps a late connection and hears of it in that instance\n"
 	      "  popen-fclose: fclose of a popen stream waits for its child, later popen\n"
 	      "      calls work, the modes glibc takes are taken\n"
 	      "  child FD...: (internal) prints each FD's peer as 'peer FD=ADDR:PORT'\n", f);
@@ -137,6 +143,14 @@ static void put(int fd, const char *s)
 {
 	if (write(fd, s, strlen(s)) != (ssize_t)strlen(s))
 		die_errno("write");
+}
+
+/* The rest of a v1 header begun with "PROXY TCP4 ": CLIENT_IP:cport as the client. */
+static void header_rest(int fd, int cport, int port)
+{
+	char h[96];
+	snprintf(h, sizeof(h), "%s 127.0.0.1 %d %d\r\n", CLIENT_IP, cport, port);
+	put(fd, h);
 }
 
 /* The v1 header naming CLIENT_IP:cport as the client of a connection to port. */
@@ -520,6 +534,72 @@ static int poll_once(void)
 	printf("first %s; then %d ECONNABORTED; accepted %s\n", fd0 >= 0 ? "served" : "lost",
 	       aborted, fd >= 0 ? peer_str(fd) : "nothing");
 	return verdict(aborted == 0 && fd >= 0, "a plain accept loop after one poll is never aborted");
+}
+
+/* poll() may take as many entries as RLIMIT_NOFILE (negative ones are skipped): the
+ * set of a listener with a kept connection must not push it past (EINVAL). */
+static int poll_at_nofile(void)
+{
+	int l = listener(0, 1), port = port_of(l, 0);
+	int c = dial(PROXY_IP, 0, port);
+	put(c, "PROXY TCP4 ");
+	struct rlimit rl = {64, 64};
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		die_errno("setrlimit");
+	struct pollfd p[64];
+	for (int i = 0; i < 64; i++)
+		p[i] = (struct pollfd){.fd = -1};
+	p[0] = (struct pollfd){.fd = l, .events = POLLIN};
+	int fd = -1, einval = 0, wrong = 0;
+	bool sent = false;
+	for (long long end = now_ms() + 5000; fd < 0 && now_ms() < end;) {
+		int r = poll(p, 64, 100);
+		if (r < 0)
+			einval += errno == EINVAL;
+		for (int i = 1; r > 0 && i < 64; i++)
+			wrong += p[i].revents != 0 || p[i].fd != -1;
+		if (r > 0 && (p[0].revents & POLLIN))
+			fd = accept(l, NULL, NULL);
+		if (!sent) {  /* the first look kept it aside; now the rest of the header */
+			header_rest(c, 7777, port);
+			sent = true;
+		}
+	}
+	printf("poll errors EINVAL %d, entries changed %d, accepted %s\n", einval, wrong,
+	       fd >= 0 ? peer_str(fd) : "nothing");
+	return verdict(!einval && !wrong && fd >= 0 && strstr(peer_str(fd), CLIENT_IP),
+		       "a full-length poll array still hears of the kept connection");
+}
+
+/* An epoll instance made before fork is shared with the child: a connection the child
+ * keeps must make the listener readable there. */
+static int fork_epoll(void)
+{
+	int l = listener(0, 1), port = port_of(l, 0), ep = epoll_create1(0);
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = l};
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev) < 0)
+		die_errno("epoll");
+	pid_t pid = fork();
+	if (pid == 0) {
+		int c = dial(PROXY_IP, 0, port), fd = -1;
+		put(c, "PROXY TCP4 ");
+		bool sent = false;
+		for (long long end = now_ms() + 4000; fd < 0 && now_ms() < end;) {
+			struct epoll_event got;
+			if (epoll_wait(ep, &got, 1, 200) == 1 && got.data.fd == l)
+				fd = accept4(l, NULL, NULL, SOCK_NONBLOCK);
+			if (fd < 0 && !sent && errno == EAGAIN) {  /* kept: now the rest */
+				header_rest(c, 7778, port);
+				sent = true;
+			}
+		}
+		printf("child accepted %s\n", fd >= 0 ? peer_str(fd) : "nothing");
+		_exit(fd >= 0 && strstr(peer_str(fd), CLIENT_IP) ? 0 : 1);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	return verdict(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		       "the child hears of its kept connection in the inherited instance");
 }
 
 /* A listener made non-blocking, then blocking again (fcntl), in a select loop: after a
@@ -931,6 +1011,10 @@ int main(int argc, char **argv)
 		return keep_race();
 	if (!strcmp(s, "popen-fclose"))
 		return popen_fclose();
+	if (!strcmp(s, "poll-at-nofile"))
+		return poll_at_nofile();
+	if (!strcmp(s, "fork-epoll"))
+		return fork_epoll();
 	if (!strcmp(s, "exec-self"))
 		return exec_self();
 	if (!strcmp(s, "exec-how") && argc > 2)

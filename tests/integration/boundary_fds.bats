@@ -52,3 +52,13 @@ EDGE_TIMEOUT_MS=500  # fdedge's header timeout in this file (edge, helpers.bash)
 	edge keep-race
 	[[ $OUT == *"closed by the application; forgotten"* ]]
 }
+
+@test "a poll array as long as RLIMIT_NOFILE (64, the listener and negative entries) while a header is late: never EINVAL, the kept connection is accepted" {
+	edge poll-at-nofile
+	[[ $OUT == *"ok: a full-length poll array still hears of the kept connection"* ]]
+}
+
+@test "an epoll instance made before fork: the child's kept connection makes the listener readable there" {
+	edge fork-epoll
+	[[ $OUT == *"ok: the child hears of its kept connection in the inherited instance"* ]]
+}
