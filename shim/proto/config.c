@@ -146,7 +146,7 @@ int ps_config_parse(struct ps_config *c, ps_getenv_fn get, char *err, size_t err
 	    (l = pick(get, "PROXYSHIM_LOCAL", local, 0, err, errlen)) < 0 ||
 	    (v = pick(get, "PROXYSHIM_LOG_LEVEL", level, PS_LOG_WARN, err, errlen)) < 0 ||
 	    parse_ms(get, "PROXYSHIM_TIMEOUT_MS", 600000, 3000, &c->timeout_ms, err, errlen) ||
-	    parse_num(get, "PROXYSHIM_KEEP_MAX", "connections", 1, PS_KEEP_MAX_LIMIT, 1024,
+	    parse_num(get, "PROXYSHIM_KEEP_MAX", "connections", 1, PS_KEEP_MAX_LIMIT, 4096,
 		      &c->keep_max, err, errlen) ||
 	    parse_log(c, get, err, errlen) ||
 	    parse_list(get, "PROXYSHIM_UDP_PORTS", &c->udp_ports, portset_parse, err, errlen) ||

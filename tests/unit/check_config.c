@@ -69,7 +69,7 @@ static const struct {
 	{ F_POLICY, PS_POLICY_REQUIRE }, { F_UNTRUSTED, PS_UNTRUSTED_PASS },
 	{ F_TIMEOUT, 3000 }, { F_LOCAL, PS_LOCAL_REAL }, { F_LOG, PS_LOG_STDERR },
 	{ F_LEVEL, PS_LOG_WARN }, { F_UDP, false }, { F_UDP_FIRST, false },
-	{ F_UDP_IDLE, 30000 }, { F_SEND_UDP, false }, { F_KEEP_MAX, 1024 },
+	{ F_UDP_IDLE, 30000 }, { F_SEND_UDP, false }, { F_KEEP_MAX, 4096 },
 	{ F_UDP_FLOWS, 4096 },
 };
 
