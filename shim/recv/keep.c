@@ -53,17 +53,8 @@ static _Atomic unsigned kept_total;  /* fast path: nothing kept anywhere */
 static unsigned live_sets, sweep_at = 64;  /* under create_lock */
 
 
-/* The locks (shim/rt/lock.h): held by this very thread means a signal handler
- * interrupted the holder. Callers fall back (wait, skip, or doom the set). */
-static bool lock(struct ps_lock *l)
-{
-	return ps_lock(l);
-}
-
-static void unlock(struct ps_lock *l)
-{
-	ps_unlock(l);
-}
+/* Locks are shim/rt/lock.h's: one held by this very thread (a signal handler interrupted
+ * the holder) is refused at once; callers fall back (wait, skip, or doom the set). */
 
 /* lfd's slot; NULL beyond the table, or when its page was never mapped and 'map' is
  * false (or mapping fails). mmap, not malloc: safe in a signal handler. */
@@ -164,10 +155,10 @@ static void destroy(struct set *s, int close)
  * destroyed now. */
 static void release(struct set *s)
 {
-	unlock(&s->lock);
-	if (atomic_load(&s->lfd1) == DOOMED && lock(&s->lock)) {
+	ps_unlock(&s->lock);
+	if (atomic_load(&s->lfd1) == DOOMED && ps_lock(&s->lock)) {
 		destroy(s, atomic_load(&s->doom_closes));
-		unlock(&s->lock);
+		ps_unlock(&s->lock);
 	}
 }
 
@@ -177,10 +168,10 @@ static void release(struct set *s)
 static void sweep_one(struct set *s, int v, void *ctx)
 {
 	unsigned *live = ctx;
-	if (v > 0 && ps_fd_cookie(v - 1) != s->lcookie && lock(&s->lock)) {
+	if (v > 0 && ps_fd_cookie(v - 1) != s->lcookie && ps_lock(&s->lock)) {
 		if (atomic_load(&s->lfd1) == v)
 			destroy(s, OWN_BOTH);
-		unlock(&s->lock);
+		ps_unlock(&s->lock);
 	}
 	*live += atomic_load(&s->lfd1) != 0;
 }
@@ -206,24 +197,24 @@ static struct set *create(int lfd, uint64_t lcookie, int family)
 	struct set *s = find(lfd, lcookie);
 	if (s)
 		return s;
-	if (!lock(&create_lock))
+	if (!ps_lock(&create_lock))
 		return NULL;
 	if ((s = find(lfd, lcookie))) {  /* made meanwhile */
-		unlock(&create_lock);
+		ps_unlock(&create_lock);
 		return s;
 	}
 	if (!(s = slot(lfd, true))) {
-		unlock(&create_lock);
+		ps_unlock(&create_lock);
 		return NULL;
 	}
 	/* The number held another listener whose close the hooks missed. */
-	if (atomic_load(&s->lfd1) && lock(&s->lock)) {
+	if (atomic_load(&s->lfd1) && ps_lock(&s->lock)) {
 		if (atomic_load(&s->lfd1))
 			destroy(s, OWN_BOTH);
-		unlock(&s->lock);
+		ps_unlock(&s->lock);
 	}
 	if (atomic_load(&s->lfd1)) {  /* locked by an interrupted thread */
-		unlock(&create_lock);
+		ps_unlock(&create_lock);
 		return NULL;
 	}
 	sweep();
@@ -237,7 +228,7 @@ static struct set *create(int lfd, uint64_t lcookie, int family)
 		if (tfd >= 0)
 			real_close(tfd);
 		live_sets--;
-		unlock(&create_lock);
+		ps_unlock(&create_lock);
 		return NULL;  /* no set: the caller refuses the connection (logged) */
 	}
 	s->k = NULL;
@@ -250,7 +241,7 @@ static struct set *create(int lfd, uint64_t lcookie, int family)
 	ps_fd_set(tfd, &(struct ps_fdinfo){.kind = PS_FD_OWN});
 	ps_lock_reset(&s->lock);
 	atomic_store(&s->lfd1, lfd + 1);
-	unlock(&create_lock);
+	ps_unlock(&create_lock);
 	return s;
 }
 
@@ -375,21 +366,14 @@ int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *pee
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
 	struct kept k = {.fd = fd, .deadline = ps_now_ms() + c->timeout_ms, .cookie = ps_fd_cookie(fd),
 			 .peer = *peer, .nonblock = nonblock};
-	bool unnested = li->lflags & PS_LISTENER_UNNESTED;
-	struct set *s = NULL;
-	/* The listener may be closed (its set released) between the lookup and the lock:
-	 * looked up again, a bounded number of times. */
-	for (int tries = 0; !s && tries < 3; tries++) {
-		if (!(s = create(lfd, li->cookie, li->family)) || !k.cookie ||
-		    (unnested && !renest(lfd, li, s)) || !lock(&s->lock))
-			return -1;
-		if (atomic_load(&s->lfd1) != lfd + 1 || s->lcookie != li->cookie) {
-			release(s);  /* released, or the listener was closed meanwhile */
-			s = NULL;
-		}
-	}
-	if (!s)
+	struct set *s = create(lfd, li->cookie, li->family);
+	if (!s || !k.cookie || ((li->lflags & PS_LISTENER_UNNESTED) && !renest(lfd, li, s)) ||
+	    !ps_lock(&s->lock))
 		return -1;
+	if (atomic_load(&s->lfd1) != lfd + 1 || s->lcookie != li->cookie) {
+		release(s);  /* the listener was closed meanwhile */
+		return -1;
+	}
 	if (!grow(s, c->keep_max)) {
 		if (!s->n) {
 			release(s);
@@ -499,7 +483,7 @@ int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 		const char *why = NULL;
 		enum ps_take r;
 		struct kept k;
-		if (!lock(&s->lock))
+		if (!ps_lock(&s->lock))
 			return -1;
 		/* Released (and perhaps reused) since find: not this listener's any more. */
 		if (atomic_load(&s->lfd1) != lfd + 1 || s->lcookie != li->cookie) {
@@ -597,14 +581,14 @@ static void forget_one(struct set *s, int v, void *ctx)
 	/* The listener closed, or the application closed our descriptors: either way the
 	 * set cannot work any more. */
 	bool dead = (lfd1 - 1 >= r->first && lfd1 - 1 <= r->last) || own;
-	if (lock(&s->lock)) {
+	if (ps_lock(&s->lock)) {
 		if (atomic_load(&s->lfd1) != v)
 			;  /* released meanwhile */
 		else if (dead)
 			destroy(s, OWN_BOTH & ~closed);
 		else
 			drop_closed(s, r->first, r->last);
-		unlock(&s->lock);
+		ps_unlock(&s->lock);
 	} else if (dead) {  /* held by the code this signal handler interrupted */
 		atomic_store(&s->doom_closes, OWN_BOTH & ~closed);
 		atomic_store(&s->lfd1, DOOMED);

@@ -80,17 +80,8 @@ static inline struct udp_sock *slot(uint32_t i)
 static pthread_key_t scratch_key;
 static __thread __attribute__((tls_model("initial-exec"))) uint8_t *scratch;
 
-/* The locks (shim/rt/lock.h): a slot's held by this very thread (a signal handler
+/* Locks are shim/rt/lock.h's: a slot's held by this very thread (a signal handler
  * interrupted it) makes the caller go on without the flow table. */
-static bool lock(struct ps_lock *l)
-{
-	return ps_lock(l);
-}
-
-static void unlock(struct ps_lock *l)
-{
-	ps_unlock(l);
-}
 
 /* Flow idle times are long (default 30 s): the coarse clock (a few ms) is enough and
  * the cheapest read. */
@@ -219,7 +210,7 @@ static bool reset_slot(uint32_t i, uint64_t cookie, uint16_t port)
 	struct udp_sock *s = slot(i);
 	uint32_t cap = ps_active()->udp_flows;
 	size_t head = (sizeof(struct ps_udpmap) + 15) & ~(size_t)15;
-	if (!lock(&s->lock))
+	if (!ps_lock(&s->lock))
 		return false;
 	if (s->map && s->map->cap != cap) {  /* never: the configuration is fixed at load */
 		munmap(s->map, s->map_bytes);
@@ -240,7 +231,7 @@ static bool reset_slot(uint32_t i, uint64_t cookie, uint16_t port)
 	s->dropped = 0;
 	__atomic_store_n(&s->port, port, __ATOMIC_RELAXED);
 	s->cookie = s->map ? cookie : 0;
-	unlock(&s->lock);
+	ps_unlock(&s->lock);
 	return s->map != NULL;
 }
 
@@ -290,12 +281,12 @@ static bool record(int fd, int family, uint64_t cookie, uint16_t port)
 {
 	struct ps_fdinfo e = {.kind = PS_FD_UDP, .family = (uint16_t)family, .cookie = cookie,
 			      .slot = NO_SLOT};
-	bool locked = cookie && lock(&socks_lock);
+	bool locked = cookie && ps_lock(&socks_lock);
 	if (locked)
 		e.slot = find_slot(cookie, port);
 	bool ok = ps_fd_set(fd, &e);
 	if (locked)
-		unlock(&socks_lock);
+		ps_unlock(&socks_lock);
 	if (ok && e.slot == NO_SLOT)
 		ps_log(PS_LOG_ERROR, "udp fd %d: no flow table for this socket (no memory for one): "
 		       "headers are still removed, but replies are not routed to proxies "
@@ -371,11 +362,11 @@ static enum ps_dgram_verdict judge(int fd, const struct ps_fdinfo *e, const uint
 		return PS_DGRAM_DROP;
 	}
 	ps_addr_unmap(&real);
-	bool locked = s->map && lock(&s->lock);
+	bool locked = s->map && ps_lock(&s->lock);
 	enum ps_dgram_verdict v = ps_dgram_judge(c, locked ? s->map : NULL, e->family, &real,
 						 buf, n, now_ms(), commit, d);
 	if (locked)
-		unlock(&s->lock);
+		ps_unlock(&s->lock);
 	if (commit && d->evicted)
 		evicted(fd, s->map->cap, &d->gone);
 	if (commit && v == PS_DGRAM_DROP)
@@ -474,12 +465,12 @@ static bool flow_in(struct udp_sock *s, uint16_t port, int family,
 		    const struct ps_addr *client, uint64_t now, unsigned idle_ms,
 		    struct ps_addr *proxy)
 {
-	if (!lock(&s->lock))
+	if (!ps_lock(&s->lock))
 		return false;
 	bool found = __atomic_load_n(&s->cookie, __ATOMIC_RELAXED) && s->map &&
 		     (!port || s->port == port) &&
 		     ps_udpmap_find_proxy(s->map, client, now, idle_ms, proxy);
-	unlock(&s->lock);
+	ps_unlock(&s->lock);
 	return found && (family == AF_INET6 || proxy->family == AF_INET);  /* stored unmapped */
 }
 
@@ -668,7 +659,7 @@ void ps_udp_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 {
 	struct ps_fdinfo e;
 	bool sel = ps_udp_get(fd, &e);
-	if ((!sel && !ps_udp_epoll_watched()) || !lock(&regs_lock))
+	if ((!sel && !ps_udp_epoll_watched()) || !ps_lock(&regs_lock))
 		return;
 	unsigned i = 0;
 	while (i < ps_udp_nregs && !(regs[i].epfd == epfd && regs[i].fd == fd))
@@ -689,7 +680,7 @@ void ps_udp_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 			ps_log_limited("udp fd %d: no memory for its epoll registration (%u "
 				       "registrations): its readiness is not filtered", fd, regs_cap);
 	}
-	unlock(&regs_lock);
+	ps_unlock(&regs_lock);
 }
 
 /* The selected socket behind an event of epfd: the registration with that event data,
@@ -697,14 +688,14 @@ void ps_udp_epoll(int epfd, int op, int fd, const struct epoll_event *ev)
 static bool event_reg(int epfd, uint64_t data, struct reg *out)
 {
 	int found = 0;
-	if (!lock(&regs_lock))
+	if (!ps_lock(&regs_lock))
 		return false;
 	for (unsigned k = 0; k < ps_udp_nregs; k++)
 		if (regs[k].epfd == epfd && regs[k].data == data) {
 			*out = regs[k];
 			found++;
 		}
-	unlock(&regs_lock);
+	ps_unlock(&regs_lock);
 	return found == 1;
 }
 
