@@ -148,7 +148,13 @@ struct caller {
 	bool ready, waited;
 	int wk;     /* enum wait_kind once decided, -1 before */
 	int flags;  /* accept4's: SOCK_NONBLOCK, SOCK_CLOEXEC */
+	int extra;  /* SOCK_CLOEXEC when the shim added it to the real accept4 */
 };
+
+/* Whether this thread's last trusted connection had to be kept aside: the next one is
+ * then accepted close-on-exec, as a kept connection must be, which saves a system call
+ * when it is kept too and costs one (the flag cleared) when it is not. */
+static __thread __attribute__((tls_model("initial-exec"))) bool keep_likely;
 
 static enum wait_kind wait_kind(int lfd, const struct ps_fdinfo *li, struct caller *cl)
 {
@@ -181,9 +187,14 @@ static int admit(int lfd, int fd, const struct ps_config *c, struct ps_fdinfo *l
 		}
 		return drop(fd);
 	}
-	enum ps_take t = ps_try_header(fd, c, &h, &why, 0);
+	bool raised;
+	enum ps_take t = ps_try_header(fd, c, &h, &why, 0, &raised);
+	keep_likely = t == PS_TAKE_MORE;
 	if (t == PS_TAKE_MORE) {
-		if (ps_keep_add(lfd, li, fd, &peer, cl->flags & SOCK_NONBLOCK) == 0)
+		int how = (cl->flags & SOCK_NONBLOCK ? PS_KEEP_NONBLOCK : 0) |
+			  (raised ? PS_KEEP_LOWAT : 0) |
+			  ((cl->flags | cl->extra) & SOCK_CLOEXEC ? PS_KEEP_CLOEXEC : 0);
+		if (ps_keep_add(lfd, li, fd, &peer, how) == 0)
 			return 1;
 		if (wait_kind(lfd, li, cl) == W_BLOCK) {  /* no room to keep it: the bounded wait */
 			t = ps_take_header(fd, c, &h, &why);
@@ -339,25 +350,35 @@ int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 	/* Each readiness report is taken by one accept; 'waited': a readiness wait came
 	 * between this thread's previous accept on lfd and this one. */
 	struct caller cl = {.wk = -1, .flags = flags, .waited = last_fd != lfd || last_waits != ps_waits,
+			    .extra = keep_likely && !(flags & SOCK_CLOEXEC) ? SOCK_CLOEXEC : 0,
 			    .ready = __atomic_load_n(&ps_blocking_listeners, __ATOMIC_RELAXED) &&
 				     ps_ready_take(lfd)};
 	last_fd = lfd;
 	last_waits = ps_waits;
+	bool look = true;  /* at the kept connections */
 	for (bool acted = false;; acted = true) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		int fd = kept(lfd, &li, c, flags, addr ? *alen : 0, &ss, &sl, &acted);
+		int fd = look ? kept(lfd, &li, c, flags, addr ? *alen : 0, &ss, &sl, &acted) : -1;
+		look = true;
 		if (fd < 0) {
 			int next = before_accept(lfd, &li, acted, &cl);
 			if (next < 0)
 				return -1;
 			if (next > 0)
 				continue;
-			fd = real_accept4(lfd, (struct sockaddr *)&ss, &sl, flags);
+			fd = real_accept4(lfd, (struct sockaddr *)&ss, &sl, flags | cl.extra);
 			if (fd < 0)
 				return fd;
-			if (admit(lfd, fd, c, &li, &ss, &sl, addr ? *alen : 0, &cl) != 0)
-				continue;  /* closed or kept: the next one, as the caller waits */
+			if (admit(lfd, fd, c, &li, &ss, &sl, addr ? *alen : 0, &cl) != 0) {
+				/* Closed or kept: the next one, as the caller waits. The kept ones
+				 * were looked at in this call: one decided since makes the
+				 * listener readable anew (its set wakes every wait on it). */
+				look = false;
+				continue;
+			}
+			if (cl.extra)
+				real_fcntl(fd, F_SETFD, 0);  /* not kept after all */
 		}
 		if (addr)
 			copy_out(addr, alen, &ss, sl);

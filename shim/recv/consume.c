@@ -181,7 +181,7 @@ enum ps_take ps_take_header_within(int fd, const struct ps_config *c, struct pp_
 }
 
 enum ps_take ps_try_header(int fd, const struct ps_config *c, struct pp_header *h,
-			   const char **why, int flags)
+			   const char **why, int flags, bool *raised)
 {
 	struct peek p = {.fd = fd, .cap = SMALL_PEEK, .lowat = flags & PS_TRY_KEPT ? 0 : 1};
 	p.buf = p.small;
@@ -190,6 +190,8 @@ enum ps_take ps_try_header(int fd, const struct ps_config *c, struct pp_header *
 	if (r == PS_TAKE_MORE && (flags & PS_TRY_EXPIRED))
 		r = expire(&p, c, why);
 	set_lowat(&p, r == PS_TAKE_MORE && p.want > 1 ? (int)p.want : 1);
+	if (raised)
+		*raised = p.lowat != 1;  /* unknown (a failed reset) counts as raised */
 	release(&p);
 	errno = saved;
 	return r;

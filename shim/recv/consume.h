@@ -30,8 +30,10 @@ enum ps_take ps_take_header_within(int fd, const struct ps_config *c, struct pp_
 
 /* One look without waiting. On PS_TAKE_MORE, SO_RCVLOWAT is left at the bytes still
  * needed, so that poll/epoll report fd readable only when there is progress to make
- * (or the peer hung up); otherwise it is back at 1. */
+ * (or the peer hung up); otherwise it is back at 1. *raised (if not NULL): whether it
+ * is left above 1, for the caller to pass PS_TRY_KEPT next time (a system call saved
+ * on every header that simply came late). */
 enum ps_take ps_try_header(int fd, const struct ps_config *c, struct pp_header *h,
-			   const char **why, int flags);
+			   const char **why, int flags, bool *raised);
 
 #endif

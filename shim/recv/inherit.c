@@ -433,7 +433,7 @@ static void adopt_fd(int fd, const struct ps_config *c, const struct ps_fdinfo *
 	}
 	/* PS_TRY_KEPT: a parent may have left SO_RCVLOWAT raised (deferred too); it is
 	 * back at 1 unless the header is still incomplete. */
-	enum ps_take r = ps_try_header(fd, c, &h, &why, PS_TRY_KEPT);
+	enum ps_take r = ps_try_header(fd, c, &h, &why, PS_TRY_KEPT, NULL);
 	if (r == PS_TAKE_MORE) {
 		defer(fd, local.family, &peer, cookie, c);
 		return;
@@ -501,7 +501,7 @@ static int finish(int fd, const struct ps_fdinfo *e, const struct ps_config *c, 
 		return 1;
 	}
 	if (!wait && fl >= 0 && (fl & O_NONBLOCK))
-		r = ps_try_header(fd, c, &h, &why, PS_TRY_KEPT | (left <= 0 ? PS_TRY_EXPIRED : 0));
+		r = ps_try_header(fd, c, &h, &why, PS_TRY_KEPT | (left <= 0 ? PS_TRY_EXPIRED : 0), NULL);
 	else
 		r = ps_take_header_within(fd, c, &h, &why, left > 0 ? left : 0);
 	if (r == PS_TAKE_MORE)

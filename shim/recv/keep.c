@@ -20,6 +20,7 @@
 #define KEPT_FIRST 16         /* entries of a set's first array; it doubles up to the
 			       * configured bound (PROXYSHIM_KEEP_MAX) */
 #define KEPT_SHRINK 256       /* an emptied array at least this large is given back */
+#define READY_MAX 16          /* events taken from a set's epoll instance at once */
 
 struct kept {
 	int fd;
@@ -29,6 +30,7 @@ struct kept {
 			      * number for the application's own files */
 	struct ps_addr peer;
 	bool nonblock;       /* as accepted (O_NONBLOCK) */
+	bool lowat;          /* SO_RCVLOWAT left raised (part of the header came) */
 };
 
 #define DOOMED -1       /* lfd1 of a set to destroy when its lock is released */
@@ -44,6 +46,11 @@ struct set {
 	int epfd, tfd;       /* the set's epoll instance and its deadline timer */
 	unsigned n, cap;
 	struct kept *k;      /* cap entries, mmap'd (NULL when cap is 0) */
+	/* Events of the set's last epoll_wait not yet looked at: one wait serves the
+	 * accepts of every connection it found decided. Kept sockets are registered
+	 * level-triggered, so one dropped here is reported again. */
+	unsigned next, nready;
+	struct epoll_event ready[READY_MAX];
 };
 
 static struct set *_Atomic pages[PAGES];
@@ -147,7 +154,7 @@ static void destroy(struct set *s, int close)
 	if (close & OWN_TFD)
 		close_own(s->tfd);
 	free_array(s);
-	s->n = 0;
+	s->n = s->next = s->nready = 0;
 	atomic_store(&s->lfd1, 0);
 }
 
@@ -232,7 +239,7 @@ static struct set *create(int lfd, uint64_t lcookie, int family)
 		return NULL;  /* no set: the caller refuses the connection (logged) */
 	}
 	s->k = NULL;
-	s->n = s->cap = 0;
+	s->n = s->cap = s->next = s->nready = 0;
 	s->family = family;
 	s->epfd = epfd;
 	s->tfd = tfd;
@@ -359,13 +366,19 @@ static unsigned oldest(const struct set *s)
 	return o;
 }
 
-int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer,
-		bool nonblock)
+/* A kept socket's registration in its set: level-triggered (see struct set). */
+static int watch(struct set *s, int fd)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
+	return real_epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer, int how)
 {
 	const struct ps_config *c = ps_active();
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
 	struct kept k = {.fd = fd, .deadline = ps_now_ms() + c->timeout_ms, .cookie = ps_fd_cookie(fd),
-			 .peer = *peer, .nonblock = nonblock};
+			 .peer = *peer, .nonblock = how & PS_KEEP_NONBLOCK,
+			 .lowat = how & PS_KEEP_LOWAT};
 	struct set *s = create(lfd, li->cookie, li->family);
 	if (!s || !k.cookie || ((li->lflags & PS_LISTENER_UNNESTED) && !renest(lfd, li, s)) ||
 	    !ps_lock(&s->lock))
@@ -388,14 +401,15 @@ int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *pee
 		remove_at(s, o);
 		close_kept(&old);
 	}
-	if (real_epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+	if (watch(s, fd) < 0) {
 		release(s);
 		return -1;
 	}
 	ps_fd_set(fd, &(struct ps_fdinfo){.kind = PS_FD_KEPT, .cookie = k.cookie});
 	/* The shim's until handed over (kept() sets the caller's flag then): a program
 	 * spawned meanwhile must not hold it open. */
-	real_fcntl(fd, F_SETFD, FD_CLOEXEC);
+	if (!(how & PS_KEEP_CLOEXEC))
+		real_fcntl(fd, F_SETFD, FD_CLOEXEC);
 	s->k[s->n++] = k;
 	atomic_fetch_add(&kept_total, 1);
 	if (s->n == 1)
@@ -417,7 +431,6 @@ static int index_of(const struct set *s, int fd)
 static int decide_one(struct set *s, const struct ps_config *c, struct pp_header *h,
 		      const char **why, enum ps_take *r, struct kept *out)
 {
-	struct epoll_event ev[16];
 	long long now = ps_now_ms();
 	for (unsigned i = 0; i < s->n; i++) {
 		if (s->k[i].deadline <= now) {
@@ -426,16 +439,25 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 				lost_at(s, i--);
 				continue;
 			}
-			*r = ps_try_header(fd, c, h, why, PS_TRY_KEPT | PS_TRY_EXPIRED);
+			*r = ps_try_header(fd, c, h, why, PS_TRY_KEPT | PS_TRY_EXPIRED, NULL);
 			*out = s->k[i];
 			remove_at(s, i);
 			return fd;
 		}
 	}
-	int m = real_epoll_wait(s->epfd, ev, 16, 0);  /* the real one: not an application wait */
-	bool fired = false;
-	for (int j = 0; j < m; j++) {
-		int fd = ev[j].data.fd, i = index_of(s, fd);
+	bool fired = false, waited = false;
+	for (;;) {
+		if (s->next >= s->nready) {
+			if (waited)
+				break;
+			waited = true;  /* the real one: not an application wait */
+			int m = real_epoll_wait(s->epfd, s->ready, READY_MAX, 0);
+			s->next = 0;
+			s->nready = m > 0 ? (unsigned)m : 0;
+			continue;
+		}
+		struct epoll_event e = s->ready[s->next++];
+		int fd = e.data.fd, i = index_of(s, fd);
 		uint64_t ticks;
 		if (fd == s->tfd) {
 			if (real_read(s->tfd, &ticks, sizeof(ticks)) < 0) {}
@@ -443,17 +465,29 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 			continue;
 		}
 		if (i < 0)
-			continue;
-		if (!still_ours(&s->k[i])) {
+			continue;  /* decided or forgotten since the wait */
+		/* Taken out of the set first. That also proves the number is still the
+		 * socket kept: the registration is found only for the very file it was
+		 * made with, and a close the hooks missed removed it (or the number now
+		 * holds another file). Such a number may be the application's: forgotten,
+		 * never read. */
+		if (real_epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL) < 0) {
 			lost_at(s, (unsigned)i);
 			continue;
 		}
-		int hup = ev[j].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? PS_TRY_HUP : 0;
-		*r = ps_try_header(fd, c, h, why, PS_TRY_KEPT | hup);
-		if (*r == PS_TAKE_MORE)
+		bool raised;
+		int hup = e.events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? PS_TRY_HUP : 0;
+		*r = ps_try_header(fd, c, h, why, (s->k[i].lowat ? PS_TRY_KEPT : 0) | hup, &raised);
+		if (*r == PS_TAKE_MORE) {  /* part of the header: watched again */
+			s->k[i].lowat = raised;
+			if (watch(s, fd) < 0) {  /* cannot be watched: decided now */
+				s->k[i].deadline = now;
+				rearm(s);
+			}
 			continue;
+		}
 		*out = s->k[i];
-		remove_at(s, (unsigned)i);
+		forget_at(s, (unsigned)i);
 		if (fired && s->n)
 			rearm(s);
 		return fd;
@@ -497,15 +531,10 @@ int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 		release(s);
 		if (fd < 0)
 			return -1;
-		/* Out of the set now: a close of that number by the application no longer
-		 * reaches the shim's record. The entry is written for the kept socket's
-		 * cookie and believed only if the number still is that socket after. */
+		/* Proved the kept socket when it left the set (decide_one). The entry is
+		 * written for that socket's cookie, so it is never believed for another
+		 * socket that takes the number. */
 		int got = ps_settle(fd, k.cookie, li->family, &k.peer, room, r, &h, why, client);
-		if (!still_ours(&k)) {
-			ps_fd_clear((unsigned)fd, (unsigned)fd);
-			log_lost(fd);
-			continue;
-		}
 		if (got >= 0) {
 			if (!got)
 				*client = k.peer;

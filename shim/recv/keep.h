@@ -15,11 +15,15 @@
 #include <sys/select.h>
 #include "recv.h"
 
-/* Keeps fd (from trusted proxy peer, header incomplete; accepted non-blocking or not)
- * aside on listener li (fd lfd), close-on-exec while it is the shim's. Returns 0, or -1
- * if it cannot (a blocking caller waits instead; otherwise refused). */
-int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer,
-		bool nonblock);
+/* ps_keep_add 'how': what the caller knows of fd. */
+#define PS_KEEP_NONBLOCK 1  /* accepted non-blocking */
+#define PS_KEEP_LOWAT 2     /* its SO_RCVLOWAT is raised (ps_try_header's *raised) */
+#define PS_KEEP_CLOEXEC 4   /* already close-on-exec (accepted with SOCK_CLOEXEC) */
+
+/* Keeps fd (from trusted proxy peer, header incomplete) aside on listener li (fd lfd),
+ * close-on-exec while it is the shim's. Returns 0, or -1 if it cannot (a blocking
+ * caller waits instead; otherwise refused). */
+int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer, int how);
 
 /* A kept connection of lfd that is ready to hand over, settled (recorded in the fd
  * table): its fd, with *client the address to report and *nonblock its mode (as kept:

@@ -64,7 +64,7 @@ static void usage(FILE *f)
 	      "  scm-rights: one passed to another program over a UNIX socket (SCM_RIGHTS):\n"
 	      "      the receiver sees its real peer and the client's bytes intact\n"
 	      "  keep-race: a kept connection's number closed by another thread and reused\n"
-	      "      while accept hands it over (widened by build/slowcookie.so): the\n"
+	      "      while accept hands it over (widened by build/slowproof.so): the\n"
 	      "      application's own socket is never returned nor given an address\n"
 	      "  urgent-header: urgent data inside a late header: refused, no spin\n"
 	      "  sa-restart: a blocking accept waiting for a late header under SA_RESTART\n"
@@ -328,9 +328,9 @@ static int nofd_nonblocking(int timeout_ms)
 
 /* ---- a kept connection's number closed and reused while it is handed over ---- */
 
-/* build/slowcookie.so, when preloaded after the shim, delays the shim's second
- * SO_COOKIE query on this descriptor (absent: the race is left to chance). */
-extern volatile int slow_cookie_fd __attribute__((weak));
+/* build/slowproof.so, when preloaded after the shim, delays the shim's proof that the
+ * number still holds the kept socket (absent: the race is left to chance). */
+extern volatile int slow_proof_fd __attribute__((weak));
 
 static int kept_fd, pair[2];
 
@@ -359,8 +359,8 @@ static int keep_race(void)
 	snprintf(rest, sizeof(rest), "%s 127.0.0.1 5555 %d\r\n", CLIENT_IP, port);
 	put(c1, rest);
 	pause_ms(50);
-	if (&slow_cookie_fd)
-		slow_cookie_fd = kept_fd;
+	if (&slow_proof_fd)
+		slow_proof_fd = kept_fd;
 	pthread_t t;
 	pthread_create(&t, NULL, close_and_reuse, NULL);
 	int got = try_accept(l);

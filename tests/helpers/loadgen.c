@@ -3,7 +3,8 @@
  * optional PROXY header (-p 1 or 2; its source is the connection's own address, as
  * HAProxy sends for a local client) together with the request in one write, reads the
  * reply to EOF and closes; a new connection takes its place. With -d 0 the header and
- * request go out as soon as the connection is established.
+ * request go out as soon as the connection is established. -S N:MS makes every N-th
+ * connection wait MS instead (a slow mix: one late proxy connection among prompt ones).
  *
  * Modes (-m):
  *   http   an HTTP/1.0 GET (-u PATH, padded to -L bytes with an X-Pad field); the
@@ -63,6 +64,8 @@ static struct {
 	long count;          /* 0: run for -t seconds */
 	int version;         /* PROXY header: 0 none, 1, 2 */
 	double delay_ms;
+	long slow_every;     /* -S: every slow_every-th connection waits slow_ms instead */
+	double slow_ms;
 	const char *src;
 	const char *path;
 	long padlen;         /* 0: no padding */
@@ -74,7 +77,7 @@ static struct {
 	long hold;           /* > 0: hold mode */
 	long nsrc;           /* source addresses from -s */
 	double open_rate;    /* hold mode: new connections per second, 0: no limit */
-} opt = {100, 3.0, 0, 0, 0.0, NULL, "/", 0, false, M_HTTP, "bench", 0, NULL, 0, 1, 0};
+} opt = {100, 3.0, 0, 0, 0.0, 0, 0.0, NULL, "/", 0, false, M_HTTP, "bench", 0, NULL, 0, 1, 0};
 
 struct conn {
 	int fd;
@@ -114,9 +117,14 @@ static unsigned long done_ok, err_connect, err_reset, err_empty, err_bad;
 static char request[OUT_MAX];
 static size_t reqlen;
 
-/* Connections waiting out -d, in due order (every delay is the same): a ring. */
-static long *dq;
-static long dq_head, dq_len;
+/* Connections waiting out -d, and those waiting out -S's delay: each a ring in due
+ * order (every delay in one ring is the same). */
+struct ring {
+	long *q;
+	long head, len;
+};
+static struct ring dq[2];
+static unsigned long nconnected;  /* decides which connections are -S's slow ones */
 
 static void usage(FILE *f)
 {
@@ -128,6 +136,7 @@ static void usage(FILE *f)
 	      "  -n COUNT   instead: make COUNT connections, then stop\n"
 	      "  -p V       PROXY header version: 0 none (default), 1 text, 2 binary\n"
 	      "  -d MS      wait MS (fractions allowed) between connect and header+request\n"
+	      "  -S N:MS    every N-th connection waits MS instead of -d (a slow mix)\n"
 	      "  -s ADDR    bind to ADDR (port chosen at connect) before connecting\n"
 	      "  -A K       with -s (IPv4): K consecutive source addresses from ADDR, in turn\n"
 	      "  -m MODE    http (default) or mysql (greeting, login as -U, COM_QUIT)\n"
@@ -177,13 +186,22 @@ static void parse_args(int argc, char **argv)
 {
 	int c;
 	bool have_t = false;
-	while ((c = getopt(argc, argv, "c:t:n:p:d:s:A:m:u:L:HU:e:b:k:r:h")) != -1) {
+	while ((c = getopt(argc, argv, "c:t:n:p:d:S:s:A:m:u:L:HU:e:b:k:r:h")) != -1) {
 		switch (c) {
 		case 'c': opt.conc = (long)parse_double(optarg, 1, 60000, "concurrency"); break;
 		case 't': opt.seconds = parse_double(optarg, 0.01, 86400, "seconds"); have_t = true; break;
 		case 'n': opt.count = (long)parse_double(optarg, 1, 1e9, "count"); break;
 		case 'p': opt.version = (int)parse_double(optarg, 0, 2, "header version"); break;
 		case 'd': opt.delay_ms = parse_double(optarg, 0, 60000, "delay"); break;
+		case 'S': {
+			char *colon = strchr(optarg, ':');
+			if (!colon)
+				die("bad slow mix: \"%s\" (N:MS)", optarg);
+			*colon = 0;
+			opt.slow_every = (long)parse_double(optarg, 1, 1e9, "slow mix N");
+			opt.slow_ms = parse_double(colon + 1, 0, 60000, "slow mix delay");
+			break;
+		}
 		case 's': opt.src = optarg; break;
 		case 'A': opt.nsrc = (long)parse_double(optarg, 1, 65536, "source address count"); break;
 		case 'k': opt.hold = (long)parse_double(optarg, 1, 1e7, "held connections"); break;
@@ -379,9 +397,9 @@ static size_t build_login(char *buf, size_t cap)
 	return (size_t)(q - p);
 }
 
-static void dq_push(long i)
+static void dq_push(struct ring *r, long i)
 {
-	dq[(dq_head + dq_len++) % opt.conc] = i;
+	r->q[(r->head + r->len++) % opt.conc] = i;
 }
 
 static void start_conn(long i);
@@ -692,10 +710,12 @@ static void on_event(uint64_t data, uint32_t events)
 		}
 		if (events & EPOLLIN)
 			c->in_pending = true;
-		if (opt.delay_ms > 0) {
+		bool slow = opt.slow_every && ++nconnected % (unsigned long)opt.slow_every == 0;
+		double ms = slow ? opt.slow_ms : opt.delay_ms;
+		if (ms > 0) {
 			c->st = ST_DELAY;
-			c->due = now_ns() + (uint64_t)(opt.delay_ms * 1e6);
-			dq_push(i);
+			c->due = now_ns() + (uint64_t)(ms * 1e6);
+			dq_push(&dq[slow], i);
 			return;
 		}
 		if (opt.mode == M_MYSQL && !opt.version) {
@@ -721,16 +741,16 @@ static void on_event(uint64_t data, uint32_t events)
 	step(c, i);
 }
 
-static void run_delays(void)
+static void run_delays(struct ring *r)
 {
 	uint64_t now = now_ns();
-	while (dq_len) {
-		long i = dq[dq_head];
+	while (r->len) {
+		long i = r->q[r->head];
 		struct conn *c = &conns[i];
 		if (c->fd >= 0 && c->st == ST_DELAY && c->due > now)
 			break;
-		dq_head = (dq_head + 1) % opt.conc;
-		dq_len--;
+		r->head = (r->head + 1) % opt.conc;
+		r->len--;
 		if (c->fd < 0 || c->st != ST_DELAY)
 			continue;
 		if (opt.mode == M_MYSQL && !opt.version) {
@@ -764,10 +784,11 @@ static int run_load(void)
 	if (opt.hold && opt.conc > opt.hold)
 		opt.conc = opt.hold;
 	conns = calloc((size_t)opt.conc, sizeof *conns);
-	dq = calloc((size_t)opt.conc, sizeof *dq);
+	dq[0].q = calloc((size_t)opt.conc, sizeof *dq[0].q);
+	dq[1].q = calloc((size_t)opt.conc, sizeof *dq[1].q);
 	held = opt.hold ? calloc((size_t)opt.hold, sizeof *held) : NULL;
 	freeslot = calloc((size_t)opt.conc, sizeof *freeslot);
-	if (!conns || !dq || !freeslot || (opt.hold && !held))
+	if (!conns || !dq[0].q || !dq[1].q || !freeslot || (opt.hold && !held))
 		die("out of memory");
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0)
@@ -805,8 +826,10 @@ static int run_load(void)
 			to.tv_nsec = (long)(left % 1000000000u);
 			top = &to;
 		}
-		if (dq_len) {
-			struct conn *h = &conns[dq[dq_head]];
+		for (int k = 0; k < 2; k++) {
+			if (!dq[k].len)
+				continue;
+			struct conn *h = &conns[dq[k].q[dq[k].head]];
 			uint64_t left = h->due > now ? h->due - now : 0;
 			if (!top || left < (uint64_t)to.tv_sec * 1000000000u + (uint64_t)to.tv_nsec) {
 				to.tv_sec = (time_t)(left / 1000000000u);
@@ -819,8 +842,8 @@ static int run_load(void)
 			die("epoll_pwait2: %s", strerror(errno));
 		for (int k = 0; k < n; k++)
 			on_event(evs[k].data.u64, evs[k].events);
-		if (dq_len)
-			run_delays();
+		run_delays(&dq[0]);
+		run_delays(&dq[1]);
 	}
 	stopping = true;
 	double secs = (double)(now_ns() - t0) / 1e9;

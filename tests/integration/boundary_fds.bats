@@ -46,9 +46,9 @@ EDGE_TIMEOUT_MS=500  # fdedge's header timeout in this file (edge, helpers.bash)
 }
 
 @test "a kept connection's number closed and reused by another thread during accept: never returned, never given an address" {
-	# build/slowcookie.so (after the shim) holds the shim's second look at the kept
-	# socket's identity for 200 ms, while the other thread closes and reuses the number.
-	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcookie.so"
+	# build/slowproof.so (after the shim) holds the shim's proof of the kept socket's
+	# identity for 200 ms, while the other thread closes and reuses the number.
+	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowproof.so"
 	edge keep-race
 	[[ $OUT == *"closed by the application; forgotten"* ]]
 }

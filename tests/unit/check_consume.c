@@ -56,7 +56,7 @@ START_TEST(test_v1_then_data_exactly)
 	const char *why = NULL;
 	snprintf(all, sizeof all, "%s%s", V1, DATA);
 	put(all, strlen(all));
-	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, 0), PS_TAKE_OK);
+	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, 0, NULL), PS_TAKE_OK);
 	ck_assert_int_eq(h.src.port, 40000);
 	ck_assert_uint_eq(queued(rest, sizeof rest), strlen(DATA));
 	ck_assert(!memcmp(rest, DATA, strlen(DATA)));
@@ -73,7 +73,7 @@ START_TEST(test_v2_then_data_exactly)
 	const char *why = NULL;
 	put(v2, sizeof v2);
 	put(DATA, strlen(DATA));
-	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, 0), PS_TAKE_OK);
+	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, 0, NULL), PS_TAKE_OK);
 	ck_assert_int_eq(h.src.port, 40000);
 	ck_assert_uint_eq(queued(rest, sizeof rest), strlen(DATA));
 	ck_assert(!memcmp(rest, DATA, strlen(DATA)));
@@ -87,13 +87,43 @@ START_TEST(test_partial_left_in_place)
 	struct pp_header h;
 	const char *why = NULL;
 	put(V1, 12);
-	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, 0), PS_TAKE_MORE);
+	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, 0, NULL), PS_TAKE_MORE);
 	ck_assert_uint_eq(queued(rest, sizeof rest), 12);
-	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, PS_TRY_KEPT), PS_TAKE_MORE);
+	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, PS_TRY_KEPT, NULL), PS_TAKE_MORE);
 	put(V1 + 12, strlen(V1) - 12);
 	put(DATA, strlen(DATA));
-	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, PS_TRY_KEPT), PS_TAKE_OK);
+	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, PS_TRY_KEPT, NULL), PS_TAKE_OK);
 	ck_assert_uint_eq(queued(rest, sizeof rest), strlen(DATA));
+}
+END_TEST
+
+static int lowat(void)
+{
+	int v = -1;
+	socklen_t l = sizeof(v);
+	ck_assert_int_eq(getsockopt(sv[0], SOL_SOCKET, SO_RCVLOWAT, &v, &l), 0);
+	return v;
+}
+
+/* *raised says whether SO_RCVLOWAT is left above 1: not for a peer that sent nothing
+ * yet (the common late header: no system call then), yes for part of a header, and
+ * back at 1 once the header is taken. */
+START_TEST(test_raised_reports_rcvlowat)
+{
+	struct pp_header h;
+	const char *why = NULL;
+	bool raised = true;
+	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, 0, &raised), PS_TAKE_MORE);
+	ck_assert(!raised);
+	ck_assert_int_eq(lowat(), 1);
+	put(V1, 12);
+	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, 0, &raised), PS_TAKE_MORE);
+	ck_assert(raised);
+	ck_assert_int_gt(lowat(), 12);
+	put(V1 + 12, strlen(V1) - 12);
+	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, PS_TRY_KEPT, &raised), PS_TAKE_OK);
+	ck_assert(!raised);
+	ck_assert_int_eq(lowat(), 1);
 }
 END_TEST
 
@@ -103,7 +133,7 @@ START_TEST(test_malformed_is_bad)
 	const char *why = NULL;
 	static const char bad[] = "PROXY TCP4 192.0.2.1 198.51.100.2 40000 99999\r\nGET";
 	put(bad, strlen(bad));
-	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, 0), PS_TAKE_BAD);
+	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, 0, NULL), PS_TAKE_BAD);
 	ck_assert_ptr_nonnull(why);
 }
 END_TEST
@@ -116,7 +146,7 @@ START_TEST(test_optional_plain_data_untouched)
 	const char *why = NULL;
 	cfg.policy = PS_POLICY_OPTIONAL;
 	put(DATA, strlen(DATA));
-	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, 0), PS_TAKE_NONE);
+	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, 0, NULL), PS_TAKE_NONE);
 	ck_assert_uint_eq(queued(rest, sizeof rest), strlen(DATA));
 }
 END_TEST
@@ -153,7 +183,7 @@ START_TEST(test_expired_partial_is_decided)
 	struct pp_header h;
 	const char *why = NULL;
 	put(V1, 20);
-	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, PS_TRY_KEPT | PS_TRY_EXPIRED),
+	ck_assert_int_eq(ps_try_header(sv[0], &cfg, &h, &why, PS_TRY_KEPT | PS_TRY_EXPIRED, NULL),
 			 PS_TAKE_BAD);
 }
 END_TEST
@@ -167,6 +197,7 @@ int main(void)
 	tcase_add_test(tc, test_v1_then_data_exactly);
 	tcase_add_test(tc, test_v2_then_data_exactly);
 	tcase_add_test(tc, test_partial_left_in_place);
+	tcase_add_test(tc, test_raised_reports_rcvlowat);
 	tcase_add_test(tc, test_malformed_is_bad);
 	tcase_add_test(tc, test_optional_plain_data_untouched);
 	tcase_add_test(tc, test_silent_peer_times_out);
