@@ -135,9 +135,22 @@ enum wait_kind { W_NONBLOCK, W_POLLED, W_BLOCK };
 static __thread __attribute__((tls_model("initial-exec"))) int last_fd = -1;
 static __thread __attribute__((tls_model("initial-exec"))) unsigned last_waits;
 
+/* Whether another process may accept on this one's listeners: it is a fork child or has
+ * forked (prefork servers). Only then does a process holding kept connections leave a
+ * new connection to a sibling for a moment (sibling_takes): the threads of one process
+ * share its kept connections, and a lone acceptor has nobody to leave it to, so a wait
+ * there would only slow every accept while a header is late. */
+static _Atomic bool siblings;
+
+void ps_accept_forked(void)
+{
+	__atomic_store_n(&siblings, true, __ATOMIC_RELAXED);
+}
+
 void ps_accept_fork_child(void)
 {
 	last_fd = -1;
+	ps_accept_forked();
 }
 
 /* 'ready': the thread's last poll/select reported lfd readable (taken by this call).
@@ -286,6 +299,8 @@ static bool all_restart(void)
  * within the grace. */
 static bool sibling_takes(int lfd)
 {
+	if (!__atomic_load_n(&siblings, __ATOMIC_RELAXED))
+		return false;
 	nanosleep(&(struct timespec){0, SIBLING_GRACE_NS}, NULL);
 	return !pending(lfd);
 }

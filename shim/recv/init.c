@@ -52,7 +52,7 @@ __attribute__((constructor)) static void ps_init(void)
 	       level == PS_LOG_DEBUG ? first : "", config.trusted.n,
 	       config.policy == PS_POLICY_REQUIRE ? "require" : "optional", config.timeout_ms, PS_VERSION);
 	ps_on_forget = ps_keep_forget;
-	pthread_atfork(NULL, NULL, fork_child);
+	pthread_atfork(NULL, ps_accept_forked, fork_child);
 	__atomic_store_n(&active, &config, __ATOMIC_RELEASE);
 	if (config.udp_active) {
 		ps_udp_init();

@@ -34,6 +34,8 @@ bool ps_ready_take(int fd);
 /* In a fork child: what the parent's thread recorded is not the child's. */
 void ps_ready_fork_child(void);
 void ps_accept_fork_child(void);
+/* In the parent after fork: its listeners may have other acceptors now. */
+void ps_accept_forked(void);
 
 /* Readiness waits (poll, select, epoll_wait and their variants) the calling thread has
  * made: tells an application that waits between accepts from one that comes straight
