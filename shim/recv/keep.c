@@ -21,13 +21,15 @@
 			       * configured bound (PROXYSHIM_KEEP_MAX) */
 #define KEPT_SHRINK 256       /* an emptied array at least this large is given back */
 #define READY_MAX 16          /* events taken from a set's epoll instance at once */
+#define TIMER_TAG 0           /* the timer's event data; a kept socket's is its cookie */
 
 struct kept {
 	int fd;
 	long long deadline;  /* CLOCK_MONOTONIC, ms */
-	uint64_t cookie;     /* fd's SO_COOKIE: checked before the shim touches fd again,
-			      * since a close the hooks miss (fclose, a raw syscall) frees the
-			      * number for the application's own files */
+	uint64_t cookie;     /* fd's SO_COOKIE, never 0: its events in the set carry it, and
+			      * it is checked before the shim closes or hands over fd, since
+			      * a close the hooks miss (fclose, a raw syscall) frees the number
+			      * for the application's own files */
 	struct ps_addr peer;
 	bool nonblock;       /* as accepted (O_NONBLOCK) */
 	bool lowat;          /* SO_RCVLOWAT left raised (part of the header came) */
@@ -48,7 +50,9 @@ struct set {
 	struct kept *k;      /* cap entries, mmap'd (NULL when cap is 0) */
 	/* Events of the set's last epoll_wait not yet looked at: one wait serves the
 	 * accepts of every connection it found decided. Kept sockets are registered
-	 * level-triggered, so one dropped here is reported again. */
+	 * level-triggered, so one dropped here is reported again. Each event carries its
+	 * socket's cookie (0: the timer), so one cached for a socket since gone never
+	 * applies to another that takes its number. */
 	unsigned next, nready;
 	struct epoll_event ready[READY_MAX];
 };
@@ -225,10 +229,9 @@ static struct set *create(int lfd, uint64_t lcookie, int family)
 		return NULL;
 	}
 	sweep();
-	struct epoll_event ev = {.events = EPOLLIN};
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TIMER_TAG};
 	int epfd = epoll_create1(EPOLL_CLOEXEC);
 	int tfd = epfd >= 0 ? timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC) : -1;
-	ev.data.fd = tfd;
 	if (tfd < 0 || real_epoll_ctl(epfd, EPOLL_CTL_ADD, tfd, &ev) < 0) {
 		if (epfd >= 0)
 			real_close(epfd);
@@ -366,11 +369,28 @@ static unsigned oldest(const struct set *s)
 	return o;
 }
 
-/* A kept socket's registration in its set: level-triggered (see struct set). */
-static int watch(struct set *s, int fd)
+/* A kept socket's registration in its set: level-triggered, tagged with its cookie (see
+ * struct set). */
+static int watch(struct set *s, const struct kept *k)
 {
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = fd};
-	return real_epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev);
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = k->cookie};
+	return real_epoll_ctl(s->epfd, EPOLL_CTL_ADD, k->fd, &ev);
+}
+
+static int index_of(const struct set *s, int fd)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->k[i].fd == fd)
+			return (int)i;
+	return -1;
+}
+
+static int index_of_cookie(const struct set *s, uint64_t cookie)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		if (s->k[i].cookie == cookie)
+			return (int)i;
+	return -1;
 }
 
 int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *peer, int how)
@@ -387,6 +407,12 @@ int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *pee
 		release(s);  /* the listener was closed meanwhile */
 		return -1;
 	}
+	/* An entry with this number is one whose socket was closed behind the shim's back
+	 * (a new socket has the number now): forgotten, so that no two share a number and
+	 * a removal from the set proves the one entry it can be. */
+	int stale = index_of(s, fd);
+	if (stale >= 0)
+		lost_at(s, (unsigned)stale);
 	if (!grow(s, c->keep_max)) {
 		if (!s->n) {
 			release(s);
@@ -401,7 +427,7 @@ int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *pee
 		remove_at(s, o);
 		close_kept(&old);
 	}
-	if (watch(s, fd) < 0) {
+	if (watch(s, &k) < 0) {
 		release(s);
 		return -1;
 	}
@@ -416,14 +442,6 @@ int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *pee
 		rearm(s);
 	release(s);
 	return 0;
-}
-
-static int index_of(const struct set *s, int fd)
-{
-	for (unsigned i = 0; i < s->n; i++)
-		if (s->k[i].fd == fd)
-			return (int)i;
-	return -1;
 }
 
 /* Takes out one kept connection whose fate is decided: expired, or readable with the
@@ -445,27 +463,33 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 			return fd;
 		}
 	}
-	bool fired = false, waited = false;
-	for (;;) {
+	bool fired = false;
+	/* More waits while each returned a full batch: the connections in one may all
+	 * still lack part of their header (watched again, not ready), with a decided one
+	 * behind them, whose readiness would not wake an edge-triggered caller again. */
+	for (unsigned waits = 0;;) {
 		if (s->next >= s->nready) {
-			if (waited)
+			if ((waits && s->nready < READY_MAX) || waits > s->n / READY_MAX + 1)
 				break;
-			waited = true;  /* the real one: not an application wait */
+			waits++;  /* the real one: not an application wait */
 			int m = real_epoll_wait(s->epfd, s->ready, READY_MAX, 0);
 			s->next = 0;
 			s->nready = m > 0 ? (unsigned)m : 0;
+			if (!s->nready)
+				break;
 			continue;
 		}
 		struct epoll_event e = s->ready[s->next++];
-		int fd = e.data.fd, i = index_of(s, fd);
 		uint64_t ticks;
-		if (fd == s->tfd) {
+		if (e.data.u64 == TIMER_TAG) {
 			if (real_read(s->tfd, &ticks, sizeof(ticks)) < 0) {}
 			fired = true;
 			continue;
 		}
+		int i = index_of_cookie(s, e.data.u64);
 		if (i < 0)
 			continue;  /* decided or forgotten since the wait */
+		int fd = s->k[i].fd;
 		/* Taken out of the set first. That also proves the number is still the
 		 * socket kept: the registration is found only for the very file it was
 		 * made with, and a close the hooks missed removed it (or the number now
@@ -480,7 +504,7 @@ static int decide_one(struct set *s, const struct ps_config *c, struct pp_header
 		*r = ps_try_header(fd, c, h, why, (s->k[i].lowat ? PS_TRY_KEPT : 0) | hup, &raised);
 		if (*r == PS_TAKE_MORE) {  /* part of the header: watched again */
 			s->k[i].lowat = raised;
-			if (watch(s, fd) < 0) {  /* cannot be watched: decided now */
+			if (watch(s, &s->k[i]) < 0) {  /* cannot be watched: decided now */
 				s->k[i].deadline = now;
 				rearm(s);
 			}
@@ -531,10 +555,16 @@ int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 		release(s);
 		if (fd < 0)
 			return -1;
-		/* Proved the kept socket when it left the set (decide_one). The entry is
-		 * written for that socket's cookie, so it is never believed for another
-		 * socket that takes the number. */
+		/* Out of the set now (which proved the number still held it then): a close
+		 * of that number by the application no longer reaches the shim's record.
+		 * The entry is written for the kept socket's cookie and believed only if the
+		 * number still is that socket after; only then is it closed or returned. */
 		int got = ps_settle(fd, k.cookie, li->family, &k.peer, room, r, &h, why, client);
+		if (!still_ours(&k)) {
+			ps_fd_clear((unsigned)fd, (unsigned)fd);
+			log_lost(fd);
+			continue;
+		}
 		if (got >= 0) {
 			if (!got)
 				*client = k.peer;

@@ -66,6 +66,15 @@ static void usage(FILE *f)
 	      "  keep-race: a kept connection's number closed by another thread and reused\n"
 	      "      while accept hands it over (widened by build/slowproof.so): the\n"
 	      "      application's own socket is never returned nor given an address\n"
+	      "  keep-race-after: the same just after the shim proved the number (while it\n"
+	      "      reads the header): the application's socket is never closed nor returned\n"
+	      "  stale-twin: a kept connection's number closed by fclose(fdopen()) and taken\n"
+	      "      by a second kept connection: that one is handed over as itself, and the\n"
+	      "      first one's deadline touches nothing\n"
+	      "  stale-event: a set's hang-up event for a connection since closed never\n"
+	      "      applies to a new kept connection on its number\n"
+	      "  et-progress: 20 late headers progress without completing while a 21st\n"
+	      "      completes: an edge-triggered server (accept until EAGAIN) gets it"
 	      "  urgent-header: urgent data inside a late header: refused, no spin\n"
 	      "  sa-restart: a blocking accept waiting for a late header under SA_RESTART\n"
 	      "      signal handlers: never EINTR\n"
@@ -329,11 +338,14 @@ static int nofd_nonblocking(int timeout_ms)
 /* ---- a kept connection's number closed and reused while it is handed over ---- */
 
 /* build/slowproof.so, when preloaded after the shim, delays the shim's proof that the
- * number still holds the kept socket (absent: the race is left to chance). */
+ * number still holds the kept socket, or the steps just after it (absent: the race is
+ * left to chance). */
 extern volatile int slow_proof_fd __attribute__((weak));
+extern volatile int slow_proof_after_fd __attribute__((weak));
 
 static int kept_fd, pair[2];
 
+/* The application's socket that takes the number holds "hello" (not a header). */
 static void *close_and_reuse(void *arg)
 {
 	(void)arg;
@@ -341,11 +353,14 @@ static void *close_and_reuse(void *arg)
 	close(kept_fd);  /* the application closes that number (a close_range, a bug) */
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) < 0)
 		die_errno("socketpair");
+	put(pair[1], "hello");
 	printf("closed %d; the application's socketpair took %d\n", kept_fd, pair[0]);
 	return NULL;
 }
 
-static int keep_race(void)
+/* after: the number is closed and reused just after the shim proved it (while it looks
+ * at the header), not before. */
+static int keep_race(bool after)
 {
 	int l = listener(0, 1), port = port_of(l, 0);
 	int c1 = dial(PROXY_IP, 0, port);
@@ -359,8 +374,10 @@ static int keep_race(void)
 	snprintf(rest, sizeof(rest), "%s 127.0.0.1 5555 %d\r\n", CLIENT_IP, port);
 	put(c1, rest);
 	pause_ms(50);
-	if (&slow_proof_fd)
+	if (!after && &slow_proof_fd)
 		slow_proof_fd = kept_fd;
+	if (after && &slow_proof_after_fd)
+		slow_proof_after_fd = kept_fd;
 	pthread_t t;
 	pthread_create(&t, NULL, close_and_reuse, NULL);
 	int got = try_accept(l);
@@ -372,8 +389,173 @@ static int keep_race(void)
 	printf("the application's socketpair reports family %d\n", family);
 	int bad = verdict(got != pair[0] || got < 0, "accept never returns the application's own socket");
 	bad |= verdict(family == AF_UNIX, "the application's socket reports its own address");
+	bad |= verdict(fcntl(pair[0], F_GETFD) >= 0, "the application's own socket is never closed");
+	char buf[16] = {0};
+	bad |= verdict(recv(pair[0], buf, sizeof(buf) - 1, MSG_DONTWAIT) == 5 && !strcmp(buf, "hello"),
+		       "the application's own socket keeps its bytes");
 	close(c1);
 	return bad;
+}
+
+/* ---- two kept connections on one number, the first closed behind the shim's back ---- */
+
+/* A proxy's socket made now and connected later (dial in two steps). */
+static int unconnected(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in src = sin_of(PROXY_IP, 0);
+	if (fd < 0 || bind(fd, (void *)&src, sizeof(src)) < 0)
+		die_errno("socket");
+	return fd;
+}
+
+static void connect_to(int fd, int port)
+{
+	struct sockaddr_in dst = sin_of("127.0.0.1", port);
+	if (connect(fd, (void *)&dst, sizeof(dst)) < 0)
+		die_errno("connect");
+}
+
+/* The number a socket made now would get. */
+static int next_number(void)
+{
+	int n = dup(0);
+	close(n);
+	return n;
+}
+
+/* c1 is kept, its number closed by fclose(fdopen()) (no hook sees it), c2 takes the
+ * number and is kept too: c2 is handed over as itself, and at the first one's deadline
+ * the shim touches nothing (the number is the application's connection by then). */
+static int stale_twin(int timeout_ms)
+{
+	int l = listener(0, 1), port = port_of(l, 0);
+	int c1 = dial(PROXY_IP, 0, port), n = next_number();
+	put(c1, "PROXY TCP4 ");
+	pause_ms(50);
+	if (try_accept(l) >= 0 || errno != EAGAIN)
+		die_errno("the first partial header was not kept aside");
+	int c2 = unconnected();  /* its number taken before n frees */
+	fclose(fdopen(n, "r+"));
+	connect_to(c2, port);
+	put(c2, "PROXY TCP4 ");
+	pause_ms(50);
+	if (try_accept(l) >= 0 || errno != EAGAIN)
+		die_errno("the second partial header was not kept aside");
+	header_rest(c2, 5555, port);
+	put(c2, "GET / HTTP/1.0\r\n");
+	pause_ms(50);
+	int got = try_accept(l);
+	printf("accept returned %d (the number both were kept on: %d), peer %s\n", got, n,
+	       got >= 0 ? peer_str(got) : "-");
+	int bad = verdict(got == n && !strcmp(peer_str(got), CLIENT_IP ":5555"),
+			  "the second connection is handed over with its own client");
+	pause_ms(timeout_ms + 300);  /* past both deadlines */
+	int again = try_accept(l);
+	char buf[64] = {0};
+	ssize_t r = got >= 0 ? recv(got, buf, sizeof(buf) - 1, MSG_DONTWAIT) : -1;
+	bad |= verdict(again < 0 && fcntl(n, F_GETFD) >= 0 && r == 16,
+		       "after the deadlines the connection is still the application's, its bytes intact");
+	close(c1);
+	close(c2);
+	return bad;
+}
+
+/* ---- an event the set reported for a connection since gone ---- */
+
+/* A, X and E are kept; X completes and A's proxy half-closes, so that one look at the set
+ * sees both; accept hands X over. The application then stops accepting past the
+ * deadlines (a server at its connection limit): A is closed, E handed over, the set left
+ * empty with A's hang-up still among the events seen. B takes A's number and is kept; a
+ * later accept must not apply A's hang-up to B, whose header then completes. */
+static int stale_event(int timeout_ms)
+{
+	int l = listener(0, 1), port = port_of(l, 0);
+	int ca = dial(PROXY_IP, 0, port), cx = dial(PROXY_IP, 0, port), ce = dial(PROXY_IP, 0, port);
+	put(ca, "PROXY TCP4 ");
+	put(cx, "PROXY TCP4 ");
+	put(ce, "PROXY TCP4 ");
+	pause_ms(50);
+	int na = next_number();
+	for (int i = 0; i < 3; i++)
+		if (try_accept(l) >= 0 || errno != EAGAIN)
+			die_errno("a partial header was not kept aside");
+	pause_ms(50);
+	header_rest(cx, 5555, port);
+	pause_ms(20);
+	shutdown(ca, SHUT_WR);
+	pause_ms(30);
+	int x = try_accept(l);
+	printf("accept -> %d (%s)\n", x, x >= 0 ? peer_str(x) : strerror(errno));
+	header_rest(ce, 5556, port);
+	int cb = unconnected();  /* its number taken before A's frees */
+	pause_ms(timeout_ms + 100);
+	int e = try_accept(l);
+	printf("accept -> %d (%s)\n", e, e >= 0 ? peer_str(e) : strerror(errno));
+	connect_to(cb, port);
+	put(cb, "PROXY TCP4 ");
+	pause_ms(50);
+	if (try_accept(l) >= 0 || errno != EAGAIN)
+		die_errno("B was not kept aside");
+	printf("B kept (A's number was %d, the next free is %d)\n", na, next_number());
+	int cc = dial(PROXY_IP, 0, port);  /* another connection: an accept looks at the set */
+	header(cc, 5557, port);
+	pause_ms(50);
+	int c = try_accept(l);
+	printf("accept -> %d (%s)\n", c, c >= 0 ? peer_str(c) : strerror(errno));
+	char rest[96];
+	snprintf(rest, sizeof(rest), "%s 127.0.0.1 5558 %d\r\n", CLIENT_IP, port);
+	if (send(cb, rest, strlen(rest), MSG_NOSIGNAL) < 0)
+		printf("B's proxy: %s (the shim closed B)\n", strerror(errno));
+	pause_ms(50);
+	int b = try_accept(l);
+	printf("accept -> %d (%s)\n", b, b >= 0 ? peer_str(b) : strerror(errno));
+	int bad = verdict(b >= 0 && !strcmp(peer_str(b), CLIENT_IP ":5558"),
+			  "B, whose header completes in time, is handed over");
+	close(ca);
+	close(cx);
+	close(ce);
+	close(cb);
+	close(cc);
+	return bad;
+}
+
+/* ---- more late headers making progress at once than one look at the set takes ---- */
+
+/* 20 kept connections get more of their header (not all of it) and a 21st completes,
+ * ready last: an edge-triggered server that accepts until EAGAIN must get it. */
+static int et_progress(void)
+{
+	enum { K = 20 };
+	int l = listener(0, 1), port = port_of(l, 0), c[K + 1];
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.fd = l};
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev) < 0)
+		die_errno("epoll");
+	for (int i = 0; i <= K; i++) {
+		c[i] = dial(PROXY_IP, 0, port);
+		put(c[i], "PROXY TCP4 ");
+	}
+	pause_ms(50);
+	int kept = 0;
+	while (epoll_wait(ep, &ev, 1, 100) > 0)
+		while (try_accept(l) >= 0 || errno != EAGAIN)
+			kept = -1;
+	printf("%d + 1 connections kept%s\n", K, kept ? ", but some were accepted" : "");
+	for (int i = 0; i < K; i++)
+		put(c[i], "127.0.0.");
+	header_rest(c[K], 5555, port);
+	pause_ms(50);
+	int got = -1;
+	for (int round = 0; round < 20 && got < 0; round++) {  /* 2 s */
+		if (epoll_wait(ep, &ev, 1, 100) <= 0)
+			continue;
+		for (int a; (a = try_accept(l)) >= 0;)
+			got = a;
+	}
+	printf("accepted %d (%s)\n", got, got >= 0 ? peer_str(got) : "never reported");
+	return verdict(got >= 0 && !strcmp(peer_str(got), CLIENT_IP ":5555"),
+		       "the complete header behind 20 incomplete ones is accepted");
 }
 
 /* ---- blocking listeners and how their callers wait ---- */
@@ -1007,8 +1189,16 @@ int main(int argc, char **argv)
 		return poll_once();
 	if (!strcmp(s, "nb-then-block"))
 		return nb_then_block();
+	if (!strcmp(s, "keep-race-after"))
+		return keep_race(true);
+	if (!strcmp(s, "stale-twin"))
+		return stale_twin(timeout_ms);
+	if (!strcmp(s, "stale-event"))
+		return stale_event(timeout_ms);
+	if (!strcmp(s, "et-progress"))
+		return et_progress();
 	if (!strcmp(s, "keep-race"))
-		return keep_race();
+		return keep_race(false);
 	if (!strcmp(s, "popen-fclose"))
 		return popen_fclose();
 	if (!strcmp(s, "poll-at-nofile"))

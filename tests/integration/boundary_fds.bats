@@ -53,6 +53,27 @@ EDGE_TIMEOUT_MS=500  # fdedge's header timeout in this file (edge, helpers.bash)
 	[[ $OUT == *"closed by the application; forgotten"* ]]
 }
 
+@test "a kept connection's number closed and reused by another thread just after the shim proved it: the application's socket is never closed nor returned, its bytes kept" {
+	# build/slowproof.so holds the shim for 200 ms just after its proof of the kept
+	# socket's identity, while the other thread closes and reuses the number.
+	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowproof.so"
+	edge keep-race-after
+	[[ $OUT == *"closed by the application; forgotten"* ]]
+}
+
+@test "two kept connections on one number (the first closed by fclose(fdopen())): the second is handed over as itself, the first one's deadline touches nothing" {
+	edge stale-twin
+	[[ $OUT == *"closed by the application; forgotten"* ]]
+}
+
+@test "a hang-up the set reported for a connection since closed never applies to a new kept connection on its number" {
+	edge stale-event
+}
+
+@test "20 late headers progressing without completing and a 21st complete behind them: an edge-triggered server gets it" {
+	edge PROXYSHIM_TIMEOUT_MS=10000 -- et-progress
+}
+
 @test "a poll array as long as RLIMIT_NOFILE (64, the listener and negative entries) while a header is late: never EINVAL, the kept connection is accepted" {
 	edge poll-at-nofile
 	[[ $OUT == *"ok: a full-length poll array still hears of the kept connection"* ]]
