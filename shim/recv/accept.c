@@ -1,6 +1,7 @@
 /* accept → trust → peek/wait/parse → consume → record: the one receiving path. */
 #include "consume.h"
 #include "keep.h"
+#include "lock.h"
 #include "log.h"
 #include "real.h"
 #include "recv.h"
@@ -10,6 +11,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
@@ -136,10 +138,7 @@ static __thread __attribute__((tls_model("initial-exec"))) int last_fd = -1;
 static __thread __attribute__((tls_model("initial-exec"))) unsigned last_waits;
 
 /* Whether another process may accept on this one's listeners: it is a fork child or has
- * forked (prefork servers). Only then does a process holding kept connections leave a
- * new connection to a sibling for a moment (sibling_takes): the threads of one process
- * share its kept connections, and a lone acceptor has nobody to leave it to, so a wait
- * there would only slow every accept while a header is late. */
+ * forked (prefork servers). See sibling_takes. */
 static _Atomic bool siblings;
 
 void ps_accept_forked(void)
@@ -153,6 +152,8 @@ void ps_accept_fork_child(void)
 	ps_accept_forked();
 }
 
+
+
 /* 'ready': the thread's last poll/select reported lfd readable (taken by this call).
  * An epoll registration counts only if the thread waited for readiness since its
  * previous accept on lfd: Apache prefork with one listener registers it in an epoll
@@ -162,6 +163,7 @@ struct caller {
 	int wk;     /* enum wait_kind once decided, -1 before */
 	int flags;  /* accept4's: SOCK_NONBLOCK, SOCK_CLOEXEC */
 	int extra;  /* SOCK_CLOEXEC when the shim added it to the real accept4 */
+	_Atomic int *accepting;  /* this process's threads in the real accept on lfd */
 };
 
 /* Whether this thread's last trusted connection had to be kept aside: the next one is
@@ -291,18 +293,31 @@ static bool all_restart(void)
 	return true;
 }
 
-/* How long a process holding kept connections leaves a new one to other processes
- * blocked in accept on the same listener (prefork servers) before taking it itself. */
+/* A thread holding kept connections leaves a new connection to another acceptor, so
+ * that it stays free to hand over a header that completes meanwhile: to another thread
+ * of this process inside the real accept on the listener (the kernel gives it the
+ * connection as soon as it runs: waited for up to OTHER_THREAD_NS), or else to another
+ * process (prefork: the connection is left SIBLING_GRACE_NS, then taken). A lone
+ * acceptor has nobody to leave it to: it takes it at once (a wait would only slow every
+ * accept while a header is late). */
+#define OTHER_THREAD_NS 50000000
+#define OTHER_THREAD_STEP_NS 100000
 #define SIBLING_GRACE_NS 2000000
 
-/* Whether another process blocked in accept on lfd takes its pending connection
- * within the grace. */
-static bool sibling_takes(int lfd)
+/* Whether another acceptor takes lfd's pending connection within its grace. */
+static bool sibling_takes(int lfd, const struct caller *cl)
 {
-	if (!__atomic_load_n(&siblings, __ATOMIC_RELAXED))
+	bool threads = cl->accepting && atomic_load_explicit(cl->accepting, memory_order_relaxed) > 0;
+	if (!threads && !__atomic_load_n(&siblings, __ATOMIC_RELAXED))
 		return false;
-	nanosleep(&(struct timespec){0, SIBLING_GRACE_NS}, NULL);
-	return !pending(lfd);
+	long long end = ps_now_ns() + (threads ? OTHER_THREAD_NS : SIBLING_GRACE_NS);
+	long step = threads ? OTHER_THREAD_STEP_NS : SIBLING_GRACE_NS;
+	do {
+		nanosleep(&(struct timespec){0, step}, NULL);
+		if (!pending(lfd))
+			return true;
+	} while (ps_now_ns() < end);
+	return false;
 }
 
 /* W_BLOCK with connections kept: waits until a kept one is decided (its header, or its
@@ -310,7 +325,7 @@ static bool sibling_takes(int lfd)
  * child that took the new one would hold its kept connections while it serves it,
  * with idle siblings; a single acceptor takes it after the grace. -1 with EINTR when a
  * signal came, as the accept it stands for would report. */
-static int wait_first(int lfd, const struct ps_fdinfo *li)
+static int wait_first(int lfd, const struct ps_fdinfo *li, const struct caller *cl)
 {
 	struct pollfd p[2] = {{.fd = lfd, .events = POLLIN},
 			      {.fd = ps_keep_fd(lfd, li), .events = POLLIN}};
@@ -322,7 +337,7 @@ static int wait_first(int lfd, const struct ps_fdinfo *li)
 		}
 		if (p[1].revents || !(p[0].revents & POLLIN))
 			return 0;
-		if (!sibling_takes(lfd))
+		if (!sibling_takes(lfd, cl))
 			return 0;  /* nobody else took it */
 	}
 	return 0;
@@ -342,7 +357,7 @@ static int before_accept(int lfd, const struct ps_fdinfo *li, bool acted, struct
 		return 0;
 	/* Holding kept connections, a process blocked in the real accept would leave them
 	 * undecided: a new connection goes to a process free to take it, if one is. */
-	if (pending(lfd) && (!any_kept || !sibling_takes(lfd)))
+	if (pending(lfd) && (!any_kept || !sibling_takes(lfd, cl)))
 		return 0;
 	if (wk == W_POLLED) {
 		errno = ECONNABORTED;
@@ -350,7 +365,7 @@ static int before_accept(int lfd, const struct ps_fdinfo *li, bool acted, struct
 	}
 	if (!any_kept)
 		return 0;
-	return wait_first(lfd, li) < 0 ? -1 : 1;
+	return wait_first(lfd, li, cl) < 0 ? -1 : 1;
 }
 
 int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
@@ -365,6 +380,7 @@ int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 	/* Each readiness report is taken by one accept; 'waited': a readiness wait came
 	 * between this thread's previous accept on lfd and this one. */
 	struct caller cl = {.wk = -1, .flags = flags, .waited = last_fd != lfd || last_waits != ps_waits,
+			    .accepting = ps_keep_acceptors(lfd),
 			    .extra = keep_likely && !(flags & SOCK_CLOEXEC) ? SOCK_CLOEXEC : 0,
 			    .ready = __atomic_load_n(&ps_blocking_listeners, __ATOMIC_RELAXED) &&
 				     ps_ready_take(lfd)};
@@ -382,7 +398,11 @@ int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 				return -1;
 			if (next > 0)
 				continue;
+			if (cl.accepting)
+				atomic_fetch_add_explicit(cl.accepting, 1, memory_order_relaxed);
 			fd = real_accept4(lfd, (struct sockaddr *)&ss, &sl, flags | cl.extra);
+			if (cl.accepting)
+				atomic_fetch_sub_explicit(cl.accepting, 1, memory_order_relaxed);
 			if (fd < 0)
 				return fd;
 			if (admit(lfd, fd, c, &li, &ss, &sl, addr ? *alen : 0, &cl) != 0) {

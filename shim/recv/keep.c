@@ -55,6 +55,7 @@ struct set {
 	 * applies to another that takes its number. */
 	unsigned next, nready;
 	struct epoll_event ready[READY_MAX];
+	_Atomic int accepting;  /* ps_keep_acceptors: in use whether or not a set is */
 };
 
 static struct set *_Atomic pages[PAGES];
@@ -577,6 +578,12 @@ int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 	}
 }
 
+_Atomic int *ps_keep_acceptors(int lfd)
+{
+	struct set *s = slot(lfd, true);
+	return s ? &s->accepting : NULL;
+}
+
 int ps_keep_fd(int lfd, const struct ps_fdinfo *li)
 {
 	struct set *s;
@@ -893,8 +900,14 @@ static void renest_later(int fd, const struct ps_fdinfo *info, void *ctx)
 void ps_keep_init(void)
 {
 	/* In a fork child: the kept connections are the parent's to serve; drop our
-	 * copies (and the sets' descriptors) so that closing them there really closes. */
+	 * copies (and the sets' descriptors) so that closing them there really closes.
+	 * No other thread is in accept here. */
 	each_set(drop_parents, NULL);
+	for (unsigned pg = 0; pg < atomic_load(&top_page); pg++) {
+		struct set *p = atomic_load(&pages[pg]);
+		for (unsigned i = 0; p && i < PAGE_SETS; i++)
+			atomic_store(&p[i].accepting, 0);
+	}
 	ps_fd_each(renest_later, NULL);
 	ps_lock_reset(&create_lock);
 	live_sets = 0;

@@ -79,30 +79,50 @@ stops_within() {
 	expect_refused_all silent 1
 }
 
+# slow_conns NAME: connections of hammer run NAME that took 2 ms or more.
+slow_conns() { grep -c '^conn .* ms=\([2-9]\|[1-9][0-9]\+\) ' "$T/$1.hammer" || true; }
+
 # withheld_costs_nothing HSRV-MODE: 800 connections one at a time, then 800 more while
 # another trusted connection's header is withheld (kept aside all along): the second run
-# must not be slower by anything like a wait per accept (2 ms each would add 1.6 s; the
-# margin is 0.5 s, against the same run without the withheld header, on the same
-# machine at the same time).
+# must not have connections slowed by a wait per accept (2 ms each, as for sibling
+# processes): at most 80 more connections of 2 ms or more than the same run without the
+# withheld header (a rare stall of the machine or a retransmitted SYN is not one).
 withheld_costs_nothing() {
 	start_hsrv PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=30000 -- -m "$1"
-	local t0 t1 t2 t3
-	t0=$(mono_s)
 	hit control "$PROXY" "$GOOD_HDR$REQ" -n 800
-	t1=$(mono_s)
 	expect_served_all control 800 "$GOOD_PEER"
 	hit_bg withheld "$PROXY" "PROXY TCP4 " -e keep -t 20000
 	sleep 0.3
-	t2=$(mono_s)
 	hit meanwhile "$PROXY" "$GOOD_HDR$REQ" -n 800
-	t3=$(mono_s)
 	expect_served_all meanwhile 800 "$GOOD_PEER"
-	awk -v a="$t0" -v b="$t1" -v c="$t2" -v d="$t3" 'BEGIN {
-		printf "800 connections: %.3f s alone, %.3f s with a header withheld\n", b - a, d - c
-		exit !(d - c < b - a + 0.5) }' || fail "accepts slowed down while a header is withheld"
+	local a b
+	a=$(slow_conns control) b=$(slow_conns meanwhile)
+	echo "connections of 2 ms or more: $a of 800 alone, $b of 800 with a header withheld"
+	((b <= a + 80)) || fail "accepts slowed down while a header is withheld"
 }
 
-@test "threaded blocking server (4 threads in accept), one header withheld: the other connections are not slowed (no wait meant for sibling processes)" {
+@test "threaded blocking server (2 threads): a header that completes while the other thread serves a slow request is handed over at once, in every one of 5 rounds" {
+	# hsrv serves a connection once its client stops sending (EOF) or has been idle for
+	# -I ms. Round: K's header comes in two writes 300 ms apart (kept meanwhile, its
+	# thread waits for it), L sends everything but stays open (its thread busy 1.5 s).
+	# The thread waiting for K must leave L to the thread blocked in accept, not block
+	# in the kernel's accept itself with nobody left to hand K over.
+	start_hsrv PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=10000 -- -m threads:2 -I 1500
+	local r ms
+	for r in 1 2 3 4 5; do
+		CLIENT_PIDS=()
+		hit_bg "k$r" "$PROXY" "$GOOD_HDR$REQ" -c 11 -d 300 -t 5000
+		sleep 0.1
+		hit_bg "l$r" "$PROXY" "$GOOD_HDR$REQ" -e keep -t 5000
+		wait_clients 8
+		expect_served_all "k$r" 1 "$GOOD_PEER"
+		ms=$(sed -n 's/^conn .* ms=\([0-9]*\) .*/\1/p' "$T/k$r.hammer")
+		echo "round $r: the late header's connection served after $ms ms"
+		((ms < 1000)) || fail "round $r: served after $ms ms, behind the slow request"
+	done
+}
+
+@test "threaded blocking server (4 threads in accept), one header withheld: the other connections are not slowed" {
 	withheld_costs_nothing threads:4
 }
 
