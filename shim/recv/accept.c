@@ -293,27 +293,34 @@ static bool all_restart(void)
 	return true;
 }
 
-/* A thread holding kept connections leaves a new connection to another acceptor, so
- * that it stays free to hand over a header that completes meanwhile: to another thread
- * of this process inside the real accept on the listener (the kernel gives it the
- * connection as soon as it runs: waited for up to OTHER_THREAD_NS), or else to another
- * process (prefork: the connection is left SIBLING_GRACE_NS, then taken). A lone
- * acceptor has nobody to leave it to: it takes it at once (a wait would only slow every
- * accept while a header is late). */
-#define OTHER_THREAD_NS 50000000
-#define OTHER_THREAD_STEP_NS 100000
+/* A thread holding kept connections leaves a new connection to another acceptor for at
+ * most SIBLING_GRACE_NS, so that it stays free to hand over a header that completes
+ * meanwhile: to another thread of this process inside the real accept on the listener
+ * (the kernel gives it the connection as soon as it runs: looked at every
+ * THREAD_STEP_NS), or to another process (prefork). A lone acceptor takes it at once: a
+ * wait would only slow every accept while a header is late. The count of threads in
+ * accept is a hint (a thread cancelled or long-jumped out of accept stays counted): at
+ * worst it costs the grace, never more. */
 #define SIBLING_GRACE_NS 2000000
+#define THREAD_STEP_NS 100000
 
-/* Whether another acceptor takes lfd's pending connection within its grace. */
+static bool other_threads(const struct caller *cl)
+{
+	return cl->accepting && atomic_load_explicit(cl->accepting, memory_order_relaxed) > 0;
+}
+
+/* Whether another acceptor takes lfd's pending connection within the grace. */
 static bool sibling_takes(int lfd, const struct caller *cl)
 {
-	bool threads = cl->accepting && atomic_load_explicit(cl->accepting, memory_order_relaxed) > 0;
-	if (!threads && !__atomic_load_n(&siblings, __ATOMIC_RELAXED))
+	bool procs = __atomic_load_n(&siblings, __ATOMIC_RELAXED);
+	if (!procs && !other_threads(cl))
 		return false;
-	long long end = ps_now_ns() + (threads ? OTHER_THREAD_NS : SIBLING_GRACE_NS);
-	long step = threads ? OTHER_THREAD_STEP_NS : SIBLING_GRACE_NS;
+	long long end = ps_now_ns() + SIBLING_GRACE_NS;
 	do {
-		nanosleep(&(struct timespec){0, step}, NULL);
+		bool threads = other_threads(cl);
+		if (!threads && !procs)
+			return false;  /* the counted ones took theirs: nobody left to take it */
+		nanosleep(&(struct timespec){0, threads ? THREAD_STEP_NS : SIBLING_GRACE_NS}, NULL);
 		if (!pending(lfd))
 			return true;
 	} while (ps_now_ns() < end);
@@ -321,10 +328,10 @@ static bool sibling_takes(int lfd, const struct caller *cl)
 }
 
 /* W_BLOCK with connections kept: waits until a kept one is decided (its header, or its
- * deadline) or the listener has a new one that no other process takes. A prefork
- * child that took the new one would hold its kept connections while it serves it,
- * with idle siblings; a single acceptor takes it after the grace. -1 with EINTR when a
- * signal came, as the accept it stands for would report. */
+ * deadline: 0) or the listener has a new one that no other acceptor takes (2: take it
+ * now). A prefork child that took the new one would hold its kept connections while it
+ * serves it, with idle siblings. -1 with EINTR when a signal came, as the accept it
+ * stands for would report. */
 static int wait_first(int lfd, const struct ps_fdinfo *li, const struct caller *cl)
 {
 	struct pollfd p[2] = {{.fd = lfd, .events = POLLIN},
@@ -338,7 +345,7 @@ static int wait_first(int lfd, const struct ps_fdinfo *li, const struct caller *
 		if (p[1].revents || !(p[0].revents & POLLIN))
 			return 0;
 		if (!sibling_takes(lfd, cl))
-			return 0;  /* nobody else took it */
+			return 2;  /* nobody else took it */
 	}
 	return 0;
 }
@@ -365,7 +372,8 @@ static int before_accept(int lfd, const struct ps_fdinfo *li, bool acted, struct
 	}
 	if (!any_kept)
 		return 0;
-	return wait_first(lfd, li, cl) < 0 ? -1 : 1;
+	int w = wait_first(lfd, li, cl);
+	return w < 0 ? -1 : w == 2 ? 0 : 1;
 }
 
 int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
