@@ -309,22 +309,26 @@ static bool other_threads(const struct caller *cl)
 	return cl->accepting && atomic_load_explicit(cl->accepting, memory_order_relaxed) > 0;
 }
 
-/* Whether another acceptor takes lfd's pending connection within the grace. */
+/* Whether another acceptor takes lfd's pending connection within the grace. Whether it
+ * is still pending is asked first every time: the other thread may have taken it (and
+ * left accept, no longer counted) before this one looked. */
 static bool sibling_takes(int lfd, const struct caller *cl)
 {
 	bool procs = __atomic_load_n(&siblings, __ATOMIC_RELAXED);
-	if (!procs && !other_threads(cl))
-		return false;
-	long long end = ps_now_ns() + SIBLING_GRACE_NS;
-	do {
-		bool threads = other_threads(cl);
-		if (!threads && !procs)
-			return false;  /* the counted ones took theirs: nobody left to take it */
-		nanosleep(&(struct timespec){0, threads ? THREAD_STEP_NS : SIBLING_GRACE_NS}, NULL);
+	long long end = 0;
+	for (;;) {
 		if (!pending(lfd))
 			return true;
-	} while (ps_now_ns() < end);
-	return false;
+		bool threads = other_threads(cl);
+		if (!threads && !procs)
+			return false;  /* nobody left to take it */
+		long long now = ps_now_ns();
+		if (!end)
+			end = now + SIBLING_GRACE_NS;
+		else if (now >= end)
+			return false;
+		nanosleep(&(struct timespec){0, threads ? THREAD_STEP_NS : SIBLING_GRACE_NS}, NULL);
+	}
 }
 
 /* W_BLOCK with connections kept: waits until a kept one is decided (its header, or its

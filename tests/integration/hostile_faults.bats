@@ -9,24 +9,6 @@ load hostile
 
 TRICKLE_HDR=$(v1 TCP4 127.0.0.11 127.0.0.2 10011 8443)
 
-# log_lines_for NAME: the shim log lines ($T/shim.log) naming the clients of hammer run
-# NAME, in the log's order.
-log_lines_for() {
-	local p
-	for p in $(ports_of "$1"); do
-		grep -n -- "proxy 127\.0\.0\.10:$p:" "$T/shim.log" || true
-	done | sort -n | cut -d: -f2-
-}
-
-# expect_logged_not_timed_out NAME N: each of the N connections of hammer run NAME has
-# exactly one warning, none of them for a timeout (the shim's timeout is long).
-expect_logged_not_timed_out() {
-	local lines
-	lines=$(log_lines_for "$1")
-	(($(grep -c . <<<"$lines") == $2)) || fail "expected $2 warnings for $1:" "$lines" "log:" "$(cat "$T/shim.log")"
-	! grep -q 'timed out' <<<"$lines" || fail "waited out instead of closed:" "$lines"
-}
-
 # ---- EMFILE ----
 
 @test "EMFILE, epoll server: connections kept by the shim exhaust the fds; survives, serves, frees" {
@@ -144,16 +126,17 @@ mid_header() {
 		done
 	done
 	# Each was logged before the next (good) connection was served: the log holds
-	# them in sending order.
+	# them in sending order, one line each (a client port may come back in a later
+	# cut: the sequence of ports is compared, not a count per port).
 	local i want=() got
 	for ((i = 1; i <= n; i++)); do
 		[[ $end == rst ]] && ! grep -q "proxy 127\.0\.0\.10:$(ports_of "cut$i"):" "$T/shim.log" &&
 			continue  # a reset before the accept: the kernel may drop it silently
 		want+=("$(ports_of "cut$i")")
-		expect_logged_not_timed_out "cut$i" 1
 	done
 	got=$(sed -n 's/.*proxy 127\.0\.0\.10:\([0-9]*\):.*/\1/p' "$T/shim.log" | paste -sd' ')
 	[[ $got == "${want[*]}" ]] || fail "log order: got '$got', sent '${want[*]}'"
+	! grep -q 'timed out' "$T/shim.log" || fail "waited out instead of closed:" "$(cat "$T/shim.log")"
 	(($(count_matching "$T/server.out" "peer=$GOOD_PEER") == n))
 	(($(wc -l <"$T/server.out") == n)) || fail "something else reached the app:" "$(cat "$T/server.out")"
 }
