@@ -152,8 +152,6 @@ void ps_accept_fork_child(void)
 	ps_accept_forked();
 }
 
-
-
 /* 'ready': the thread's last poll/select reported lfd readable (taken by this call).
  * An epoll registration counts only if the thread waited for readiness since its
  * previous accept on lfd: Apache prefork with one listener registers it in an epoll

@@ -92,18 +92,23 @@ static struct set *slot(int lfd, bool map)
 	return p ? &p[(unsigned)lfd % PAGE_SETS] : NULL;
 }
 
-/* Calls fn on every set in use. */
-static void each_set(void (*fn)(struct set *s, int v, void *ctx), void *ctx)
+/* Calls fn on every mapped slot ('all') or every set in use, with its lfd1. */
+static void each_slot(bool all, void (*fn)(struct set *s, int v, void *ctx), void *ctx)
 {
 	unsigned top = atomic_load(&top_page);
 	for (unsigned pg = 0; pg < top; pg++) {
 		struct set *p = atomic_load_explicit(&pages[pg], memory_order_acquire);
 		for (unsigned i = 0; p && i < PAGE_SETS; i++) {
 			int v = atomic_load(&p[i].lfd1);
-			if (v)
+			if (v || all)
 				fn(&p[i], v, ctx);
 		}
 	}
+}
+
+static void each_set(void (*fn)(struct set *s, int v, void *ctx), void *ctx)
+{
+	each_slot(false, fn, ctx);
 }
 
 static struct set *find(int lfd, uint64_t lcookie)
@@ -897,17 +902,20 @@ static void renest_later(int fd, const struct ps_fdinfo *info, void *ctx)
 	}
 }
 
+static void no_acceptors(struct set *s, int v, void *ctx)
+{
+	(void)v;
+	(void)ctx;
+	atomic_store(&s->accepting, 0);
+}
+
 void ps_keep_init(void)
 {
 	/* In a fork child: the kept connections are the parent's to serve; drop our
 	 * copies (and the sets' descriptors) so that closing them there really closes.
 	 * No other thread is in accept here. */
 	each_set(drop_parents, NULL);
-	for (unsigned pg = 0; pg < atomic_load(&top_page); pg++) {
-		struct set *p = atomic_load(&pages[pg]);
-		for (unsigned i = 0; p && i < PAGE_SETS; i++)
-			atomic_store(&p[i].accepting, 0);
-	}
+	each_slot(true, no_acceptors, NULL);
 	ps_fd_each(renest_later, NULL);
 	ps_lock_reset(&create_lock);
 	live_sets = 0;
