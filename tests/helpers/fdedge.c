@@ -137,15 +137,39 @@ static int listener(int port, int nonblocking)
 	return fd;
 }
 
+/* A socket bound to src_ip:src_port (0: any port), to connect later (connect_to): its
+ * number is taken before whatever the caller frees next. */
+static int unconnected(const char *src_ip, int src_port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
+	struct sockaddr_in s = sin_of(src_ip, src_port);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+	    bind(fd, (void *)&s, sizeof(s)) < 0)
+		die_errno("dial");
+	return fd;
+}
+
+static void connect_to(int fd, int port)
+{
+	struct sockaddr_in d = sin_of("127.0.0.1", port);
+	if (connect(fd, (void *)&d, sizeof(d)) < 0)
+		die_errno("dial");
+}
+
 /* A connection from src_ip:src_port (0: any port) to 127.0.0.1:port. */
 static int dial(const char *src_ip, int src_port, int port)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
-	struct sockaddr_in s = sin_of(src_ip, src_port), d = sin_of("127.0.0.1", port);
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
-	    bind(fd, (void *)&s, sizeof(s)) < 0 || connect(fd, (void *)&d, sizeof(d)) < 0)
-		die_errno("dial");
+	int fd = unconnected(src_ip, src_port);
+	connect_to(fd, port);
 	return fd;
+}
+
+/* The number the next descriptor made (accept4's connection, say) will get. */
+static int next_number(void)
+{
+	int n = dup(0);
+	close(n);
+	return n;
 }
 
 static void put(int fd, const char *s)
@@ -239,8 +263,7 @@ static int closerange(int use_file, int timeout_ms)
 {
 	int l = listener(0, 1), port = port_of(l, 0), other = use_file ? -1 : listener(0, 0);
 	int c1 = dial(PROXY_IP, 0, port);
-	int predicted = dup(0);  /* the number accept4 will give the connection */
-	close(predicted);
+	int predicted = next_number();
 	put(c1, "PROXY TCP4 ");  /* and never the rest */
 	pause_ms(50);
 	if (try_accept(l) >= 0 || errno != EAGAIN)
@@ -364,8 +387,7 @@ static int keep_race(bool after)
 {
 	int l = listener(0, 1), port = port_of(l, 0);
 	int c1 = dial(PROXY_IP, 0, port);
-	kept_fd = dup(0);  /* the number accept4 will give the connection */
-	close(kept_fd);
+	kept_fd = next_number();
 	put(c1, "PROXY TCP4 ");
 	pause_ms(50);
 	if (try_accept(l) >= 0 || errno != EAGAIN)
@@ -399,31 +421,6 @@ static int keep_race(bool after)
 
 /* ---- two kept connections on one number, the first closed behind the shim's back ---- */
 
-/* A proxy's socket made now and connected later (dial in two steps). */
-static int unconnected(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct sockaddr_in src = sin_of(PROXY_IP, 0);
-	if (fd < 0 || bind(fd, (void *)&src, sizeof(src)) < 0)
-		die_errno("socket");
-	return fd;
-}
-
-static void connect_to(int fd, int port)
-{
-	struct sockaddr_in dst = sin_of("127.0.0.1", port);
-	if (connect(fd, (void *)&dst, sizeof(dst)) < 0)
-		die_errno("connect");
-}
-
-/* The number a socket made now would get. */
-static int next_number(void)
-{
-	int n = dup(0);
-	close(n);
-	return n;
-}
-
 /* c1 is kept, its number closed by fclose(fdopen()) (no hook sees it), c2 takes the
  * number and is kept too: c2 is handed over as itself, and at the first one's deadline
  * the shim touches nothing (the number is the application's connection by then). */
@@ -435,7 +432,7 @@ static int stale_twin(int timeout_ms)
 	pause_ms(50);
 	if (try_accept(l) >= 0 || errno != EAGAIN)
 		die_errno("the first partial header was not kept aside");
-	int c2 = unconnected();  /* its number taken before n frees */
+	int c2 = unconnected(PROXY_IP, 0);  /* its number taken before n frees */
 	fclose(fdopen(n, "r+"));
 	connect_to(c2, port);
 	put(c2, "PROXY TCP4 ");
@@ -488,7 +485,7 @@ static int stale_event(int timeout_ms)
 	int x = try_accept(l);
 	printf("accept -> %d (%s)\n", x, x >= 0 ? peer_str(x) : strerror(errno));
 	header_rest(ce, 5556, port);
-	int cb = unconnected();  /* its number taken before A's frees */
+	int cb = unconnected(PROXY_IP, 0);  /* its number taken before A's frees */
 	pause_ms(timeout_ms + 100);
 	int e = try_accept(l);
 	printf("accept -> %d (%s)\n", e, e >= 0 ? peer_str(e) : strerror(errno));
