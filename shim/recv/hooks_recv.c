@@ -2,6 +2,7 @@
  * calls only real_* functions, never these public names. */
 #include "inherit.h"
 #include "keep.h"
+#include "keep_wait.h"
 #include "log.h"
 #include "real.h"
 #include "recv.h"

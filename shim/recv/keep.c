@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -63,6 +64,10 @@ static _Atomic unsigned top_page;    /* pages above it were never mapped */
 static struct ps_lock create_lock;
 static _Atomic unsigned kept_total;  /* fast path: nothing kept anywhere */
 static unsigned live_sets, sweep_at = 64;  /* under create_lock */
+/* Every listener with a set has its number in [span_lo, span_hi] (ps_keep_span): widened
+ * when a set is made, narrowed to the sets in use when they are swept, both under
+ * create_lock. */
+static _Atomic int span_lo = INT_MAX, span_hi = -1;
 
 
 /* Locks are shim/rt/lock.h's: one held by this very thread (a signal handler interrupted
@@ -182,15 +187,26 @@ static void release(struct set *s)
 /* A set whose listener is gone without the hooks seeing it close (a raw syscall, or a
  * close racing a keep in another thread) is released: its connections can never be
  * accepted. */
+struct swept {
+	unsigned live;
+	int lo, hi;
+};
+
 static void sweep_one(struct set *s, int v, void *ctx)
 {
-	unsigned *live = ctx;
+	struct swept *w = ctx;
 	if (v > 0 && ps_fd_cookie(v - 1) != s->lcookie && ps_lock(&s->lock)) {
 		if (atomic_load(&s->lfd1) == v)
 			destroy(s, OWN_BOTH);
 		ps_unlock(&s->lock);
 	}
-	*live += atomic_load(&s->lfd1) != 0;
+	if ((v = atomic_load(&s->lfd1)) == 0)
+		return;
+	w->live++;
+	if (v > 0) {  /* a doomed set is never found again: outside the span */
+		w->lo = v - 1 < w->lo ? v - 1 : w->lo;
+		w->hi = v - 1 > w->hi ? v - 1 : w->hi;
+	}
 }
 
 /* Under create_lock, when the sets in use doubled since the last sweep: amortized
@@ -199,10 +215,12 @@ static void sweep(void)
 {
 	if (++live_sets < sweep_at)
 		return;
-	unsigned live = 0;
-	each_set(sweep_one, &live);
-	live_sets = live;
-	sweep_at = live * 2 > 64 ? live * 2 : 64;
+	struct swept w = {0, INT_MAX, -1};
+	each_set(sweep_one, &w);
+	atomic_store(&span_lo, w.lo);
+	atomic_store(&span_hi, w.hi);
+	live_sets = w.live;
+	sweep_at = w.live * 2 > 64 ? w.live * 2 : 64;
 }
 
 /* The set of listener lfd (identified by lcookie), made if it has none. A set lives
@@ -256,6 +274,10 @@ static struct set *create(int lfd, uint64_t lcookie, int family)
 	ps_fd_set(epfd, &(struct ps_fdinfo){.kind = PS_FD_OWN});
 	ps_fd_set(tfd, &(struct ps_fdinfo){.kind = PS_FD_OWN});
 	ps_lock_reset(&s->lock);
+	if (lfd < atomic_load(&span_lo))
+		atomic_store(&span_lo, lfd);
+	if (lfd > atomic_load(&span_hi))
+		atomic_store(&span_hi, lfd);
 	atomic_store(&s->lfd1, lfd + 1);
 	ps_unlock(&create_lock);
 	return s;
@@ -589,6 +611,15 @@ _Atomic int *ps_keep_acceptors(int lfd)
 	return s ? &s->accepting : NULL;
 }
 
+bool ps_keep_span(int *lo, int *hi)
+{
+	if (!atomic_load_explicit(&kept_total, memory_order_relaxed))
+		return false;
+	*lo = atomic_load(&span_lo);
+	*hi = atomic_load(&span_hi);
+	return *lo <= *hi;
+}
+
 int ps_keep_fd(int lfd, const struct ps_fdinfo *li)
 {
 	struct set *s;
@@ -671,215 +702,6 @@ static void forget_one(struct set *s, int v, void *ctx)
 void ps_keep_forget(unsigned first, unsigned last)
 {
 	each_set(forget_one, &(struct range){first, last});
-}
-
-/* The set of a watched listener that holds kept connections, or NULL. */
-static struct set *watched(int fd)
-{
-	struct ps_fdinfo li;
-	if (fd < 0 || !ps_fd_get(fd, &li) || li.kind != PS_FD_LISTENER)
-		return NULL;
-	struct set *s = find(fd, li.cookie);
-	return s && s->n ? s : NULL;
-}
-
-/* Room for the arguments of one extended poll/select call: on the stack when small,
- * mapped for large arrays (any size works; nothing is kept between calls, so a
- * signal handler's own poll never shares it). */
-struct scratch {
-	void *p;
-	size_t len;
-	_Alignas(16) unsigned char stack[2048];
-};
-
-static void *scratch_get(struct scratch *sc, size_t len)
-{
-	sc->len = len;
-	if (len <= sizeof(sc->stack))
-		return sc->p = sc->stack;
-	sc->p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return sc->p = sc->p == MAP_FAILED ? NULL : sc->p;
-}
-
-static void scratch_put(struct scratch *sc)
-{
-	if (sc->p && sc->p != sc->stack)
-		munmap(sc->p, sc->len);
-}
-
-/* Puts the m set descriptors in entries of 'all' (n of them, the caller's copy) whose
- * fd is negative, which the kernel skips: for an array as long as RLIMIT_NOFILE allows,
- * where appending fails with EINVAL. pos[j]: where extra j went, n when it found no
- * room (that listener then hears of its kept connections at the next accept). */
-static void borrow(struct pollfd *all, nfds_t n, nfds_t m, nfds_t *pos)
-{
-	nfds_t free = 0;
-	for (nfds_t j = 0; j < m; j++) {
-		while (free < n && all[free].fd >= 0)
-			free++;
-		pos[j] = free;
-		if (free < n)
-			all[free++] = all[n + j];
-	}
-}
-
-int ps_keep_poll(struct pollfd *fds, nfds_t n, ps_poll_call call, void *ctx)
-{
-	struct scratch sc;
-	struct set *s;
-	if (!atomic_load_explicit(&kept_total, memory_order_relaxed) || !n ||
-	    n > (SIZE_MAX / 4) / sizeof(struct pollfd))
-		return call(fds, n, ctx);
-	/* The caller's entries, then one per watched listener (at most n), then for each of
-	 * those its listener's index and its own. */
-	struct pollfd *all = scratch_get(&sc, 4 * n * sizeof(struct pollfd));
-	if (!all) {  /* no memory: kept connections are still decided at the next accept */
-		ps_log_limited("poll: no memory to add %lu descriptors' kept connections",
-			       (unsigned long)n);
-		return call(fds, n, ctx);
-	}
-	nfds_t *owner = (nfds_t *)(all + 2 * n), *pos = owner + n, m = 0;
-	for (nfds_t i = 0; i < n; i++) {
-		if ((fds[i].events & POLLIN) && (s = watched(fds[i].fd))) {
-			owner[m] = i;
-			pos[m] = n + m;
-			all[n + m++] = (struct pollfd){.fd = s->epfd, .events = POLLIN};
-		}
-	}
-	if (!m) {
-		scratch_put(&sc);
-		return call(fds, n, ctx);
-	}
-	memcpy(all, fds, n * sizeof(*fds));
-	nfds_t total = n + m;
-	int r = call(all, total, ctx);
-	if (r < 0 && errno == EINVAL) {  /* more entries than RLIMIT_NOFILE */
-		borrow(all, n, m, pos);
-		total = n;
-		r = call(all, total, ctx);
-	}
-	for (nfds_t j = 0; r > 0 && j < m; j++) {
-		if (pos[j] >= total || !all[pos[j]].revents)
-			continue;
-		r--;  /* ours, whatever it reports */
-		struct pollfd *o = &all[owner[j]];
-		if (!(all[pos[j]].revents & POLLIN))
-			continue;
-		if (!o->revents)
-			r++;  /* the listener becomes ready instead */
-		o->revents |= POLLIN;
-	}
-	for (nfds_t j = 0; total == n && j < m; j++)  /* borrowed entries given back */
-		if (pos[j] < n)
-			all[pos[j]] = (struct pollfd){.fd = fds[pos[j]].fd,
-						      .events = fds[pos[j]].events};
-	if (r >= 0)
-		memcpy(fds, all, n * sizeof(*fds));
-	scratch_put(&sc);
-	return r;
-}
-
-/* fd_set bits beyond FD_SETSIZE: select() takes any nfds with bitmaps that large. */
-#define WORD_BITS (8 * sizeof(unsigned long))
-#define WORDS(nbits) (((size_t)(nbits) + WORD_BITS - 1) / WORD_BITS)
-
-static bool bit_get(const unsigned long *b, int fd)
-{
-	return b[(unsigned)fd / WORD_BITS] >> ((unsigned)fd % WORD_BITS) & 1;
-}
-
-static void bit_set(unsigned long *b, int fd)
-{
-	b[(unsigned)fd / WORD_BITS] |= 1ul << ((unsigned)fd % WORD_BITS);
-}
-
-/* A copy of the caller's bitmap of nfds bits, widened to 'words' words. */
-static unsigned long *widen(unsigned long *to, const fd_set *from, int nfds, size_t words)
-{
-	if (!from)
-		return NULL;
-	memset(to, 0, words * sizeof(*to));
-	memcpy(to, from, WORDS(nfds) * sizeof(*to));
-	return to;
-}
-
-int ps_keep_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, ps_select_call call,
-		   void *ctx)
-{
-	struct scratch sc;
-	struct set *s;
-	if (!atomic_load_explicit(&kept_total, memory_order_relaxed) || !rd || nfds <= 0)
-		return call(nfds, rd, wr, ex, ctx);
-	/* A count first, for the exact room: the listener and set descriptor of each
-	 * watched listener, and three bitmaps up to the highest set descriptor, which may
-	 * lie beyond the caller's nfds. */
-	const unsigned long *in = (const unsigned long *)rd;
-	size_t m = 0, words;
-	int top = nfds;
-	for (int fd = 0; fd < nfds; fd++) {
-		if (bit_get(in, fd) && (s = watched(fd))) {
-			m++;
-			if (s->epfd >= top)
-				top = s->epfd + 1;
-		}
-	}
-	if (!m)
-		return call(nfds, rd, wr, ex, ctx);
-	words = WORDS(top) + 1;  /* + 1: a set made meanwhile may lie one word higher */
-	int *pair = scratch_get(&sc, m * 2 * sizeof(int) + 3 * words * sizeof(long) + sizeof(long));
-	if (!pair) {
-		ps_log_limited("select: no memory to add kept connections (%d descriptors)", nfds);
-		return call(nfds, rd, wr, ex, ctx);
-	}
-	size_t got = 0;
-	for (int fd = 0; fd < nfds && got < m; fd++) {
-		if (bit_get(in, fd) && (s = watched(fd)) && WORDS(s->epfd + 1) <= words) {
-			pair[2 * got] = fd;
-			pair[2 * got++ + 1] = s->epfd;
-			if (s->epfd >= top)
-				top = s->epfd + 1;
-		}
-	}
-	m = got;
-	/* Aligned for the bitmaps after the pairs. */
-	unsigned long *r2 = (unsigned long *)(((uintptr_t)(pair + 2 * m) + sizeof(long) - 1) &
-					     ~(uintptr_t)(sizeof(long) - 1));
-	unsigned long *w2 = widen(r2 + words, wr, nfds, words);
-	unsigned long *e2 = widen(r2 + 2 * words, ex, nfds, words);
-	widen(r2, rd, nfds, words);
-	for (size_t j = 0; j < m; j++)
-		bit_set(r2, pair[2 * j + 1]);
-	int r = call(top, (fd_set *)r2, (fd_set *)w2, (fd_set *)e2, ctx);
-	for (size_t j = 0; r > 0 && j < m; j++) {
-		int lfd = pair[2 * j];
-		if (!bit_get(r2, pair[2 * j + 1]))
-			continue;
-		r--;  /* ours */
-		if (!bit_get(r2, lfd) && !(w2 && bit_get(w2, lfd)) && !(e2 && bit_get(e2, lfd)))
-			r++;  /* the listener becomes ready instead */
-		bit_set(r2, lfd);
-	}
-	if (r >= 0) {
-		/* Only the caller's nfds bits go back; set descriptors above them are ours. */
-		size_t back = WORDS(nfds);
-		unsigned long mask = nfds % WORD_BITS ? (1ul << (nfds % WORD_BITS)) - 1 : ~0ul;
-		r2[back - 1] &= mask;
-		if (w2)
-			w2[back - 1] &= mask;
-		if (e2)
-			e2[back - 1] &= mask;
-		for (size_t j = 0; j < m; j++)
-			if (pair[2 * j + 1] < nfds)
-				r2[(unsigned)pair[2 * j + 1] / WORD_BITS] &=
-					~(1ul << ((unsigned)pair[2 * j + 1] % WORD_BITS));
-		memcpy(rd, r2, back * sizeof(long));
-		if (wr)
-			memcpy(wr, w2, back * sizeof(long));
-		if (ex)
-			memcpy(ex, e2, back * sizeof(long));
-	}
-	scratch_put(&sc);
-	return r;
 }
 
 static void drop_parents(struct set *s, int v, void *ctx)

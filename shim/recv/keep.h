@@ -9,10 +9,8 @@
 #ifndef PS_KEEP_H
 #define PS_KEEP_H
 
-#include <poll.h>
 #include <stdbool.h>
 #include <sys/epoll.h>
-#include <sys/select.h>
 #include "recv.h"
 
 /* ps_keep_add 'how': what the caller knows of fd. */
@@ -41,18 +39,15 @@ _Atomic int *ps_keep_acceptors(int lfd);
  * kept for listener lfd is decided; -1 when none is kept. */
 int ps_keep_fd(int lfd, const struct ps_fdinfo *li);
 
+/* false when nothing is kept anywhere; else every listener that may hold kept
+ * connections has its number in [*lo, *hi] (a hint for scanning poll arrays). */
+bool ps_keep_span(int *lo, int *hi);
+
 /* After the application's epoll_ctl(epfd, op, fd, ev) succeeded. */
 void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev);
 
 /* The application closed fds first..last: listeners among them lose their sets. */
 void ps_keep_forget(unsigned first, unsigned last);
-
-/* poll/ppoll and select/pselect with the sets of watched listeners added. 'call' runs
- * the real function on the (possibly extended) arguments. */
-typedef int (*ps_poll_call)(struct pollfd *fds, nfds_t n, void *ctx);
-int ps_keep_poll(struct pollfd *fds, nfds_t n, ps_poll_call call, void *ctx);
-typedef int (*ps_select_call)(int nfds, fd_set *r, fd_set *w, fd_set *e, void *ctx);
-int ps_keep_select(int nfds, fd_set *r, fd_set *w, fd_set *e, ps_select_call call, void *ctx);
 
 /* At load, and in a fork child (the parent keeps serving its own kept connections). */
 void ps_keep_init(void);

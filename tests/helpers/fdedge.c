@@ -74,7 +74,10 @@ static void usage(FILE *f)
 	      "  stale-event: a set's hang-up event for a connection since closed never\n"
 	      "      applies to a new kept connection on its number\n"
 	      "  et-progress: 20 late headers progress without completing while a 21st\n"
-	      "      completes: an edge-triggered server (accept until EAGAIN) gets it"
+	      "      completes: an edge-triggered server (accept until EAGAIN) gets it\n"
+	      "  poll-span, select-span: listeners numbered far apart, 200 descriptors\n"
+	      "      between them, 70 listeners with kept connections made and closed\n"
+	      "      meanwhile: poll / select reports each one when its late header completes\n"
 	      "  urgent-header: urgent data inside a late header: refused, no spin\n"
 	      "  sa-restart: a blocking accept waiting for a late header under SA_RESTART\n"
 	      "      signal handlers: never EINTR\n"
@@ -750,6 +753,85 @@ static int poll_at_nofile(void)
 		       "a full-length poll array still hears of the kept connection");
 }
 
+/* A listener moved to number 'at' (or above). */
+static int listener_at(int at)
+{
+	int l = listener(0, 1), moved = fcntl(l, F_DUPFD, at);
+	if (moved < 0)
+		die_errno("F_DUPFD");
+	close(l);
+	return moved;
+}
+
+/* Keeps a connection on non-blocking listener l: its header begun, not finished. */
+static int kept_on(int l)
+{
+	int c = dial(PROXY_IP, 0, port_of(l, 0));
+	put(c, "PROXY TCP4 ");
+	if (try_accept(l) >= 0 || errno != EAGAIN)
+		die("a connection with half a header was handed over");
+	return c;
+}
+
+/* Waits (2 s at most) until poll or select over l and the fds in between reports l
+ * readable; then accepts. */
+static int accept_when_ready(bool sel, int l, const int *fds, int n)
+{
+	struct pollfd p[n + 1];
+	for (long long end = now_ms() + 2000; now_ms() < end;) {
+		bool ready;
+		if (sel) {
+			fd_set r;
+			int top = l;
+			FD_ZERO(&r);
+			FD_SET(l, &r);
+			for (int i = 0; i < n; i++) {
+				FD_SET(fds[i], &r);
+				top = fds[i] > top ? fds[i] : top;
+			}
+			ready = select(top + 1, &r, NULL, NULL, &(struct timeval){0, 100000}) > 0 &&
+				FD_ISSET(l, &r);
+		} else {
+			for (int i = 0; i < n; i++)
+				p[i] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+			p[n] = (struct pollfd){.fd = l, .events = POLLIN};
+			ready = poll(p, (nfds_t)n + 1, 100) > 0 && (p[n].revents & POLLIN);
+		}
+		int fd;
+		if (ready && (fd = try_accept(l)) >= 0)
+			return fd;
+	}
+	return -1;
+}
+
+/* Listeners far apart in number, with many descriptors between them and 70 listeners
+ * made and closed meanwhile (each with a set, swept): poll or select over them still
+ * reports each one readable when its kept connection's header completes. */
+static int span(bool sel)
+{
+	enum { CHURN = 70, IDLE = 200 };
+	int lo = listener(0, 1), clo = kept_on(lo);
+	for (int i = 0; i < CHURN; i++) {
+		int l = listener_at(300 + i), c = kept_on(l);
+		close(l);
+		close(c);
+	}
+	int hi = listener_at(900), chi = kept_on(hi), idle[IDLE];
+	for (int i = 0; i < IDLE; i += 2)
+		if (pipe(&idle[i]) < 0)
+			die_errno("pipe");
+	header_rest(chi, 6001, port_of(hi, 0));
+	int got_hi = accept_when_ready(sel, hi, idle, IDLE);
+	header_rest(clo, 6002, port_of(lo, 0));
+	int got_lo = accept_when_ready(sel, lo, idle, IDLE);
+	printf("listener %d: %s; listener %d: ", hi, got_hi >= 0 ? peer_str(got_hi) : "never ready",
+	       lo);
+	printf("%s\n", got_lo >= 0 ? peer_str(got_lo) : "never ready");
+	return verdict(got_hi >= 0 && !strcmp(peer_str(got_hi), CLIENT_IP ":6001") &&
+			       got_lo >= 0 && !strcmp(peer_str(got_lo), CLIENT_IP ":6002"),
+		       "each listener is reported when its kept header completes");
+}
+
 /* An epoll instance made before fork is shared with the child: a connection the child
  * keeps must make the listener readable there. */
 static int fork_epoll(void)
@@ -1198,6 +1280,8 @@ int main(int argc, char **argv)
 		return keep_race(false);
 	if (!strcmp(s, "popen-fclose"))
 		return popen_fclose();
+	if (!strcmp(s, "poll-span") || !strcmp(s, "select-span"))
+		return span(s[0] == 's');
 	if (!strcmp(s, "poll-at-nofile"))
 		return poll_at_nofile();
 	if (!strcmp(s, "fork-epoll"))

@@ -74,6 +74,14 @@ EDGE_TIMEOUT_MS=500  # fdedge's header timeout in this file (edge, helpers.bash)
 	edge PROXYSHIM_TIMEOUT_MS=10000 -- et-progress
 }
 
+@test "poll(): a low-numbered listener and one numbered 900, 200 descriptors between them, after 70 listeners with kept connections came and went: each is reported when its late header completes" {
+	edge PROXYSHIM_TIMEOUT_MS=10000 -- poll-span
+}
+
+@test "select(): a low-numbered listener and one numbered 900, 200 descriptors between them, after 70 listeners with kept connections came and went: each is reported when its late header completes" {
+	edge PROXYSHIM_TIMEOUT_MS=10000 -- select-span
+}
+
 @test "a poll array as long as RLIMIT_NOFILE (64, the listener and negative entries) while a header is late: never EINVAL, the kept connection is accepted" {
 	edge poll-at-nofile
 	[[ $OUT == *"ok: a full-length poll array still hears of the kept connection"* ]]
