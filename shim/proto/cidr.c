@@ -64,6 +64,15 @@ static long decimal(const char *s, long max)
 	return v;
 }
 
+static void set_prefix(struct ps_net *net, unsigned plen)
+{
+	uint8_t mask[16] = {0};
+	for (unsigned i = 0; i < plen; i++)
+		mask[i / 8] |= (uint8_t)(0x80 >> i % 8);
+	memcpy(net->mask, mask, sizeof(mask));
+	net->plen = (uint8_t)plen;
+}
+
 static int add_net(void *ctx, const char *item, char *err, size_t errlen)
 {
 	struct ps_netlist *l = ctx;
@@ -93,7 +102,7 @@ static int add_net(void *ctx, const char *item, char *err, size_t errlen)
 		return -1;
 	}
 	ps_addr_to_v6(&a, net->ip);
-	net->plen = (uint8_t)(v6 ? plen : plen + 96);
+	set_prefix(net, (unsigned)(v6 ? plen : plen + 96));
 	/* ::/0 means every IPv6 peer, not every IPv4 one too; ::ffff:a.b.c.d/104 is IPv4. */
 	net->v4 = !v6 || (net->plen >= 96 && ps_ip_is_v4mapped(net->ip));
 	l->n++;
@@ -106,13 +115,13 @@ int ps_netlist_parse(struct ps_netlist *l, const char *s, char *err, size_t errl
 	return each_item(s, add_net, l, err, errlen);
 }
 
+/* Every datagram of a UDP listener is checked: two masked word compares. */
 static bool in_net(const struct ps_net *net, const uint8_t ip[16])
 {
-	unsigned full = net->plen / 8, rest = net->plen % 8;
-	if (memcmp(net->ip, ip, full))
-		return false;
-	uint8_t mask = (uint8_t)(0xff00 >> rest);
-	return !rest || ((net->ip[full] ^ ip[full]) & mask) == 0;
+	uint64_t a[2], n[2];
+	memcpy(a, ip, sizeof(a));
+	memcpy(n, net->ip, sizeof(n));
+	return (((a[0] ^ n[0]) & net->mask[0]) | ((a[1] ^ n[1]) & net->mask[1])) == 0;
 }
 
 bool ps_netlist_match(const struct ps_netlist *l, const struct ps_addr *a)
@@ -172,7 +181,7 @@ static int add_dest(void *ctx, const char *item, char *err, size_t errlen)
 		return -1;
 	struct ps_net *net = &l->net[l->n++];
 	ps_addr_to_v6(&a, net->ip);
-	net->plen = 128;
+	set_prefix(net, 128);
 	net->v4 = ps_ip_is_v4mapped(net->ip);
 	net->port = a.port;
 	return 0;

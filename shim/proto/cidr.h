@@ -10,6 +10,7 @@
 /* One network in IPv6 form: IPv4 entries are stored as ::ffff:0:0/96 + prefix. */
 struct ps_net {
 	uint8_t ip[16];
+	uint64_t mask[2];  /* plen leading one bits, in ip's byte order: two word compares */
 	uint8_t plen;   /* 0..128 */
 	bool v4;        /* an IPv4 network: matches IPv4 and v4-mapped peers, and only them */
 	uint16_t port;  /* destinations only: 0 = any port */

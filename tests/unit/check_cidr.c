@@ -50,6 +50,20 @@ static const struct {
 	{ "*", "192.0.2.1", true },
 	{ "*", "2001:db8::1", true },
 	{ "*", "::ffff:192.0.2.1", true },
+	/* prefixes ending inside a byte and at the 64-bit word boundary */
+	{ "128.0.0.0/1", "255.0.0.1", true },
+	{ "128.0.0.0/1", "127.255.255.255", false },
+	{ "192.0.2.2/31", "192.0.2.3", true },
+	{ "192.0.2.2/31", "192.0.2.4", false },
+	{ "2001:db8:0:1::/63", "2001:db8:0:1:ffff::1", true },
+	{ "2001:db8:0:2::/63", "2001:db8:0:3::1", true },
+	{ "2001:db8:0:2::/63", "2001:db8:0:4::1", false },
+	{ "2001:db8:0:1::/64", "2001:db8:0:1:ffff:ffff:ffff:ffff", true },
+	{ "2001:db8:0:1::/64", "2001:db8:0:0:ffff:ffff:ffff:ffff", false },
+	{ "2001:db8:0:1::/65", "2001:db8:0:1:7fff::1", true },
+	{ "2001:db8:0:1::/65", "2001:db8:0:1:8000::1", false },
+	{ "2001:db8::/127", "2001:db8::1", true },
+	{ "2001:db8::/127", "2001:db8::2", false },
 	{ "198.51.100.0/24,2001:db8::/32", "198.51.100.9", true },
 	{ "198.51.100.0/24,2001:db8::/32", "2001:db8::9", true },
 	{ "198.51.100.0/24,2001:db8::/32", "192.0.2.9", false },
@@ -74,6 +88,40 @@ START_TEST(test_netlist_match)
 	ck_assert_msg(ps_netlist_match(&l, &a) == match_cases[_i].match,
 		      "\"%s\" vs %s: want %s", match_cases[_i].list, match_cases[_i].peer,
 		      match_cases[_i].match ? "match" : "no match");
+}
+END_TEST
+
+/* Destinations (PROXYSHIM_SEND_TO): an address with a port is that address exactly. */
+static const struct {
+	const char *list, *dest;
+	uint16_t port;
+	bool match;
+} dest_cases[] = {
+	{ "192.0.2.1:80", "192.0.2.1", 80, true },
+	{ "192.0.2.1:80", "192.0.2.1", 81, false },
+	{ "192.0.2.1:80", "192.0.2.2", 80, false },
+	{ "192.0.2.1:80", "192.0.3.1", 80, false },
+	{ "192.0.2.1:80", "::ffff:192.0.2.1", 80, true },
+	{ "[2001:db8::1]:443", "2001:db8::1", 443, true },
+	{ "[2001:db8::1]:443", "2001:db8::2", 443, false },
+	{ "[2001:db8::1]:443", "2001:db9::1", 443, false },
+	{ "[2001:db8::1]:443", "192.0.2.1", 443, false },
+	{ "192.0.2.0/24", "192.0.2.77", 9, true },
+	{ "192.0.2.0/24", "192.0.3.77", 9, false },
+	{ "192.0.2.0/24,[2001:db8::1]:443", "2001:db8::1", 443, true },
+};
+
+START_TEST(test_destlist_match)
+{
+	static struct ps_netlist l;
+	char err[256] = "";
+	struct ps_addr a = mkaddr(dest_cases[_i].dest, dest_cases[_i].port);
+
+	ck_assert_msg(ps_destlist_parse(&l, dest_cases[_i].list, err, sizeof err) == 0,
+		      "\"%s\" rejected: %s", dest_cases[_i].list, err);
+	ck_assert_msg(ps_netlist_match(&l, &a) == dest_cases[_i].match,
+		      "\"%s\" vs %s port %u: want %s", dest_cases[_i].list, dest_cases[_i].dest,
+		      dest_cases[_i].port, dest_cases[_i].match ? "match" : "no match");
 }
 END_TEST
 
@@ -228,6 +276,7 @@ int main(void)
 	Suite *s = suite_create("cidr");
 
 	add_loop(s, "netlist match", test_netlist_match, N(match_cases));
+	add_loop(s, "destlist match", test_destlist_match, N(dest_cases));
 	add_loop(s, "netlist shape", test_netlist_shape, 1);
 	add_loop(s, "netlist bad", test_netlist_bad, N(bad_lists));
 	add_loop(s, "netlist capacity", test_netlist_capacity, 1);
