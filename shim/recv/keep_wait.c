@@ -3,7 +3,6 @@
 #include "log.h"
 
 #include <errno.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -17,49 +16,28 @@ static int set_of(int fd)
 	return ps_keep_fd(fd, &li);
 }
 
-/* Room for the arguments of one extended call: on the stack when small, else mapped.
- * One mapping is kept for the next call, so a server that polls a large array every
- * time pays neither mmap nor page faults: taken whole by an atomic exchange, so a
- * signal handler's poll or another thread's finds it taken and maps its own. It stays
- * as large as the largest call's arguments. */
-struct spare {
-	size_t len;  /* of the whole mapping, this header included */
-	_Alignas(16) unsigned char room[];
-};
-
-static struct spare *_Atomic spare;
-
+/* Room for the arguments of one extended call: on the stack when small, mapped for
+ * large arrays (nothing is kept between calls: a signal handler's own poll never
+ * shares it, and no memory stays behind). */
 struct scratch {
-	struct spare *map;  /* NULL: on the stack */
+	void *p;
+	size_t len;
 	_Alignas(16) unsigned char stack[2048];
 };
 
 static void *scratch_get(struct scratch *sc, size_t len)
 {
-	sc->map = NULL;
+	sc->len = len;
 	if (len <= sizeof(sc->stack))
-		return sc->stack;
-	struct spare *p = atomic_exchange(&spare, NULL);
-	if (p && p->len - sizeof(*p) < len) {
-		munmap(p, p->len);
-		p = NULL;
-	}
-	if (!p) {
-		size_t whole = (sizeof(*p) + len + 4095) & ~(size_t)4095;
-		p = mmap(NULL, whole, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED)
-			return NULL;
-		p->len = whole;
-	}
-	sc->map = p;
-	return p->room;
+		return sc->p = sc->stack;
+	sc->p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return sc->p = sc->p == MAP_FAILED ? NULL : sc->p;
 }
 
 static void scratch_put(struct scratch *sc)
 {
-	struct spare *none = NULL;
-	if (sc->map && !atomic_compare_exchange_strong(&spare, &none, sc->map))
-		munmap(sc->map, sc->map->len);
+	if (sc->p && sc->p != sc->stack)
+		munmap(sc->p, sc->len);
 }
 
 /* An entry that may watch a listener with kept connections: listeners' numbers lie in
