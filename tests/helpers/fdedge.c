@@ -64,7 +64,7 @@ static void usage(FILE *f)
 	      "  scm-rights: one passed to another program over a UNIX socket (SCM_RIGHTS):\n"
 	      "      the receiver sees its real peer and the client's bytes intact\n"
 	      "  keep-race: a kept connection's number closed by another thread and reused\n"
-	      "      while accept hands it over (widened by build/slowproof.so): the\n"
+	      "      while accept hands it over (widened by build/slowcalls.so): the\n"
 	      "      application's own socket is never returned nor given an address\n"
 	      "  keep-race-after: the same just after the shim proved the number (while it\n"
 	      "      reads the header): the application's socket is never closed nor returned\n"
@@ -78,6 +78,12 @@ static void usage(FILE *f)
 	      "  poll-span, select-span: listeners numbered far apart, 200 descriptors\n"
 	      "      between them, 70 listeners with kept connections made and closed\n"
 	      "      meanwhile: poll / select reports each one when its late header completes\n"
+	      "  poll-keep-meanwhile, select-keep-meanwhile: another thread keeps a\n"
+	      "      connection while a call is extended (widened by build/slowcalls.so): a\n"
+	      "      listener whose kept header completed before the call is still reported\n"
+	      "  fork-in-destroy: a fork while another thread's close destroys a listener's\n"
+	      "      set (widened by build/slowcalls.so): the child's poll sees its own kept\n"
+	      "      connection\n"
 	      "  urgent-header: urgent data inside a late header: refused, no spin\n"
 	      "  sa-restart: a blocking accept waiting for a late header under SA_RESTART\n"
 	      "      signal handlers: never EINTR\n"
@@ -363,11 +369,13 @@ static int nofd_nonblocking(int timeout_ms)
 
 /* ---- a kept connection's number closed and reused while it is handed over ---- */
 
-/* build/slowproof.so, when preloaded after the shim, delays the shim's proof that the
+/* build/slowcalls.so, when preloaded after the shim, delays the shim's proof that the
  * number still holds the kept socket, or the steps just after it (absent: the race is
  * left to chance). */
 extern volatile int slow_proof_fd __attribute__((weak));
 extern volatile int slow_proof_after_fd __attribute__((weak));
+extern volatile int slow_mmap_tid __attribute__((weak));
+extern volatile int slow_close_fd __attribute__((weak));
 
 static int kept_fd, pair[2];
 
@@ -832,6 +840,107 @@ static int span(bool sel)
 		       "each listener is reported when its kept header completes");
 }
 
+/* Another thread keeps a connection on listener A while this thread's poll or select is
+ * being extended (build/slowcalls.so holds the call in the mmap of its room for 200 ms):
+ * listener B, whose kept header had completed before the call, is still reported. */
+static void *keep_on_a(void *arg)
+{
+	int *a = arg;  /* a[0]: the listener, a[1]: its client with half a header */
+	pause_ms(50);
+	a[1] = try_accept(a[0]) < 0 && errno == EAGAIN;  /* kept: 1 */
+	return NULL;
+}
+
+static int keep_meanwhile(bool sel)
+{
+	enum { IDLE = 300, SEL_BITS = 8192 };
+	int a = listener(0, 1), c0 = kept_on(a);
+	header_rest(c0, 6100, port_of(a, 0));  /* A's set made, then emptied */
+	pause_ms(50);
+	if (try_accept(a) < 0)
+		die("the first connection on listener A was not handed over");
+	int b = listener_at(900), cb = kept_on(b), idle[IDLE];
+	header_rest(cb, 6101, port_of(b, 0));  /* decided before the call */
+	pause_ms(50);
+	for (int i = 0; i < IDLE; i += 2)
+		if (pipe(&idle[i]) < 0)
+			die_errno("pipe");
+	int arg[2] = {a, 0}, ready = 0, r;
+	put(dial(PROXY_IP, 0, port_of(a, 0)), "PROXY TCP4 ");
+	pthread_t t;
+	pthread_create(&t, NULL, keep_on_a, arg);
+	if (&slow_mmap_tid)
+		slow_mmap_tid = (int)gettid();
+	long long t0 = now_ms();
+	if (sel) {  /* bitmaps of 8,192 bits: the room is mapped */
+		static unsigned long bits[SEL_BITS / (8 * sizeof(long))];
+		const int w = 8 * sizeof(long);
+		bits[a / w] |= 1ul << a % w;
+		bits[b / w] |= 1ul << b % w;
+		r = select(SEL_BITS, (fd_set *)bits, NULL, NULL, &(struct timeval){1, 0});
+		ready = r > 0 && (bits[b / w] >> b % w & 1);
+	} else {  /* 302 entries: the room is mapped */
+		struct pollfd p[IDLE + 2];
+		p[0] = (struct pollfd){.fd = a, .events = POLLIN};
+		for (int i = 0; i < IDLE; i++)
+			p[i + 1] = (struct pollfd){.fd = idle[i], .events = POLLIN};
+		p[IDLE + 1] = (struct pollfd){.fd = b, .events = POLLIN};
+		r = poll(p, IDLE + 2, 1000);
+		ready = r > 0 && (p[IDLE + 1].revents & POLLIN);
+	}
+	long long took = now_ms() - t0;
+	pthread_join(t, NULL);
+	printf("A kept a connection during the call: %s; the call returned %d after %lld ms, "
+	       "listener B %s\n", arg[1] ? "yes" : "no", r, took, ready ? "readable" : "not reported");
+	int fd = ready ? try_accept(b) : -1;
+	return verdict(arg[1] && fd >= 0 && !strcmp(peer_str(fd), CLIENT_IP ":6101"),
+		       "a listener whose kept header completed is reported while another keeps one");
+}
+
+/* A fork while another thread's close of a listener is destroying its set (the shim's
+ * close of the set's epoll instance, after the kept connections were counted off, held
+ * 200 ms by build/slowcalls.so): the child's own kept connections are still seen by its
+ * poll. */
+static void *close_listener(void *arg)
+{
+	close(*(int *)arg);
+	return NULL;
+}
+
+static int fork_in_destroy(void)
+{
+	int l = listener(0, 1), c = dial(PROXY_IP, 0, port_of(l, 0)), kfd = next_number();
+	put(c, "PROXY TCP4 ");
+	if (try_accept(l) >= 0 || errno != EAGAIN)
+		die("the partial header was not kept aside");
+	/* The set is made when its first connection is kept: its epoll instance takes the
+	 * number after the connection's. */
+	char path[64], what[64] = "";
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", kfd + 1);
+	if (readlink(path, what, sizeof(what) - 1) < 0 || !strstr(what, "eventpoll"))
+		die("fd %d is not the set's epoll instance (%s)", kfd + 1, what);
+	if (&slow_close_fd)
+		slow_close_fd = kfd + 1;
+	pthread_t t;
+	pthread_create(&t, NULL, close_listener, &l);
+	pause_ms(50);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int l2 = listener(0, 1), c2 = kept_on(l2);
+		header_rest(c2, 6200, port_of(l2, 0));
+		struct pollfd p = {.fd = l2, .events = POLLIN};
+		int r = poll(&p, 1, 2000), fd = r > 0 ? try_accept(l2) : -1;
+		printf("child: poll returned %d, accepted %s\n", r, fd >= 0 ? peer_str(fd) : "nothing");
+		fflush(stdout);
+		_exit(fd >= 0 && !strcmp(peer_str(fd), CLIENT_IP ":6200") ? 0 : 1);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	pthread_join(t, NULL);
+	return verdict(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		       "the fork child's kept connection is reported by its poll");
+}
+
 /* An epoll instance made before fork is shared with the child: a connection the child
  * keeps must make the listener readable there. */
 static int fork_epoll(void)
@@ -1280,6 +1389,10 @@ int main(int argc, char **argv)
 		return keep_race(false);
 	if (!strcmp(s, "popen-fclose"))
 		return popen_fclose();
+	if (!strcmp(s, "poll-keep-meanwhile") || !strcmp(s, "select-keep-meanwhile"))
+		return keep_meanwhile(s[0] == 's');
+	if (!strcmp(s, "fork-in-destroy"))
+		return fork_in_destroy();
 	if (!strcmp(s, "poll-span") || !strcmp(s, "select-span"))
 		return span(s[0] == 's');
 	if (!strcmp(s, "poll-at-nofile"))

@@ -46,17 +46,17 @@ EDGE_TIMEOUT_MS=500  # fdedge's header timeout in this file (edge, helpers.bash)
 }
 
 @test "a kept connection's number closed and reused by another thread during accept: never returned, never given an address" {
-	# build/slowproof.so (after the shim) holds the shim's proof of the kept socket's
+	# build/slowcalls.so (after the shim) holds the shim's proof of the kept socket's
 	# identity for 200 ms, while the other thread closes and reuses the number.
-	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowproof.so"
+	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcalls.so"
 	edge keep-race
 	[[ $OUT == *"closed by the application; forgotten"* ]]
 }
 
 @test "a kept connection's number closed and reused by another thread just after the shim proved it: the application's socket is never closed nor returned, its bytes kept" {
-	# build/slowproof.so holds the shim for 200 ms just after its proof of the kept
+	# build/slowcalls.so holds the shim for 200 ms just after its proof of the kept
 	# socket's identity, while the other thread closes and reuses the number.
-	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowproof.so"
+	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcalls.so"
 	edge keep-race-after
 	[[ $OUT == *"closed by the application; forgotten"* ]]
 }
@@ -80,6 +80,25 @@ EDGE_TIMEOUT_MS=500  # fdedge's header timeout in this file (edge, helpers.bash)
 
 @test "select(): a low-numbered listener and one numbered 900, 200 descriptors between them, after 70 listeners with kept connections came and went: each is reported when its late header completes" {
 	edge PROXYSHIM_TIMEOUT_MS=10000 -- select-span
+}
+
+@test "poll(): another thread keeps a connection while the call is being extended: a listener whose late header completed before the call is still reported" {
+	# build/slowcalls.so holds the shim's mmap of the call's room for 200 ms, while the
+	# other thread keeps a connection on a listener earlier in the array.
+	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcalls.so"
+	edge PROXYSHIM_TIMEOUT_MS=10000 -- poll-keep-meanwhile
+}
+
+@test "select(): another thread keeps a connection while the call is being extended: a listener whose late header completed before the call is still reported" {
+	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcalls.so"
+	edge PROXYSHIM_TIMEOUT_MS=10000 -- select-keep-meanwhile
+}
+
+@test "a fork while another thread's close destroys a listener's kept connections: the child's poll still sees the child's own kept connection" {
+	# build/slowcalls.so holds the shim's close of the set's epoll instance for 200 ms,
+	# after its kept connections were counted off: the fork lands there.
+	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcalls.so"
+	edge PROXYSHIM_TIMEOUT_MS=10000 -- fork-in-destroy
 }
 
 @test "a poll array as long as RLIMIT_NOFILE (64, the listener and negative entries) while a header is late: never EINVAL, the kept connection is accepted" {

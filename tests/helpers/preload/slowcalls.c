@@ -1,0 +1,59 @@
+/* Preloaded after libproxyshim.so, so that the libc calls the shim makes (resolved with
+ * dlsym(RTLD_NEXT), or through its PLT) land here. Once a test program arms one, that
+ * call of the shim's is delayed 200 ms, once: it widens, for a test, a window a
+ * preempted thread on a loaded machine also gets.
+ * - slow_proof_fd / slow_proof_after_fd: the shim's EPOLL_CTL_DEL of that descriptor
+ *   (which takes a kept connection out of its set and proves the number still holds
+ *   it), before it / just after it;
+ * - slow_mmap_tid: the next mmap made by that thread (the room a large poll or select
+ *   call is extended in);
+ * - slow_close_fd: the close of that descriptor (a kept connection the shim closes). */
+#include <dlfcn.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+volatile int slow_proof_fd = -1, slow_proof_after_fd = -1, slow_mmap_tid, slow_close_fd = -1;
+
+static void wait_200ms(void)
+{
+	nanosleep(&(struct timespec){0, 200000000}, NULL);
+}
+
+int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	static int (*next)(int, int, int, struct epoll_event *);
+	if (!next)
+		next = (int (*)(int, int, int, struct epoll_event *))dlsym(RTLD_NEXT, "epoll_ctl");
+	if (fd == slow_proof_fd && op == EPOLL_CTL_DEL)
+		wait_200ms();
+	int r = next(epfd, op, fd, ev);
+	if (fd == slow_proof_after_fd && op == EPOLL_CTL_DEL)
+		wait_200ms();
+	return r;
+}
+
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	static void *(*next)(void *, size_t, int, int, int, off_t);
+	if (!next)
+		next = (void *(*)(void *, size_t, int, int, int, off_t))dlsym(RTLD_NEXT, "mmap");
+	if (slow_mmap_tid && slow_mmap_tid == gettid()) {
+		slow_mmap_tid = 0;
+		wait_200ms();
+	}
+	return next(addr, len, prot, flags, fd, off);
+}
+
+int close(int fd)
+{
+	static int (*next)(int);
+	if (!next)
+		next = (int (*)(int))dlsym(RTLD_NEXT, "close");
+	if (fd >= 0 && fd == slow_close_fd) {
+		slow_close_fd = -1;  /* disarmed first: a fork meanwhile copies it disarmed */
+		wait_200ms();
+	}
+	return next(fd);
+}
