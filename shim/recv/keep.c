@@ -704,12 +704,34 @@ void ps_keep_forget(unsigned first, unsigned last)
 	each_set(forget_one, &(struct range){first, last});
 }
 
+/* In a fork child. A set another thread was changing when fork copied it (its lock
+ * held) may count connections it no longer has, in an array since unmapped: it is
+ * forgotten without a look at its array (left mapped: its address may be another
+ * mapping's now), and its descriptors are closed from the fd table (close_left). */
 static void drop_parents(struct set *s, int v, void *ctx)
 {
 	(void)v;
 	(void)ctx;
+	bool torn = atomic_load(&s->lock.holder) != 0;
 	ps_lock_reset(&s->lock);
-	destroy(s, OWN_BOTH);
+	if (!torn) {
+		destroy(s, OWN_BOTH);
+		return;
+	}
+	s->k = NULL;
+	s->n = s->cap = s->next = s->nready = 0;
+	atomic_store(&s->lfd1, 0);
+}
+
+/* The parent's kept connections (still the sockets kept: a number closed behind the
+ * shim's back may hold the application's own now) and sets' descriptors that no set
+ * closed. */
+static void close_left(int fd, const struct ps_fdinfo *info, void *ctx)
+{
+	(void)ctx;
+	if (info->kind == PS_FD_OWN ||
+	    (info->kind == PS_FD_KEPT && ps_fd_cookie(fd) == info->cookie))
+		close_own(fd);
 }
 
 /* A listener the parent registered in an epoll instance the child inherits: the
@@ -737,6 +759,13 @@ void ps_keep_init(void)
 	 * copies (and the sets' descriptors) so that closing them there really closes.
 	 * No other thread is in accept here. */
 	each_set(drop_parents, NULL);
+	ps_fd_each(close_left, NULL);
+	/* Nothing is kept here now. The count is set, not left to the drops: a fork while
+	 * another thread was destroying a set copied that set after its connections were
+	 * counted off, and dropping it again would wrap the count below zero. */
+	atomic_store(&kept_total, 0);
+	atomic_store(&span_lo, INT_MAX);
+	atomic_store(&span_hi, -1);
 	each_slot(true, no_acceptors, NULL);
 	ps_fd_each(renest_later, NULL);
 	ps_lock_reset(&create_lock);

@@ -49,7 +49,7 @@ void ps_keep_epoll(int epfd, int op, int fd, const struct epoll_event *ev);
 /* The application closed fds first..last: listeners among them lose their sets. */
 void ps_keep_forget(unsigned first, unsigned last);
 
-/* At load, and in a fork child (the parent keeps serving its own kept connections). */
+/* In a fork child: the parent keeps serving its own kept connections. */
 void ps_keep_init(void);
 
 #endif

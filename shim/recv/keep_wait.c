@@ -16,28 +16,44 @@ static int set_of(int fd)
 	return ps_keep_fd(fd, &li);
 }
 
-/* Room for the arguments of one extended call: on the stack when small, mapped for
- * large arrays (nothing is kept between calls: a signal handler's own poll never
- * shares it, and no memory stays behind). */
+/* Room for the arguments of one extended call, taken in up to two pieces: on the stack
+ * while they fit, else each mapped (nothing is kept between calls: a signal handler's
+ * own poll never shares it, and no memory stays behind). */
 struct scratch {
-	void *p;
-	size_t len;
+	size_t used;               /* of the stack */
+	unsigned maps;
+	void *map[2];
+	size_t len[2];
 	_Alignas(16) unsigned char stack[2048];
 };
 
+static void scratch_init(struct scratch *sc)
+{
+	sc->used = 0;
+	sc->maps = 0;
+}
+
 static void *scratch_get(struct scratch *sc, size_t len)
 {
-	sc->len = len;
-	if (len <= sizeof(sc->stack))
-		return sc->p = sc->stack;
-	sc->p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return sc->p = sc->p == MAP_FAILED ? NULL : sc->p;
+	len = (len + 15) & ~(size_t)15;
+	if (len <= sizeof(sc->stack) - sc->used) {
+		sc->used += len;
+		return sc->stack + sc->used - len;
+	}
+	if (sc->maps == 2)
+		return NULL;
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	sc->map[sc->maps] = p;
+	sc->len[sc->maps++] = len;
+	return p;
 }
 
 static void scratch_put(struct scratch *sc)
 {
-	if (sc->p && sc->p != sc->stack)
-		munmap(sc->p, sc->len);
+	for (unsigned i = 0; i < sc->maps; i++)
+		munmap(sc->map[i], sc->len[i]);
 }
 
 /* An entry that may watch a listener with kept connections: listeners' numbers lie in
@@ -67,30 +83,37 @@ int ps_keep_poll(struct pollfd *fds, nfds_t n, ps_poll_call call, void *ctx)
 {
 	struct scratch sc;
 	int lo, hi, sfd;
-	nfds_t m = 0, got = 0;
+	nfds_t c = 0, m = 0;
 	if (!n || n > (SIZE_MAX / 4) / sizeof(struct pollfd) || !ps_keep_span(&lo, &hi))
 		return call(fds, n, ctx);
+	/* Entries that may watch a listener with kept connections, counted for the room;
+	 * each is looked up once, below: another thread keeping or handing over meanwhile
+	 * changes which ones have sets, never how many can. */
 	for (nfds_t i = 0; i < n; i++)
-		m += in_span(&fds[i], lo, hi) && set_of(fds[i].fd) >= 0;
-	if (!m)
+		c += in_span(&fds[i], lo, hi);
+	if (!c)
 		return call(fds, n, ctx);
 	/* The caller's entries, one per watched listener, then for each of those its
 	 * listener's index and where its own entry went. */
-	struct pollfd *all = scratch_get(&sc, (n + m) * sizeof(*all) + 2 * m * sizeof(nfds_t));
+	scratch_init(&sc);
+	struct pollfd *all = scratch_get(&sc, (n + c) * sizeof(*all) + 2 * c * sizeof(nfds_t));
 	if (!all) {  /* no memory: kept connections are still decided at the next accept */
 		ps_log_limited("poll: no memory to add %lu descriptors' kept connections",
 			       (unsigned long)n);
 		return call(fds, n, ctx);
 	}
-	nfds_t *owner = (nfds_t *)(all + n + m), *pos = owner + m;
-	for (nfds_t i = 0; i < n && got < m; i++) {
+	nfds_t *owner = (nfds_t *)(all + n + c), *pos = owner + c;
+	for (nfds_t i = 0; i < n && m < c; i++) {
 		if (in_span(&fds[i], lo, hi) && (sfd = set_of(fds[i].fd)) >= 0) {
-			owner[got] = i;
-			pos[got] = n + got;
-			all[n + got++] = (struct pollfd){.fd = sfd, .events = POLLIN};
+			owner[m] = i;
+			pos[m] = n + m;
+			all[n + m++] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		}
 	}
-	m = got;  /* fewer if a set emptied meanwhile */
+	if (!m) {
+		scratch_put(&sc);
+		return call(fds, n, ctx);
+	}
 	memcpy(all, fds, n * sizeof(*fds));
 	nfds_t total = n + m;
 	int r = call(all, total, ctx);
@@ -151,40 +174,36 @@ int ps_keep_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, ps_select_call 
 	if (!rd || nfds <= 0 || !ps_keep_span(&lo, &hi))
 		return call(nfds, rd, wr, ex, ctx);
 	hi = hi < nfds ? hi : nfds - 1;
-	/* A count first, for the exact room: the listener and set descriptor of each
-	 * watched listener, and three bitmaps up to the highest set descriptor, which may
-	 * lie beyond the caller's nfds. */
+	/* The bits that may watch a listener with kept connections, counted for the room
+	 * of the pairs (listener, set descriptor); each is looked up once, below. */
 	const unsigned long *in = (const unsigned long *)rd;
-	size_t m = 0, words;
-	int top = nfds;
-	for (int fd = lo; fd <= hi; fd++) {
+	size_t c = 0, m = 0;
+	for (int fd = lo; fd <= hi; fd++)
+		c += bit_get(in, fd);
+	if (!c)
+		return call(nfds, rd, wr, ex, ctx);
+	scratch_init(&sc);
+	int *pair = scratch_get(&sc, 2 * c * sizeof(int)), top = nfds;
+	for (int fd = lo; pair && fd <= hi && m < c; fd++) {
 		if (bit_get(in, fd) && (sfd = set_of(fd)) >= 0) {
-			m++;
+			pair[2 * m] = fd;
+			pair[2 * m++ + 1] = sfd;
 			if (sfd >= top)
 				top = sfd + 1;
 		}
 	}
-	if (!m)
+	if (pair && !m) {
+		scratch_put(&sc);
 		return call(nfds, rd, wr, ex, ctx);
-	words = WORDS(top) + 1;  /* + 1: a set made meanwhile may lie one word higher */
-	int *pair = scratch_get(&sc, m * 2 * sizeof(int) + 3 * words * sizeof(long) + sizeof(long));
-	if (!pair) {
+	}
+	/* Three bitmaps up to the highest set descriptor, which may lie beyond nfds. */
+	size_t words = WORDS(top);
+	unsigned long *r2 = pair ? scratch_get(&sc, 3 * words * sizeof(long)) : NULL;
+	if (!r2) {
+		scratch_put(&sc);
 		ps_log_limited("select: no memory to add kept connections (%d descriptors)", nfds);
 		return call(nfds, rd, wr, ex, ctx);
 	}
-	size_t got = 0;
-	for (int fd = lo; fd <= hi && got < m; fd++) {
-		if (bit_get(in, fd) && (sfd = set_of(fd)) >= 0 && WORDS(sfd + 1) <= words) {
-			pair[2 * got] = fd;
-			pair[2 * got++ + 1] = sfd;
-			if (sfd >= top)
-				top = sfd + 1;
-		}
-	}
-	m = got;
-	/* Aligned for the bitmaps after the pairs. */
-	unsigned long *r2 = (unsigned long *)(((uintptr_t)(pair + 2 * m) + sizeof(long) - 1) &
-					     ~(uintptr_t)(sizeof(long) - 1));
 	unsigned long *w2 = widen(r2 + words, wr, nfds, words);
 	unsigned long *e2 = widen(r2 + 2 * words, ex, nfds, words);
 	widen(r2, rd, nfds, words);

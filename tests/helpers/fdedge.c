@@ -81,9 +81,10 @@ static void usage(FILE *f)
 	      "  poll-keep-meanwhile, select-keep-meanwhile: another thread keeps a\n"
 	      "      connection while a call is extended (widened by build/slowcalls.so): a\n"
 	      "      listener whose kept header completed before the call is still reported\n"
-	      "  fork-in-destroy: a fork while another thread's close destroys a listener's\n"
-	      "      set (widened by build/slowcalls.so): the child's poll sees its own kept\n"
-	      "      connection\n"
+	      "  fork-in-destroy, fork-after-unmap: a fork while another thread's close\n"
+	      "      destroys a listener's set (widened by build/slowcalls.so; the second\n"
+	      "      just after its array is unmapped): the child does not crash and its\n"
+	      "      poll sees its own kept connection\n"
 	      "  urgent-header: urgent data inside a late header: refused, no spin\n"
 	      "  sa-restart: a blocking accept waiting for a late header under SA_RESTART\n"
 	      "      signal handlers: never EINTR\n"
@@ -376,6 +377,7 @@ extern volatile int slow_proof_fd __attribute__((weak));
 extern volatile int slow_proof_after_fd __attribute__((weak));
 extern volatile int slow_mmap_tid __attribute__((weak));
 extern volatile int slow_close_fd __attribute__((weak));
+extern volatile int slow_munmap_tid __attribute__((weak));
 
 static int kept_fd, pair[2];
 
@@ -897,17 +899,22 @@ static int keep_meanwhile(bool sel)
 		       "a listener whose kept header completed is reported while another keeps one");
 }
 
-/* A fork while another thread's close of a listener is destroying its set (the shim's
- * close of the set's epoll instance, after the kept connections were counted off, held
- * 200 ms by build/slowcalls.so): the child's own kept connections are still seen by its
- * poll. */
+/* A fork while another thread's close of a listener is destroying its set, held 200 ms
+ * by build/slowcalls.so: in the shim's close of the set's epoll instance (its kept
+ * connections counted off already) or, 'unmapped', just after its array of kept
+ * connections is given back. The child neither crashes nor loses sight of its own
+ * kept connections. */
+static bool hold_unmap;
+
 static void *close_listener(void *arg)
 {
+	if (hold_unmap && &slow_munmap_tid)
+		slow_munmap_tid = (int)gettid();
 	close(*(int *)arg);
 	return NULL;
 }
 
-static int fork_in_destroy(void)
+static int fork_in_destroy(bool unmapped)
 {
 	int l = listener(0, 1), c = dial(PROXY_IP, 0, port_of(l, 0)), kfd = next_number();
 	put(c, "PROXY TCP4 ");
@@ -919,7 +926,8 @@ static int fork_in_destroy(void)
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", kfd + 1);
 	if (readlink(path, what, sizeof(what) - 1) < 0 || !strstr(what, "eventpoll"))
 		die("fd %d is not the set's epoll instance (%s)", kfd + 1, what);
-	if (&slow_close_fd)
+	hold_unmap = unmapped;
+	if (!unmapped && &slow_close_fd)
 		slow_close_fd = kfd + 1;
 	pthread_t t;
 	pthread_create(&t, NULL, close_listener, &l);
@@ -937,6 +945,8 @@ static int fork_in_destroy(void)
 	int st;
 	waitpid(pid, &st, 0);
 	pthread_join(t, NULL);
+	if (WIFSIGNALED(st))
+		printf("child killed by signal %d\n", WTERMSIG(st));
 	return verdict(WIFEXITED(st) && WEXITSTATUS(st) == 0,
 		       "the fork child's kept connection is reported by its poll");
 }
@@ -1391,8 +1401,8 @@ int main(int argc, char **argv)
 		return popen_fclose();
 	if (!strcmp(s, "poll-keep-meanwhile") || !strcmp(s, "select-keep-meanwhile"))
 		return keep_meanwhile(s[0] == 's');
-	if (!strcmp(s, "fork-in-destroy"))
-		return fork_in_destroy();
+	if (!strcmp(s, "fork-in-destroy") || !strcmp(s, "fork-after-unmap"))
+		return fork_in_destroy(s[5] == 'a');
 	if (!strcmp(s, "poll-span") || !strcmp(s, "select-span"))
 		return span(s[0] == 's');
 	if (!strcmp(s, "poll-at-nofile"))

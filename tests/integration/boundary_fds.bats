@@ -101,6 +101,12 @@ EDGE_TIMEOUT_MS=500  # fdedge's header timeout in this file (edge, helpers.bash)
 	edge PROXYSHIM_TIMEOUT_MS=10000 -- fork-in-destroy
 }
 
+@test "a fork just after another thread's close gave back a listener's array of kept connections: the child does not crash and its poll sees its own kept connection" {
+	# build/slowcalls.so holds that thread for 200 ms just after the shim's munmap.
+	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcalls.so"
+	edge PROXYSHIM_TIMEOUT_MS=10000 -- fork-after-unmap
+}
+
 @test "a poll array as long as RLIMIT_NOFILE (64, the listener and negative entries) while a header is late: never EINVAL, the kept connection is accepted" {
 	edge poll-at-nofile
 	[[ $OUT == *"ok: a full-length poll array still hears of the kept connection"* ]]

@@ -7,14 +7,17 @@
  *   it), before it / just after it;
  * - slow_mmap_tid: the next mmap made by that thread (the room a large poll or select
  *   call is extended in);
- * - slow_close_fd: the close of that descriptor (a kept connection the shim closes). */
+ * - slow_close_fd: the close of that descriptor (a kept connection the shim closes);
+ * - slow_munmap_tid: just after the next munmap made by that thread (a kept-connection
+ *   array given back). */
 #include <dlfcn.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
-volatile int slow_proof_fd = -1, slow_proof_after_fd = -1, slow_mmap_tid, slow_close_fd = -1;
+volatile int slow_proof_fd = -1, slow_proof_after_fd = -1, slow_mmap_tid, slow_close_fd = -1,
+	     slow_munmap_tid;
 
 static void wait_200ms(void)
 {
@@ -56,4 +59,17 @@ int close(int fd)
 		wait_200ms();
 	}
 	return next(fd);
+}
+
+int munmap(void *addr, size_t len)
+{
+	static int (*next)(void *, size_t);
+	if (!next)
+		next = (int (*)(void *, size_t))dlsym(RTLD_NEXT, "munmap");
+	int r = next(addr, len);
+	if (slow_munmap_tid && slow_munmap_tid == gettid()) {
+		slow_munmap_tid = 0;
+		wait_200ms();
+	}
+	return r;
 }
