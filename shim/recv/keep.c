@@ -707,7 +707,7 @@ void ps_keep_forget(unsigned first, unsigned last)
 /* In a fork child. A set another thread was changing when fork copied it (its lock
  * held) may count connections it no longer has, in an array since unmapped: it is
  * forgotten without a look at its array (left mapped: its address may be another
- * mapping's now), and its descriptors are closed from the fd table (close_left). */
+ * mapping's now), and its descriptors are closed from the fd table (child_entry). */
 static void drop_parents(struct set *s, int v, void *ctx)
 {
 	(void)v;
@@ -723,23 +723,20 @@ static void drop_parents(struct set *s, int v, void *ctx)
 	atomic_store(&s->lfd1, 0);
 }
 
-/* The parent's kept connections (still the sockets kept: a number closed behind the
- * shim's back may hold the application's own now) and sets' descriptors that no set
- * closed. */
-static void close_left(int fd, const struct ps_fdinfo *info, void *ctx)
+/* Each fd-table entry in a fork child: the parent's kept connections (still the
+ * sockets kept: a number closed behind the shim's back may hold the application's own
+ * now, and loses the stale entry) and sets' descriptors that no set closed are closed;
+ * a listener the parent registered in an epoll instance the child inherits gets the
+ * child's own set nested there when it first keeps a connection (renest). */
+static void child_entry(int fd, const struct ps_fdinfo *info, void *ctx)
 {
 	(void)ctx;
-	if (info->kind == PS_FD_OWN ||
-	    (info->kind == PS_FD_KEPT && ps_fd_cookie(fd) == info->cookie))
+	bool kept = info->kind == PS_FD_KEPT;
+	if (info->kind == PS_FD_OWN || (kept && ps_fd_cookie(fd) == info->cookie)) {
 		close_own(fd);
-}
-
-/* A listener the parent registered in an epoll instance the child inherits: the
- * child's own set is nested there when it first keeps a connection (renest). */
-static void renest_later(int fd, const struct ps_fdinfo *info, void *ctx)
-{
-	(void)ctx;
-	if (info->kind == PS_FD_LISTENER && (info->lflags & PS_LISTENER_WATCHED)) {
+	} else if (kept) {
+		ps_fd_clear((unsigned)fd, (unsigned)fd);
+	} else if (info->kind == PS_FD_LISTENER && (info->lflags & PS_LISTENER_WATCHED)) {
 		struct ps_fdinfo li = *info;
 		li.lflags |= PS_LISTENER_UNNESTED;
 		ps_fd_set(fd, &li);
@@ -759,7 +756,7 @@ void ps_keep_init(void)
 	 * copies (and the sets' descriptors) so that closing them there really closes.
 	 * No other thread is in accept here. */
 	each_set(drop_parents, NULL);
-	ps_fd_each(close_left, NULL);
+	ps_fd_each(child_entry, NULL);
 	/* Nothing is kept here now. The count is set, not left to the drops: a fork while
 	 * another thread was destroying a set copied that set after its connections were
 	 * counted off, and dropping it again would wrap the count below zero. */
@@ -767,7 +764,6 @@ void ps_keep_init(void)
 	atomic_store(&span_lo, INT_MAX);
 	atomic_store(&span_hi, -1);
 	each_slot(true, no_acceptors, NULL);
-	ps_fd_each(renest_later, NULL);
 	ps_lock_reset(&create_lock);
 	live_sets = 0;
 	sweep_at = 64;
