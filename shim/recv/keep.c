@@ -138,12 +138,19 @@ static void close_kept(const struct kept *k)
 	}
 }
 
+/* A set's array is given back only once the set no longer points at it, and its count
+ * drops before that: a fork child that copied the set while another thread was
+ * changing it (drop_parents) finds, at every point, an array mapped with room for the
+ * entries it counts. */
 static void free_array(struct set *s)
 {
-	if (s->k)
-		munmap(s->k, s->cap * sizeof(struct kept));
+	struct kept *k = s->k;
+	size_t len = s->cap * sizeof(struct kept);
 	s->k = NULL;
 	s->cap = 0;
+	atomic_thread_fence(memory_order_release);
+	if (k)
+		munmap(k, len);
 }
 
 /* Called with s locked, or unreachable. */
@@ -161,15 +168,16 @@ static void close_own(int fd)
  * application closed is not closed again. */
 static void destroy(struct set *s, int close)
 {
-	for (unsigned i = 0; i < s->n; i++)
+	unsigned n = s->n;
+	for (unsigned i = 0; i < n; i++)
 		close_kept(&s->k[i]);
-	atomic_fetch_sub(&kept_total, s->n);
+	s->n = s->next = s->nready = 0;
+	atomic_fetch_sub(&kept_total, n);
 	if (close & OWN_EPFD)
 		close_own(s->epfd);
 	if (close & OWN_TFD)
 		close_own(s->tfd);
 	free_array(s);
-	s->n = s->next = s->nready = 0;
 	atomic_store(&s->lfd1, 0);
 }
 
@@ -298,11 +306,15 @@ static bool grow(struct set *s, unsigned bound)
 			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (k == MAP_FAILED)
 		return false;
+	struct kept *old = s->k;
+	size_t len = s->cap * sizeof(struct kept);
 	if (s->n)
-		memcpy(k, s->k, s->n * sizeof(struct kept));
-	free_array(s);
+		memcpy(k, old, s->n * sizeof(struct kept));
 	s->k = k;
 	s->cap = cap;
+	atomic_thread_fence(memory_order_release);  /* see free_array */
+	if (old)
+		munmap(old, len);
 	return true;
 }
 
@@ -704,39 +716,23 @@ void ps_keep_forget(unsigned first, unsigned last)
 	each_set(forget_one, &(struct range){first, last});
 }
 
-/* In a fork child. A set another thread was changing when fork copied it (its lock
- * held) may count connections it no longer has, in an array since unmapped: it is
- * forgotten without a look at its array (left mapped: its address may be another
- * mapping's now), and its descriptors are closed from the fd table (child_entry). */
+/* In a fork child: every set is consistent (free_array), even one another thread was
+ * changing at fork, so it is destroyed as the parent would: its kept connections that
+ * are still the sockets kept and its descriptors are closed. */
 static void drop_parents(struct set *s, int v, void *ctx)
 {
 	(void)v;
 	(void)ctx;
-	bool torn = atomic_load(&s->lock.holder) != 0;
 	ps_lock_reset(&s->lock);
-	if (!torn) {
-		destroy(s, OWN_BOTH);
-		return;
-	}
-	s->k = NULL;
-	s->n = s->cap = s->next = s->nready = 0;
-	atomic_store(&s->lfd1, 0);
+	destroy(s, OWN_BOTH);
 }
 
-/* Each fd-table entry in a fork child: the parent's kept connections (still the
- * sockets kept: a number closed behind the shim's back may hold the application's own
- * now, and loses the stale entry) and sets' descriptors that no set closed are closed;
- * a listener the parent registered in an epoll instance the child inherits gets the
- * child's own set nested there when it first keeps a connection (renest). */
-static void child_entry(int fd, const struct ps_fdinfo *info, void *ctx)
+/* A listener the parent registered in an epoll instance the child inherits: the
+ * child's own set is nested there when it first keeps a connection (renest). */
+static void renest_later(int fd, const struct ps_fdinfo *info, void *ctx)
 {
 	(void)ctx;
-	bool kept = info->kind == PS_FD_KEPT;
-	if (info->kind == PS_FD_OWN || (kept && ps_fd_cookie(fd) == info->cookie)) {
-		close_own(fd);
-	} else if (kept) {
-		ps_fd_clear((unsigned)fd, (unsigned)fd);
-	} else if (info->kind == PS_FD_LISTENER && (info->lflags & PS_LISTENER_WATCHED)) {
+	if (info->kind == PS_FD_LISTENER && (info->lflags & PS_LISTENER_WATCHED)) {
 		struct ps_fdinfo li = *info;
 		li.lflags |= PS_LISTENER_UNNESTED;
 		ps_fd_set(fd, &li);
@@ -756,10 +752,10 @@ void ps_keep_init(void)
 	 * copies (and the sets' descriptors) so that closing them there really closes.
 	 * No other thread is in accept here. */
 	each_set(drop_parents, NULL);
-	ps_fd_each(child_entry, NULL);
-	/* Nothing is kept here now. The count is set, not left to the drops: a fork while
-	 * another thread was destroying a set copied that set after its connections were
-	 * counted off, and dropping it again would wrap the count below zero. */
+	ps_fd_each(renest_later, NULL);
+	/* Nothing is kept here now. The count is set, not left to the drops: a set copied
+	 * while another thread destroyed or emptied it may count entries already counted
+	 * off, and dropping them again would wrap the count below zero. */
 	atomic_store(&kept_total, 0);
 	atomic_store(&span_lo, INT_MAX);
 	atomic_store(&span_hi, -1);

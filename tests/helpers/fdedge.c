@@ -85,6 +85,8 @@ static void usage(FILE *f)
 	      "      destroys a listener's set (widened by build/slowcalls.so; the second\n"
 	      "      just after its array is unmapped): the child does not crash and its\n"
 	      "      poll sees its own kept connection\n"
+	      "  fork-in-kept-close: the same while the shim closes the kept connection\n"
+	      "      itself: the child holds no copy, the client sees the close\n"
 	      "  urgent-header: urgent data inside a late header: refused, no spin\n"
 	      "  sa-restart: a blocking accept waiting for a late header under SA_RESTART\n"
 	      "      signal handlers: never EINTR\n"
@@ -901,9 +903,12 @@ static int keep_meanwhile(bool sel)
 
 /* A fork while another thread's close of a listener is destroying its set, held 200 ms
  * by build/slowcalls.so: in the shim's close of the set's epoll instance (its kept
- * connections counted off already) or, 'unmapped', just after its array of kept
- * connections is given back. The child neither crashes nor loses sight of its own
- * kept connections. */
+ * connections counted off already: FORK_AT_SET_CLOSE), just after its array of kept
+ * connections is given back (FORK_AT_UNMAP): the child neither crashes nor loses sight
+ * of its own kept connections; or in the close of the kept connection itself
+ * (FORK_AT_KEPT_CLOSE): the child holds no copy of it, so the parent's close reaches
+ * the client. */
+enum { FORK_AT_SET_CLOSE, FORK_AT_UNMAP, FORK_AT_KEPT_CLOSE };
 static bool hold_unmap;
 
 static void *close_listener(void *arg)
@@ -914,7 +919,7 @@ static void *close_listener(void *arg)
 	return NULL;
 }
 
-static int fork_in_destroy(bool unmapped)
+static int fork_in_destroy(int at)
 {
 	int l = listener(0, 1), c = dial(PROXY_IP, 0, port_of(l, 0)), kfd = next_number();
 	put(c, "PROXY TCP4 ");
@@ -926,13 +931,25 @@ static int fork_in_destroy(bool unmapped)
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", kfd + 1);
 	if (readlink(path, what, sizeof(what) - 1) < 0 || !strstr(what, "eventpoll"))
 		die("fd %d is not the set's epoll instance (%s)", kfd + 1, what);
-	hold_unmap = unmapped;
-	if (!unmapped && &slow_close_fd)
-		slow_close_fd = kfd + 1;
+	hold_unmap = at == FORK_AT_UNMAP;
+	if (at != FORK_AT_UNMAP && &slow_close_fd)
+		slow_close_fd = at == FORK_AT_KEPT_CLOSE ? kfd : kfd + 1;
 	pthread_t t;
 	pthread_create(&t, NULL, close_listener, &l);
 	pause_ms(50);
 	pid_t pid = fork();
+	if (pid == 0 && at == FORK_AT_KEPT_CLOSE) {  /* holds whatever it inherited */
+		pause_ms(3000);
+		_exit(0);
+	}
+	if (at == FORK_AT_KEPT_CLOSE) {
+		pthread_join(t, NULL);
+		bool closed = peer_closed(c, 1500);
+		printf("the client %s the close\n", closed ? "saw" : "did not see");
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return verdict(closed, "the parent's close of a kept connection reaches the client");
+	}
 	if (pid == 0) {
 		int l2 = listener(0, 1), c2 = kept_on(l2);
 		header_rest(c2, 6200, port_of(l2, 0));
@@ -1401,8 +1418,12 @@ int main(int argc, char **argv)
 		return popen_fclose();
 	if (!strcmp(s, "poll-keep-meanwhile") || !strcmp(s, "select-keep-meanwhile"))
 		return keep_meanwhile(s[0] == 's');
-	if (!strcmp(s, "fork-in-destroy") || !strcmp(s, "fork-after-unmap"))
-		return fork_in_destroy(s[5] == 'a');
+	if (!strcmp(s, "fork-in-destroy"))
+		return fork_in_destroy(FORK_AT_SET_CLOSE);
+	if (!strcmp(s, "fork-after-unmap"))
+		return fork_in_destroy(FORK_AT_UNMAP);
+	if (!strcmp(s, "fork-in-kept-close"))
+		return fork_in_destroy(FORK_AT_KEPT_CLOSE);
 	if (!strcmp(s, "poll-span") || !strcmp(s, "select-span"))
 		return span(s[0] == 's');
 	if (!strcmp(s, "poll-at-nofile"))

@@ -107,6 +107,12 @@ EDGE_TIMEOUT_MS=500  # fdedge's header timeout in this file (edge, helpers.bash)
 	edge PROXYSHIM_TIMEOUT_MS=10000 -- fork-after-unmap
 }
 
+@test "a fork while another thread's close of a listener is closing its kept connection: the child holds no copy, the client sees the close" {
+	# build/slowcalls.so holds the shim's close of the kept connection for 200 ms.
+	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcalls.so"
+	edge PROXYSHIM_TIMEOUT_MS=10000 -- fork-in-kept-close
+}
+
 @test "a poll array as long as RLIMIT_NOFILE (64, the listener and negative entries) while a header is late: never EINVAL, the kept connection is accepted" {
 	edge poll-at-nofile
 	[[ $OUT == *"ok: a full-length poll array still hears of the kept connection"* ]]
