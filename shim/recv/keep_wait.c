@@ -156,13 +156,22 @@ static void bit_set(unsigned long *b, int fd)
 	b[(unsigned)fd / WORD_BITS] |= 1ul << ((unsigned)fd % WORD_BITS);
 }
 
-/* A copy of the caller's bitmap of nfds bits, widened to 'words' words. */
+/* The bits of a bitmap's last word below nfds. */
+static unsigned long last_mask(int nfds)
+{
+	return nfds % WORD_BITS ? (1ul << (nfds % WORD_BITS)) - 1 : ~0ul;
+}
+
+/* A copy of the caller's bitmap of nfds bits, widened to 'words' words. Bits at nfds
+ * and above are dropped: the caller's call would not look at them, the extended one
+ * would. */
 static unsigned long *widen(unsigned long *to, const fd_set *from, int nfds, size_t words)
 {
 	if (!from)
 		return NULL;
 	memset(to, 0, words * sizeof(*to));
 	memcpy(to, from, WORDS(nfds) * sizeof(*to));
+	to[WORDS(nfds) - 1] &= last_mask(nfds);
 	return to;
 }
 
@@ -222,7 +231,7 @@ int ps_keep_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, ps_select_call 
 	if (r >= 0) {
 		/* Only the caller's nfds bits go back; set descriptors above them are ours. */
 		size_t back = WORDS(nfds);
-		unsigned long mask = nfds % WORD_BITS ? (1ul << (nfds % WORD_BITS)) - 1 : ~0ul;
+		unsigned long mask = last_mask(nfds);
 		r2[back - 1] &= mask;
 		if (w2)
 			w2[back - 1] &= mask;

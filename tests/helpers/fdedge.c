@@ -78,6 +78,8 @@ static void usage(FILE *f)
 	      "  poll-span, select-span: listeners numbered far apart, 200 descriptors\n"
 	      "      between them, 70 listeners with kept connections made and closed\n"
 	      "      meanwhile: poll / select reports each one when its late header completes\n"
+	      "  select-nfds: a kept connection extends select past the caller's nfds:\n"
+	      "      bits set beyond nfds (a closed number, a writable socket) stay unseen\n"
 	      "  poll-keep-meanwhile, select-keep-meanwhile: another thread keeps a\n"
 	      "      connection while a call is extended (widened by build/slowcalls.so): a\n"
 	      "      listener whose kept header completed before the call is still reported\n"
@@ -844,6 +846,29 @@ static int span(bool sel)
 		       "each listener is reported when its kept header completes");
 }
 
+/* select() looks only at the caller's nfds bits, even when the shim extends the call
+ * past them for a set descriptor: a bit set beyond nfds (a writable socket, or a
+ * closed number) never makes it return early or fail. */
+static int select_nfds(void)
+{
+	int l = listener(0, 1), other = dial(PROXY_IP, 0, port_of(listener(0, 1), 0));
+	int hole = dup(0), c = kept_on(l);
+	(void)c;
+	close(hole);
+	fd_set r, w;
+	FD_ZERO(&r);
+	FD_ZERO(&w);
+	FD_SET(l, &r);
+	FD_SET(hole, &r);   /* beyond nfds, closed */
+	FD_SET(other, &w);  /* beyond nfds, writable */
+	long long t0 = now_ms();
+	int n = select(l + 1, &r, &w, NULL, &(struct timeval){0, 300000});
+	printf("listener %d, closed %d and writable %d beyond nfds %d: select returned %d (%s) "
+	       "after %lld ms\n", l, hole, other, l + 1, n, n < 0 ? strerror(errno) : "no error",
+	       now_ms() - t0);
+	return verdict(n == 0, "select ignores the bits beyond nfds");
+}
+
 /* Another thread keeps a connection on listener A while this thread's poll or select is
  * being extended (build/slowcalls.so holds the call in the mmap of its room for 200 ms):
  * listener B, whose kept header had completed before the call, is still reported. */
@@ -1418,6 +1443,8 @@ int main(int argc, char **argv)
 		return popen_fclose();
 	if (!strcmp(s, "poll-keep-meanwhile") || !strcmp(s, "select-keep-meanwhile"))
 		return keep_meanwhile(s[0] == 's');
+	if (!strcmp(s, "select-nfds"))
+		return select_nfds();
 	if (!strcmp(s, "fork-in-destroy"))
 		return fork_in_destroy(FORK_AT_SET_CLOSE);
 	if (!strcmp(s, "fork-after-unmap"))

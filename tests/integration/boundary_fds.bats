@@ -82,6 +82,10 @@ EDGE_TIMEOUT_MS=500  # fdedge's header timeout in this file (edge, helpers.bash)
 	edge PROXYSHIM_TIMEOUT_MS=10000 -- select-span
 }
 
+@test "select() extended past the caller's nfds for a kept connection's set: bits beyond nfds (a closed number, a writable socket) never make it fail or return early" {
+	edge PROXYSHIM_TIMEOUT_MS=10000 -- select-nfds
+}
+
 @test "poll(): another thread keeps a connection while the call is being extended: a listener whose late header completed before the call is still reported" {
 	# build/slowcalls.so holds the shim's mmap of the call's room for 200 ms, while the
 	# other thread keeps a connection on a listener earlier in the array.
