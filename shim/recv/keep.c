@@ -371,8 +371,11 @@ static void lost_at(struct set *s, unsigned i)
  * as registered there (so it takes the event for its listener). */
 static int nest(int epfd, int op, struct set *s, uint32_t events, epoll_data_t data)
 {
-	/* EPOLLEXCLUSIVE cannot apply to a nested epoll instance. */
-	struct epoll_event nested = {.events = events & (EPOLLIN | EPOLLET | EPOLLONESHOT),
+	/* EPOLLEXCLUSIVE cannot apply to a nested epoll instance. A ready one reports
+	 * EPOLLIN and EPOLLRDNORM but wakes its watchers for EPOLLIN only: a listener
+	 * watched for EPOLLRDNORM alone gets EPOLLIN with it. */
+	uint32_t in = events & (EPOLLIN | EPOLLRDNORM) ? EPOLLIN | (events & EPOLLRDNORM) : 0;
+	struct epoll_event nested = {.events = in | (events & (EPOLLET | EPOLLONESHOT)),
 				     .data = data};
 	int first = op == EPOLL_CTL_ADD ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
 	if (real_epoll_ctl(epfd, first, s->epfd, &nested) == 0 ||

@@ -60,7 +60,7 @@ static void scratch_put(struct scratch *sc)
  * the span, connections' mostly do not, so a large array costs a compare per entry. */
 static bool in_span(const struct pollfd *f, int lo, int hi)
 {
-	return (f->events & POLLIN) && f->fd >= lo && f->fd <= hi;
+	return (f->events & (POLLIN | POLLRDNORM)) && f->fd >= lo && f->fd <= hi;
 }
 
 /* Puts the m set descriptors in entries of 'all' (n of them, the caller's copy) whose
@@ -130,8 +130,8 @@ int ps_keep_poll(struct pollfd *fds, nfds_t n, ps_poll_call call, void *ctx)
 		if (!(all[pos[j]].revents & POLLIN))
 			continue;
 		if (!o->revents)
-			r++;  /* the listener becomes ready instead */
-		o->revents |= POLLIN;
+			r++;  /* the listener becomes ready instead, as it was asked */
+		o->revents |= o->events & (POLLIN | POLLRDNORM);
 	}
 	for (nfds_t j = 0; total == n && j < m; j++)  /* borrowed entries given back */
 		if (pos[j] < n)

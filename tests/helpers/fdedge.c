@@ -78,6 +78,8 @@ static void usage(FILE *f)
 	      "  poll-span, select-span: listeners numbered far apart, 200 descriptors\n"
 	      "      between them, 70 listeners with kept connections made and closed\n"
 	      "      meanwhile: poll / select reports each one when its late header completes\n"
+	      "  poll-rdnorm, epoll-rdnorm: a listener watched only for POLLRDNORM /\n"
+	      "      EPOLLRDNORM hears of its kept header\n"
 	      "  select-nfds: a kept connection extends select past the caller's nfds:\n"
 	      "      bits set beyond nfds (a closed number, a writable socket) stay unseen\n"
 	      "  poll-keep-meanwhile, select-keep-meanwhile: another thread keeps a\n"
@@ -846,6 +848,31 @@ static int span(bool sel)
 		       "each listener is reported when its kept header completes");
 }
 
+/* A listener watched only for POLLRDNORM / EPOLLRDNORM (the same readiness as POLLIN
+ * for a listener) is reported, as asked, when its kept header completes. */
+static int rdnorm(bool use_epoll)
+{
+	int l = listener(0, 1), ep = -1, c = kept_on(l), got = 0;
+	if (use_epoll) {
+		struct epoll_event ev = {.events = EPOLLRDNORM, .data.fd = l};
+		if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev) < 0)
+			die_errno("epoll");
+	}
+	header_rest(c, 6300, port_of(l, 0));
+	if (use_epoll) {
+		struct epoll_event ev;
+		got = epoll_wait(ep, &ev, 1, 1000) == 1 && ev.data.fd == l && (ev.events & EPOLLRDNORM);
+	} else {
+		struct pollfd p = {.fd = l, .events = POLLRDNORM};
+		got = poll(&p, 1, 1000) == 1 && p.revents == POLLRDNORM;
+	}
+	int fd = got ? try_accept(l) : -1;
+	printf("%s: %s\n", use_epoll ? "epoll EPOLLRDNORM" : "poll POLLRDNORM",
+	       fd >= 0 ? peer_str(fd) : "never reported");
+	return verdict(fd >= 0 && !strcmp(peer_str(fd), CLIENT_IP ":6300"),
+		       "a listener watched for RDNORM hears of its kept header");
+}
+
 /* select() looks only at the caller's nfds bits, even when the shim extends the call
  * past them for a set descriptor: a bit set beyond nfds (a writable socket, or a
  * closed number) never makes it return early or fail. */
@@ -1443,6 +1470,8 @@ int main(int argc, char **argv)
 		return popen_fclose();
 	if (!strcmp(s, "poll-keep-meanwhile") || !strcmp(s, "select-keep-meanwhile"))
 		return keep_meanwhile(s[0] == 's');
+	if (!strcmp(s, "poll-rdnorm") || !strcmp(s, "epoll-rdnorm"))
+		return rdnorm(s[0] == 'e');
 	if (!strcmp(s, "select-nfds"))
 		return select_nfds();
 	if (!strcmp(s, "fork-in-destroy"))

@@ -82,6 +82,14 @@ EDGE_TIMEOUT_MS=500  # fdedge's header timeout in this file (edge, helpers.bash)
 	edge PROXYSHIM_TIMEOUT_MS=10000 -- select-span
 }
 
+@test "a listener polled for POLLRDNORM only: told (POLLRDNORM) when its kept connection's header completes" {
+	edge PROXYSHIM_TIMEOUT_MS=10000 -- poll-rdnorm
+}
+
+@test "a listener in epoll for EPOLLRDNORM only: told when its kept connection's header completes" {
+	edge PROXYSHIM_TIMEOUT_MS=10000 -- epoll-rdnorm
+}
+
 @test "select() extended past the caller's nfds for a kept connection's set: bits beyond nfds (a closed number, a writable socket) never make it fail or return early" {
 	edge PROXYSHIM_TIMEOUT_MS=10000 -- select-nfds
 }
