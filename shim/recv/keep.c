@@ -192,14 +192,14 @@ static void release(struct set *s)
 	}
 }
 
+struct swept {
+	unsigned live;  /* sets in use */
+	int lo, hi;     /* the span of their listeners' numbers */
+};
+
 /* A set whose listener is gone without the hooks seeing it close (a raw syscall, or a
  * close racing a keep in another thread) is released: its connections can never be
  * accepted. */
-struct swept {
-	unsigned live;
-	int lo, hi;
-};
-
 static void sweep_one(struct set *s, int v, void *ctx)
 {
 	struct swept *w = ctx;
