@@ -9,6 +9,13 @@ load helpers
 
 EDGE_TIMEOUT_MS=500  # fdedge's header timeout in this file (edge, helpers.bash)
 
+# slow_edge SCENARIO: fdedge with build/slowcalls.so preloaded after the shim (it holds
+# one chosen call of the shim's for 200 ms: the scenario arms it) and a 10 s timeout.
+slow_edge() {
+	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcalls.so"
+	edge PROXYSHIM_TIMEOUT_MS=10000 -- "$1"
+}
+
 @test "a number reused after fclose(fdopen(fd)) never reports the closed connection's client" {
 	local port
 	port=$(free_port)
@@ -97,32 +104,27 @@ EDGE_TIMEOUT_MS=500  # fdedge's header timeout in this file (edge, helpers.bash)
 @test "poll(): another thread keeps a connection while the call is being extended: a listener whose late header completed before the call is still reported" {
 	# build/slowcalls.so holds the shim's mmap of the call's room for 200 ms, while the
 	# other thread keeps a connection on a listener earlier in the array.
-	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcalls.so"
-	edge PROXYSHIM_TIMEOUT_MS=10000 -- poll-keep-meanwhile
+	slow_edge poll-keep-meanwhile
 }
 
 @test "select(): another thread keeps a connection while the call is being extended: a listener whose late header completed before the call is still reported" {
-	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcalls.so"
-	edge PROXYSHIM_TIMEOUT_MS=10000 -- select-keep-meanwhile
+	slow_edge select-keep-meanwhile
 }
 
 @test "a fork while another thread's close destroys a listener's kept connections: the child's poll still sees the child's own kept connection" {
 	# build/slowcalls.so holds the shim's close of the set's epoll instance for 200 ms,
 	# after its kept connections were counted off: the fork lands there.
-	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcalls.so"
-	edge PROXYSHIM_TIMEOUT_MS=10000 -- fork-in-destroy
+	slow_edge fork-in-destroy
 }
 
 @test "a fork just after another thread's close gave back a listener's array of kept connections: the child does not crash and its poll sees its own kept connection" {
 	# build/slowcalls.so holds that thread for 200 ms just after the shim's munmap.
-	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcalls.so"
-	edge PROXYSHIM_TIMEOUT_MS=10000 -- fork-after-unmap
+	slow_edge fork-after-unmap
 }
 
 @test "a fork while another thread's close of a listener is closing its kept connection: the child holds no copy, the client sees the close" {
 	# build/slowcalls.so holds the shim's close of the kept connection for 200 ms.
-	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcalls.so"
-	edge PROXYSHIM_TIMEOUT_MS=10000 -- fork-in-kept-close
+	slow_edge fork-in-kept-close
 }
 
 @test "a poll array as long as RLIMIT_NOFILE (64, the listener and negative entries) while a header is late: never EINVAL, the kept connection is accepted" {
