@@ -109,7 +109,7 @@ withheld_costs_nothing() {
 	# in the kernel's accept itself with nobody left to hand K over. Without that wait
 	# most rounds fail; with it a round can still lose the race now and then, when the
 	# thread in accept is not scheduled within the 2 ms (about 1 in 15 on an idle 2-CPU
-	# machine, 2 in 5 with both CPUs busy): at most one late round passes.
+	# machine, up to 2 in 5 with both CPUs busy): at most one late round passes.
 	start_hsrv PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_TIMEOUT_MS=10000 -- -m threads:2 -I 1500
 	local r ms late=0
 	for r in 1 2 3 4 5; do
