@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -291,41 +292,58 @@ static bool all_restart(void)
 	return true;
 }
 
-/* A thread holding kept connections leaves a new connection to another acceptor for at
- * most SIBLING_GRACE_NS, so that it stays free to hand over a header that completes
- * meanwhile: to another thread of this process inside the real accept on the listener
- * (the kernel gives it the connection as soon as it runs: looked at every
- * THREAD_STEP_NS), or to another process (prefork). A lone acceptor takes it at once: a
- * wait would only slow every accept while a header is late. The count of threads in
- * accept is a hint (a thread cancelled or long-jumped out of accept stays counted): at
- * worst it costs the grace, never more. */
-#define SIBLING_GRACE_NS 2000000
-#define THREAD_STEP_NS 100000
+/* A thread holding kept connections leaves a new connection to another acceptor, so
+ * that it stays free to hand over a header that completes meanwhile: to another thread
+ * of this process inside the real accept on the listener, or to another process
+ * (prefork). A lone acceptor takes it at once: a wait would only slow every accept while
+ * a header is late.
+ * A thread counted in the real accept is in the kernel's queue of waiters: the kernel
+ * gives it the connection as soon as it runs, which a busy machine can put off for
+ * milliseconds, so the wait for it is long (THREAD_GRACE_NS). The count is exact but for
+ * a thread that long-jumped out of accept, or waits on a socket whose number was closed
+ * and reused: then every such wait costs the grace, never more. Another process may be
+ * busy, or gone: its wait is short (PROC_GRACE_NS). Kept connections decided meanwhile
+ * end either wait, as do signals the accept would have returned EINTR for. */
+#define THREAD_GRACE_NS 50000000
+#define PROC_GRACE_NS 2000000
+#define STEP_NS 100000
 
 static bool other_threads(const struct caller *cl)
 {
 	return cl->accepting && atomic_load_explicit(cl->accepting, memory_order_relaxed) > 0;
 }
 
+enum handover {
+	H_TAKEN,    /* another acceptor took it (or it is gone) */
+	H_DECIDED,  /* a kept connection may be decided: look at them first */
+	H_MINE,     /* nobody else takes it: this thread does */
+	H_EINTR,    /* a signal the accept would have returned for (errno set) */
+};
+
 /* Whether another acceptor takes lfd's pending connection within the grace. Whether it
  * is still pending is asked first every time: the other thread may have taken it (and
  * left accept, no longer counted) before this one looked. */
-static bool sibling_takes(int lfd, const struct caller *cl)
+static enum handover sibling_takes(int lfd, const struct ps_fdinfo *li, const struct caller *cl)
 {
 	bool procs = __atomic_load_n(&siblings, __ATOMIC_RELAXED);
-	long long end = 0;
+	long long start = 0;
+	struct pollfd p = {.fd = ps_keep_fd(lfd, li), .events = POLLIN};
 	for (;;) {
 		if (!pending(lfd))
-			return true;
+			return H_TAKEN;
 		bool threads = other_threads(cl);
 		if (!threads && !procs)
-			return false;  /* nobody left to take it */
+			return H_MINE;  /* nobody left to take it */
 		long long now = ps_now_ns();
-		if (!end)
-			end = now + SIBLING_GRACE_NS;
-		else if (now >= end)
-			return false;
-		nanosleep(&(struct timespec){0, threads ? THREAD_STEP_NS : SIBLING_GRACE_NS}, NULL);
+		if (!start)
+			start = now;
+		else if (now - start >= (threads ? THREAD_GRACE_NS : PROC_GRACE_NS))
+			return H_MINE;
+		int n = real_ppoll(&p, p.fd >= 0, &(struct timespec){0, STEP_NS}, NULL);
+		if (n > 0)
+			return H_DECIDED;
+		if (n < 0 && errno == EINTR && !all_restart())
+			return H_EINTR;
 	}
 }
 
@@ -346,8 +364,16 @@ static int wait_first(int lfd, const struct ps_fdinfo *li, const struct caller *
 		}
 		if (p[1].revents || !(p[0].revents & POLLIN))
 			return 0;
-		if (!sibling_takes(lfd, cl))
-			return 2;  /* nobody else took it */
+		switch (sibling_takes(lfd, li, cl)) {
+		case H_MINE:
+			return 2;
+		case H_DECIDED:
+			return 0;
+		case H_EINTR:
+			return -1;
+		case H_TAKEN:
+			break;
+		}
 	}
 	return 0;
 }
@@ -366,8 +392,13 @@ static int before_accept(int lfd, const struct ps_fdinfo *li, bool acted, struct
 		return 0;
 	/* Holding kept connections, a process blocked in the real accept would leave them
 	 * undecided: a new connection goes to a process free to take it, if one is. */
-	if (pending(lfd) && (!any_kept || !sibling_takes(lfd, cl)))
-		return 0;
+	if (pending(lfd)) {
+		if (!any_kept)
+			return 0;
+		enum handover h = sibling_takes(lfd, li, cl);
+		if (h != H_TAKEN)
+			return h == H_MINE ? 0 : h == H_DECIDED ? 1 : -1;
+	}
 	if (wk == W_POLLED) {
 		errno = ECONNABORTED;
 		return -1;
@@ -376,6 +407,26 @@ static int before_accept(int lfd, const struct ps_fdinfo *li, bool acted, struct
 		return 0;
 	int w = wait_first(lfd, li, cl);
 	return w < 0 ? -1 : w == 2 ? 0 : 1;
+}
+
+static void count_off(void *accepting)
+{
+	atomic_fetch_sub_explicit((_Atomic int *)accepting, 1, memory_order_relaxed);
+}
+
+/* The real accept, counted in 'accepting' while in it (sibling_takes). A thread
+ * cancelled there (accept is a cancellation point) is counted off on its way out. */
+static int counted_accept(int lfd, struct sockaddr *sa, socklen_t *sl, int flags,
+			  _Atomic int *accepting)
+{
+	if (!accepting)
+		return real_accept4(lfd, sa, sl, flags);
+	int fd;
+	atomic_fetch_add_explicit(accepting, 1, memory_order_relaxed);
+	pthread_cleanup_push(count_off, (void *)accepting);
+	fd = real_accept4(lfd, sa, sl, flags);
+	pthread_cleanup_pop(1);
+	return fd;
 }
 
 int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
@@ -408,11 +459,8 @@ int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 				return -1;
 			if (next > 0)
 				continue;
-			if (cl.accepting)
-				atomic_fetch_add_explicit(cl.accepting, 1, memory_order_relaxed);
-			fd = real_accept4(lfd, (struct sockaddr *)&ss, &sl, flags | cl.extra);
-			if (cl.accepting)
-				atomic_fetch_sub_explicit(cl.accepting, 1, memory_order_relaxed);
+			fd = counted_accept(lfd, (struct sockaddr *)&ss, &sl, flags | cl.extra,
+					    cl.accepting);
 			if (fd < 0)
 				return fd;
 			if (admit(lfd, fd, c, &li, &ss, &sl, addr ? *alen : 0, &cl) != 0) {

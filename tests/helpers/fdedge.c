@@ -104,6 +104,11 @@ static void usage(FILE *f)
 	      "      is accepted when it completes\n"
 	      "  fork-epoll: the listener in an epoll instance made before fork; the child\n"
 	      "      keeps a late connection and hears of it in that instance\n"
+	      "  cancel-in-accept: a thread cancelled in a blocking accept is not waited for:\n"
+	      "      holding a kept connection, the main thread takes a new one at once\n"
+	      "  eintr-in-handover: a signal (no SA_RESTART) while a blocking accept holding a\n"
+	      "      kept connection waits for another thread to take a new one (run late by\n"
+	      "      build/slowcalls.so): the accept returns EINTR\n"
 	      "  popen-fclose: fclose of a popen stream waits for its child, later popen\n"
 	      "      calls work, the modes glibc takes are taken\n"
 	      "  child FD...: (internal) prints each FD's peer as 'peer FD=ADDR:PORT'\n", f);
@@ -384,6 +389,7 @@ extern volatile int slow_proof_after_fd __attribute__((weak));
 extern volatile int slow_mmap_tid __attribute__((weak));
 extern volatile int slow_close_fd __attribute__((weak));
 extern volatile int slow_munmap_tid __attribute__((weak));
+extern volatile int slow_accept_tid __attribute__((weak));
 
 static int kept_fd, pair[2];
 
@@ -1087,6 +1093,97 @@ static int nb_then_block(void)
 
 /* ---- children that inherit proxied connections ---- */
 
+/* ---- a thread cancelled inside a blocking accept ---- */
+
+static void *accept_forever(void *arg)
+{
+	accept(*(int *)arg, NULL, NULL);
+	return NULL;
+}
+
+/* A thread cancelled inside the real accept leaves no count behind: the main thread,
+ * holding a late header's connection, then takes a new one itself at once, instead of
+ * leaving it for the shim's grace to a thread that is gone. */
+static int cancel_in_accept(void)
+{
+	int l = listener(0, 0), port = port_of(l, 0);
+	pthread_t t;
+	if (pthread_create(&t, NULL, accept_forever, &l))
+		die("pthread_create");
+	pause_ms(100);  /* in the kernel's accept by now */
+	if (pthread_cancel(t) || pthread_join(t, NULL))
+		die("pthread_cancel");
+	int late = dial(PROXY_IP, 0, port), whole = dial(PROXY_IP, 0, port);
+	put(late, "PROXY TCP4 ");
+	header(whole, 6003, port);
+	pause_ms(50);  /* both queued, their bytes in */
+	long long t0 = now_ms();
+	int fd = accept(l, NULL, NULL);
+	long long ms = now_ms() - t0;
+	printf("accept returned %s after %lld ms\n", fd >= 0 ? peer_str(fd) : "nothing", ms);
+	return verdict(fd >= 0 && !strcmp(peer_str(fd), CLIENT_IP ":6003") && ms < 30,
+		       "the complete header's connection at once, the late one kept");
+}
+
+/* A thread in accept that takes its connection 200 ms late (build/slowcalls.so). */
+static void *accept_late(void *arg)
+{
+	if (&slow_accept_tid)
+		slow_accept_tid = (int)gettid();
+	close(accept(*(int *)arg, NULL, NULL));
+	return NULL;
+}
+
+static pthread_t main_thread;
+
+/* Dials a whole header's connection to port *arg, then signals the main thread. */
+static void *dial_and_signal(void *arg)
+{
+	pause_ms(100);  /* the main thread waits for its kept connection */
+	int c = dial(PROXY_IP, 0, *(int *)arg);
+	header(c, 6004, *(int *)arg);
+	pause_ms(10);
+	pthread_kill(main_thread, SIGUSR1);
+	pause_ms(500);
+	close(c);
+	return NULL;
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+/* The main thread, holding a kept connection, waits for the thread in accept to take a
+ * new one (which it does late): a signal meanwhile, with a handler without SA_RESTART,
+ * ends its accept with EINTR, as the kernel's accept would. */
+static int eintr_in_handover(void)
+{
+	if (!&slow_accept_tid)
+		die("needs build/slowcalls.so preloaded after the shim");
+	struct sigaction sa = {.sa_handler = on_usr1};  /* no SA_RESTART */
+	sigaction(SIGUSR1, &sa, NULL);
+	int l = listener(0, 0), port = port_of(l, 0);
+	pthread_t slow, dialer;
+	main_thread = pthread_self();
+	if (pthread_create(&slow, NULL, accept_late, &l))
+		die("pthread_create");
+	pause_ms(100);  /* in accept by now */
+	int late = dial(PROXY_IP, 0, port);
+	put(late, "PROXY TCP4 ");
+	pause_ms(50);
+	/* The thread in accept takes 'late' 200 ms from now; this one takes it first. */
+	if (pthread_create(&dialer, NULL, dial_and_signal, &port))
+		die("pthread_create");
+	long long t0 = now_ms();
+	int fd = accept(l, NULL, NULL), e = errno;
+	long long ms = now_ms() - t0;
+	printf("accept: %s after %lld ms\n", fd >= 0 ? peer_str(fd) : strerror(e), ms);
+	pthread_join(dialer, NULL);
+	pthread_join(slow, NULL);
+	return verdict(fd < 0 && e == EINTR, "EINTR, as the accept it stands for");
+}
+
 static char self[4096];
 
 /* A proxied connection to l naming CLIENT_IP:cport: the proxy's end; *x the
@@ -1466,6 +1563,10 @@ int main(int argc, char **argv)
 		return et_progress();
 	if (!strcmp(s, "keep-race"))
 		return keep_race(false);
+	if (!strcmp(s, "cancel-in-accept"))
+		return cancel_in_accept();
+	if (!strcmp(s, "eintr-in-handover"))
+		return eintr_in_handover();
 	if (!strcmp(s, "popen-fclose"))
 		return popen_fclose();
 	if (!strcmp(s, "poll-keep-meanwhile") || !strcmp(s, "select-keep-meanwhile"))

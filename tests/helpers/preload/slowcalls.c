@@ -9,15 +9,25 @@
  *   call is extended in);
  * - slow_close_fd: the close of that descriptor (a kept connection the shim closes);
  * - slow_munmap_tid: just after the next munmap made by that thread (a kept-connection
- *   array given back). */
+ *   array given back).
+ * - slow_accept_tid: every real accept that thread makes waits until a connection is
+ *   pending, then 200 ms before it takes it: a thread the kernel woke for a new
+ *   connection that a busy machine runs late.
+ * Or, set in the environment for a whole server, SLOWCALLS_ACCEPT_MS: the same for every
+ * thread, one at a time, that long. */
 #include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
 volatile int slow_proof_fd = -1, slow_proof_after_fd = -1, slow_mmap_tid, slow_close_fd = -1,
-	     slow_munmap_tid;
+	     slow_munmap_tid, slow_accept_tid;
 
 static void wait_200ms(void)
 {
@@ -71,5 +81,28 @@ int munmap(void *addr, size_t len)
 		slow_munmap_tid = 0;
 		wait_200ms();
 	}
+	return r;
+}
+
+int accept4(int fd, struct sockaddr *a, socklen_t *l, int flags)
+{
+	static int (*next)(int, struct sockaddr *, socklen_t *, int);
+	static int (*next_poll)(struct pollfd *, nfds_t, int);
+	static pthread_mutex_t one = PTHREAD_MUTEX_INITIALIZER;
+	if (!next) {
+		next = (int (*)(int, struct sockaddr *, socklen_t *, int))dlsym(RTLD_NEXT, "accept4");
+		next_poll = (int (*)(struct pollfd *, nfds_t, int))dlsym(RTLD_NEXT, "poll");
+	}
+	const char *env = getenv("SLOWCALLS_ACCEPT_MS");
+	long ms = slow_accept_tid ? (slow_accept_tid == gettid() ? 200 : 0) : env ? atol(env) : 0;
+	if (!ms)
+		return next(fd, a, l, flags);
+	pthread_mutex_lock(&one);
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	while (next_poll(&p, 1, -1) < 0 && errno == EINTR)
+		;
+	nanosleep(&(struct timespec){ms / 1000, ms % 1000 * 1000000}, NULL);
+	int r = next(fd, a, l, flags);
+	pthread_mutex_unlock(&one);
 	return r;
 }
