@@ -9,10 +9,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
@@ -269,6 +271,19 @@ static bool pending(int lfd)
 	return real_poll(&p, 1, 0) > 0;
 }
 
+/* How many connections wait in lfd's queue now: a listener's TCP_INFO reports that
+ * length as tcpi_unacked; else 1 if any does. */
+static unsigned queued(int lfd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	if (real_getsockopt(lfd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+	    len >= offsetof(struct tcp_info, tcpi_unacked) + sizeof(ti.tcpi_unacked) &&
+	    ti.tcpi_state == TCP_LISTEN)
+		return ti.tcpi_unacked;
+	return pending(lfd);
+}
+
 /* Signals a thread raises by its own execution (a fault): never the one that woke a
  * wait. ASan, for one, handles them without SA_RESTART. */
 static bool synchronous(int sig)
@@ -298,19 +313,21 @@ static bool all_restart(void)
  * (prefork). A lone acceptor takes it at once: a wait would only slow every accept while
  * a header is late.
  * A thread counted in the real accept is in the kernel's queue of waiters: the kernel
- * gives it the connection as soon as it runs, which a busy machine can put off for
- * milliseconds, so the wait for it is long (THREAD_GRACE_NS). The count is exact but for
- * a thread that long-jumped out of accept, or waits on a socket whose number was closed
- * and reused: then every such wait costs the grace, never more. Another process may be
- * busy, or gone: its wait is short (PROC_GRACE_NS). Kept connections decided meanwhile
- * end either wait, as do signals the accept would have returned EINTR for. */
+ * gives it a connection as soon as it runs, which a busy machine can put off for
+ * milliseconds, so the wait for it is long (THREAD_GRACE_NS), as long as the queue holds
+ * no more connections than such threads (a surplus is taken at once). The count is exact
+ * but for a thread that long-jumped out of accept, or waits on a socket whose number was
+ * closed and reused: then every such wait costs the grace, never more. Another process
+ * may be busy, or gone: its wait is short (PROC_GRACE_NS). Kept connections decided
+ * meanwhile end either wait, as do signals the accept would have returned EINTR for. */
 #define THREAD_GRACE_NS 50000000
 #define PROC_GRACE_NS 2000000
 #define STEP_NS 100000
 
-static bool other_threads(const struct caller *cl)
+static unsigned other_threads(const struct caller *cl)
 {
-	return cl->accepting && atomic_load_explicit(cl->accepting, memory_order_relaxed) > 0;
+	int n = cl->accepting ? atomic_load_explicit(cl->accepting, memory_order_relaxed) : 0;
+	return n > 0 ? (unsigned)n : 0;
 }
 
 enum handover {
@@ -320,25 +337,24 @@ enum handover {
 	H_EINTR,    /* a signal the accept would have returned for (errno set) */
 };
 
-/* Whether another acceptor takes lfd's pending connection within the grace. Whether it
- * is still pending is asked first every time: the other thread may have taken it (and
- * left accept, no longer counted) before this one looked. */
+/* Whether other acceptors take lfd's pending connections within the grace. Whether any
+ * is still pending is asked first every time: another thread may have taken the last
+ * (and left accept, no longer counted) before this one looked. */
 static enum handover sibling_takes(int lfd, const struct ps_fdinfo *li, const struct caller *cl)
 {
 	bool procs = __atomic_load_n(&siblings, __ATOMIC_RELAXED);
 	long long start = 0;
 	struct pollfd p = {.fd = ps_keep_fd(lfd, li), .events = POLLIN};
 	for (;;) {
-		if (!pending(lfd))
+		unsigned q = queued(lfd), threads = other_threads(cl);
+		if (!q)
 			return H_TAKEN;
-		bool threads = other_threads(cl);
-		if (!threads && !procs)
-			return H_MINE;  /* nobody left to take it */
+		long long grace = threads >= q ? THREAD_GRACE_NS : procs ? PROC_GRACE_NS : 0;
 		long long now = ps_now_ns();
 		if (!start)
 			start = now;
-		else if (now - start >= (threads ? THREAD_GRACE_NS : PROC_GRACE_NS))
-			return H_MINE;
+		if (now - start >= grace)
+			return H_MINE;  /* nobody else takes it (soon enough) */
 		int n = real_ppoll(&p, p.fd >= 0, &(struct timespec){0, STEP_NS}, NULL);
 		if (n > 0)
 			return H_DECIDED;

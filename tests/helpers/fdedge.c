@@ -109,6 +109,8 @@ static void usage(FILE *f)
 	      "  eintr-in-handover: a signal (no SA_RESTART) while a blocking accept holding a\n"
 	      "      kept connection waits for another thread to take a new one (run late by\n"
 	      "      build/slowcalls.so): the accept returns EINTR\n"
+	      "  surplus-in-handover: the same with two new connections, no signal: the\n"
+	      "      accept takes one at once\n"
 	      "  popen-fclose: fclose of a popen stream waits for its child, later popen\n"
 	      "      calls work, the modes glibc takes are taken\n"
 	      "  child FD...: (internal) prints each FD's peer as 'peer FD=ADDR:PORT'\n", f);
@@ -1135,17 +1137,27 @@ static void *accept_late(void *arg)
 }
 
 static pthread_t main_thread;
+static _Atomic long long dialed_at;
 
-/* Dials a whole header's connection to port *arg, then signals the main thread. */
-static void *dial_and_signal(void *arg)
+/* Dials whole headers' connections (2: a surplus for the one thread in accept; 1: then
+ * signals the main thread) to port ports[0]. */
+static void *dial_later(void *arg)
 {
+	const int *a = arg;
+	int c[2];
 	pause_ms(100);  /* the main thread waits for its kept connection */
-	int c = dial(PROXY_IP, 0, *(int *)arg);
-	header(c, 6004, *(int *)arg);
-	pause_ms(10);
-	pthread_kill(main_thread, SIGUSR1);
+	for (int i = 0; i < a[1]; i++) {
+		c[i] = dial(PROXY_IP, 0, a[0]);
+		header(c[i], 6004 + i, a[0]);
+	}
+	dialed_at = now_ms();
+	if (a[1] == 1) {
+		pause_ms(10);
+		pthread_kill(main_thread, SIGUSR1);
+	}
 	pause_ms(500);
-	close(c);
+	for (int i = 0; i < a[1]; i++)
+		close(c[i]);
 	return NULL;
 }
 
@@ -1154,16 +1166,19 @@ static void on_usr1(int sig)
 	(void)sig;
 }
 
-/* The main thread, holding a kept connection, waits for the thread in accept to take a
- * new one (which it does late): a signal meanwhile, with a handler without SA_RESTART,
- * ends its accept with EINTR, as the kernel's accept would. */
-static int eintr_in_handover(void)
+/* The main thread holds a kept connection while another thread is in accept, taking its
+ * connections 200 ms late (build/slowcalls.so).
+ * - surplus: two new connections come, more than that thread takes: the main thread
+ *   takes one at once, not after the shim's wait for the other thread;
+ * - otherwise one comes, left to the other thread, and a signal (handler without
+ *   SA_RESTART) comes during that wait: the accept returns EINTR, as the kernel's would. */
+static int handover(bool surplus)
 {
 	if (!&slow_accept_tid)
 		die("needs build/slowcalls.so preloaded after the shim");
 	struct sigaction sa = {.sa_handler = on_usr1};  /* no SA_RESTART */
 	sigaction(SIGUSR1, &sa, NULL);
-	int l = listener(0, 0), port = port_of(l, 0);
+	int l = listener(0, 0), port = port_of(l, 0), args[2] = {port, surplus ? 2 : 1};
 	pthread_t slow, dialer;
 	main_thread = pthread_self();
 	if (pthread_create(&slow, NULL, accept_late, &l))
@@ -1173,14 +1188,16 @@ static int eintr_in_handover(void)
 	put(late, "PROXY TCP4 ");
 	pause_ms(50);
 	/* The thread in accept takes 'late' 200 ms from now; this one takes it first. */
-	if (pthread_create(&dialer, NULL, dial_and_signal, &port))
+	if (pthread_create(&dialer, NULL, dial_later, args))
 		die("pthread_create");
-	long long t0 = now_ms();
 	int fd = accept(l, NULL, NULL), e = errno;
-	long long ms = now_ms() - t0;
-	printf("accept: %s after %lld ms\n", fd >= 0 ? peer_str(fd) : strerror(e), ms);
+	long long ms = now_ms() - dialed_at;
+	printf("accept: %s %lld ms after the dial\n", fd >= 0 ? peer_str(fd) : strerror(e), ms);
 	pthread_join(dialer, NULL);
 	pthread_join(slow, NULL);
+	if (surplus)
+		return verdict(fd >= 0 && !strncmp(peer_str(fd), CLIENT_IP ":600", 13) && ms < 30,
+			       "a connection more than the thread in accept takes is taken at once");
 	return verdict(fd < 0 && e == EINTR, "EINTR, as the accept it stands for");
 }
 
@@ -1565,8 +1582,8 @@ int main(int argc, char **argv)
 		return keep_race(false);
 	if (!strcmp(s, "cancel-in-accept"))
 		return cancel_in_accept();
-	if (!strcmp(s, "eintr-in-handover"))
-		return eintr_in_handover();
+	if (!strcmp(s, "eintr-in-handover") || !strcmp(s, "surplus-in-handover"))
+		return handover(s[0] == 's');
 	if (!strcmp(s, "popen-fclose"))
 		return popen_fclose();
 	if (!strcmp(s, "poll-keep-meanwhile") || !strcmp(s, "select-keep-meanwhile"))

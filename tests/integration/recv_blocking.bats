@@ -149,6 +149,12 @@ handed_over_every_round() {
 	[[ $OUT == *"ok: EINTR, as the accept it stands for"* ]]
 }
 
+@test "more new connections than threads in accept, while a thread holding a late header waits for them: it takes one at once" {
+	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcalls.so"
+	edge PROXYSHIM_TIMEOUT_MS=5000 -- surplus-in-handover
+	[[ $OUT == *"ok: a connection more than the thread in accept takes is taken at once"* ]]
+}
+
 @test "threaded blocking server (4 threads in accept), one header withheld: the other connections are not slowed" {
 	withheld_costs_nothing threads:4
 }
