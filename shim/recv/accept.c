@@ -1,4 +1,5 @@
 /* accept → trust → peek/wait/parse → consume → record: the one receiving path. */
+#include "acceptors.h"
 #include "consume.h"
 #include "keep.h"
 #include "lock.h"
@@ -11,7 +12,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -46,6 +46,9 @@ bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 		li->applies = ps_portset_has(&c->ports, local.port);
 		if (li->applies)  /* blocking now, or later through fcntl */
 			__atomic_store_n(&ps_blocking_listeners, 1, __ATOMIC_RELAXED);
+		_Atomic uint64_t *acceptors;
+		if (!known && li->applies && (acceptors = ps_keep_acceptors(lfd)))
+			ps_acceptors_reset(acceptors);  /* none of its threads is in accept yet */
 		if (!known)
 			ps_log(li->applies ? PS_LOG_INFO : PS_LOG_DEBUG, "%s: listening on port %u%s",
 			       program_invocation_short_name, local.port,
@@ -164,7 +167,7 @@ struct caller {
 	int wk;     /* enum wait_kind once decided, -1 before */
 	int flags;  /* accept4's: SOCK_NONBLOCK, SOCK_CLOEXEC */
 	int extra;  /* SOCK_CLOEXEC when the shim added it to the real accept4 */
-	_Atomic int *accepting;  /* this process's threads in the real accept on lfd */
+	_Atomic uint64_t *accepting;  /* this process's threads in the real accept on lfd */
 };
 
 /* Whether this thread's last trusted connection had to be kept aside: the next one is
@@ -315,20 +318,15 @@ static bool all_restart(void)
  * A thread counted in the real accept is in the kernel's queue of waiters: the kernel
  * gives it a connection as soon as it runs, which a busy machine can put off for
  * milliseconds, so the wait for it is long (THREAD_GRACE_NS), as long as the queue holds
- * no more connections than such threads (a surplus is taken at once). The count is exact
- * but for a thread that long-jumped out of accept, or waits on a socket whose number was
- * closed and reused: then every such wait costs the grace, never more. Another process
+ * no more connections than such threads (a surplus is taken at once). The count
+ * (acceptors.h) is wrong only for a thread that long-jumped out of accept, until it exits
+ * or accepts again, or for two numbers of one listening socket: a wait then costs the
+ * grace, or the connection is taken as by a lone acceptor. Another process
  * may be busy, or gone: its wait is short (PROC_GRACE_NS). Kept connections decided
  * meanwhile end either wait, as do signals the accept would have returned EINTR for. */
 #define THREAD_GRACE_NS 50000000
 #define PROC_GRACE_NS 2000000
 #define STEP_NS 100000
-
-static unsigned other_threads(const struct caller *cl)
-{
-	int n = cl->accepting ? atomic_load_explicit(cl->accepting, memory_order_relaxed) : 0;
-	return n > 0 ? (unsigned)n : 0;
-}
 
 enum handover {
 	H_TAKEN,    /* another acceptor took it (or it is gone) */
@@ -346,7 +344,7 @@ static enum handover sibling_takes(int lfd, const struct ps_fdinfo *li, const st
 	long long start = 0;
 	struct pollfd p = {.fd = ps_keep_fd(lfd, li), .events = POLLIN};
 	for (;;) {
-		unsigned q = queued(lfd), threads = other_threads(cl);
+		unsigned q = queued(lfd), threads = ps_acceptors(cl->accepting);
 		if (!q)
 			return H_TAKEN;
 		long long grace = threads >= q ? THREAD_GRACE_NS : procs ? PROC_GRACE_NS : 0;
@@ -425,26 +423,6 @@ static int before_accept(int lfd, const struct ps_fdinfo *li, bool acted, struct
 	return w < 0 ? -1 : w == 2 ? 0 : 1;
 }
 
-static void count_off(void *accepting)
-{
-	atomic_fetch_sub_explicit((_Atomic int *)accepting, 1, memory_order_relaxed);
-}
-
-/* The real accept, counted in 'accepting' while in it (sibling_takes). A thread
- * cancelled there (accept is a cancellation point) is counted off on its way out. */
-static int counted_accept(int lfd, struct sockaddr *sa, socklen_t *sl, int flags,
-			  _Atomic int *accepting)
-{
-	if (!accepting)
-		return real_accept4(lfd, sa, sl, flags);
-	int fd;
-	atomic_fetch_add_explicit(accepting, 1, memory_order_relaxed);
-	pthread_cleanup_push(count_off, (void *)accepting);
-	fd = real_accept4(lfd, sa, sl, flags);
-	pthread_cleanup_pop(1);
-	return fd;
-}
-
 int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 {
 	const struct ps_config *c = ps_active();
@@ -475,8 +453,8 @@ int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 				return -1;
 			if (next > 0)
 				continue;
-			fd = counted_accept(lfd, (struct sockaddr *)&ss, &sl, flags | cl.extra,
-					    cl.accepting);
+			fd = ps_acceptors_accept(cl.accepting, lfd, (struct sockaddr *)&ss, &sl,
+						 flags | cl.extra);
 			if (fd < 0)
 				return fd;
 			if (admit(lfd, fd, c, &li, &ss, &sl, addr ? *alen : 0, &cl) != 0) {

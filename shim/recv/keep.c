@@ -1,4 +1,5 @@
 #include "keep.h"
+#include "acceptors.h"
 #include "lock.h"
 #include "consume.h"
 #include "log.h"
@@ -56,7 +57,7 @@ struct set {
 	 * applies to another that takes its number. */
 	unsigned next, nready;
 	struct epoll_event ready[READY_MAX];
-	_Atomic int accepting;  /* ps_keep_acceptors: in use whether or not a set is */
+	_Atomic uint64_t accepting;  /* ps_keep_acceptors: in use whether or not a set is */
 };
 
 static struct set *_Atomic pages[PAGES];
@@ -620,7 +621,7 @@ int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 	}
 }
 
-_Atomic int *ps_keep_acceptors(int lfd)
+_Atomic uint64_t *ps_keep_acceptors(int lfd)
 {
 	struct set *s = slot(lfd, true);
 	return s ? &s->accepting : NULL;
@@ -746,7 +747,7 @@ static void no_acceptors(struct set *s, int v, void *ctx)
 {
 	(void)v;
 	(void)ctx;
-	atomic_store(&s->accepting, 0);
+	ps_acceptors_reset(&s->accepting);
 }
 
 void ps_keep_init(void)

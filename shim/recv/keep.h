@@ -10,6 +10,7 @@
 #define PS_KEEP_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/epoll.h>
 #include "recv.h"
 
@@ -30,10 +31,9 @@ int ps_keep_add(int lfd, struct ps_fdinfo *li, int fd, const struct ps_addr *pee
 int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 		 socklen_t room, struct ps_addr *client, bool *closed, bool *nonblock);
 
-/* The count of this process's threads inside the real accept on listener lfd (kept
- * by ps_accept, read when a connection is pending: see accept.c sibling_takes); NULL
- * beyond the table. */
-_Atomic int *ps_keep_acceptors(int lfd);
+/* Where the count of this process's threads inside the real accept on listener number
+ * lfd lives (shim/recv/acceptors.h); NULL beyond the table. */
+_Atomic uint64_t *ps_keep_acceptors(int lfd);
 
 /* The descriptor (the set's epoll instance) that becomes readable when a connection
  * kept for listener lfd is decided; -1 when none is kept. */

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -106,11 +107,17 @@ static void usage(FILE *f)
 	      "      keeps a late connection and hears of it in that instance\n"
 	      "  cancel-in-accept: a thread cancelled in a blocking accept is not waited for:\n"
 	      "      holding a kept connection, the main thread takes a new one at once\n"
+	      "  phantom-in-accept: the same for a thread still blocked in accept on a\n"
+	      "      listener whose number was closed and given to a new listener\n"
+	      "  jump-out-of-accept: the same for a thread whose signal handler long-jumped\n"
+	      "      out of accept and that then exits (it must not crash)\n"
 	      "  eintr-in-handover: a signal (no SA_RESTART) while a blocking accept holding a\n"
 	      "      kept connection waits for another thread to take a new one (run late by\n"
 	      "      build/slowcalls.so): the accept returns EINTR\n"
 	      "  surplus-in-handover: the same with two new connections, no signal: the\n"
 	      "      accept takes one at once\n"
+	      "  decided-in-handover: the same with one, no signal, and the kept header\n"
+	      "      completing: the accept returns the kept connection at once\n"
 	      "  popen-fclose: fclose of a popen stream waits for its child, later popen\n"
 	      "      calls work, the modes glibc takes are taken\n"
 	      "  child FD...: (internal) prints each FD's peer as 'peer FD=ADDR:PORT'\n", f);
@@ -1099,23 +1106,58 @@ static int nb_then_block(void)
 
 static void *accept_forever(void *arg)
 {
-	accept(*(int *)arg, NULL, NULL);
+	close(accept(*(int *)arg, NULL, NULL));
 	return NULL;
 }
 
-/* A thread cancelled inside the real accept leaves no count behind: the main thread,
- * holding a late header's connection, then takes a new one itself at once, instead of
- * leaving it for the shim's grace to a thread that is gone. */
-static int cancel_in_accept(void)
+static __thread sigjmp_buf out_of_accept;
+
+static void jump_out(int sig)
 {
-	int l = listener(0, 0), port = port_of(l, 0);
+	(void)sig;
+	siglongjmp(out_of_accept, 1);
+}
+
+/* Blocks in accept until a signal's handler jumps out of it, then exits the thread
+ * (which unwinds: anything the shim left registered on the stack would be jumped to). */
+static void *accept_until_jump(void *arg)
+{
+	if (!sigsetjmp(out_of_accept, 1))
+		close(accept(*(int *)arg, NULL, NULL));
+	pthread_exit(NULL);
+}
+
+enum gone { G_CANCELLED, G_PHANTOM, G_JUMPED };
+
+/* A thread that left accept for good is not waited for: the main thread, holding a late
+ * header's connection, takes a new one itself at once, instead of leaving it for the
+ * shim's grace to a thread that will never take it.
+ * - G_CANCELLED: the thread is cancelled inside accept;
+ * - G_PHANTOM: the thread stays blocked in accept on a listener whose number is closed
+ *   and given to a new listener (closing does not wake it; it is let go at the end);
+ * - G_JUMPED: a signal handler long-jumps out of the thread's accept, then the thread
+ *   exits. */
+static int gone_acceptor(enum gone how)
+{
+	int l = listener(0, 0), old_port = port_of(l, 0), num = l;
+	bool phantom = how == G_PHANTOM;
 	pthread_t t;
-	if (pthread_create(&t, NULL, accept_forever, &l))
+	struct sigaction sa = {.sa_handler = jump_out};
+	sigaction(SIGUSR1, &sa, NULL);
+	if (pthread_create(&t, NULL, how == G_JUMPED ? accept_until_jump : accept_forever, &num))
 		die("pthread_create");
 	pause_ms(100);  /* in the kernel's accept by now */
-	if (pthread_cancel(t) || pthread_join(t, NULL))
+	if (how == G_JUMPED) {
+		if (pthread_kill(t, SIGUSR1) || pthread_join(t, NULL))
+			die("pthread_kill");
+	} else if (phantom) {
+		close(l);
+		if ((l = listener(0, 0)) != num)  /* the lowest free number */
+			die("the listener's number was not reused");
+	} else if (pthread_cancel(t) || pthread_join(t, NULL)) {
 		die("pthread_cancel");
-	int late = dial(PROXY_IP, 0, port), whole = dial(PROXY_IP, 0, port);
+	}
+	int port = port_of(l, 0), late = dial(PROXY_IP, 0, port), whole = dial(PROXY_IP, 0, port);
 	put(late, "PROXY TCP4 ");
 	header(whole, 6003, port);
 	pause_ms(50);  /* both queued, their bytes in */
@@ -1123,6 +1165,12 @@ static int cancel_in_accept(void)
 	int fd = accept(l, NULL, NULL);
 	long long ms = now_ms() - t0;
 	printf("accept returned %s after %lld ms\n", fd >= 0 ? peer_str(fd) : "nothing", ms);
+	if (phantom) {  /* the old socket still listens: the thread takes this and ends */
+		int last = dial(PROXY_IP, 0, old_port);
+		header(last, 6009, old_port);
+		pthread_join(t, NULL);
+		close(last);
+	}
 	return verdict(fd >= 0 && !strcmp(peer_str(fd), CLIENT_IP ":6003") && ms < 30,
 		       "the complete header's connection at once, the late one kept");
 }
@@ -1136,27 +1184,34 @@ static void *accept_late(void *arg)
 	return NULL;
 }
 
+enum handover_case { H_SURPLUS, H_SIGNAL, H_DECIDED };
 static pthread_t main_thread;
 static _Atomic long long dialed_at;
+struct handover_args {
+	int port, late;
+	enum handover_case how;
+};
 
-/* Dials whole headers' connections (2: a surplus for the one thread in accept; 1: then
- * signals the main thread) to port ports[0]. */
+/* Dials whole headers' connections to the listener (H_SURPLUS: two, more than the one
+ * thread in accept takes; else one), then H_SIGNAL: signals the main thread; H_DECIDED:
+ * completes the late header. */
 static void *dial_later(void *arg)
 {
-	const int *a = arg;
-	int c[2];
+	const struct handover_args *a = arg;
+	int c[2], n = a->how == H_SURPLUS ? 2 : 1;
 	pause_ms(100);  /* the main thread waits for its kept connection */
-	for (int i = 0; i < a[1]; i++) {
-		c[i] = dial(PROXY_IP, 0, a[0]);
-		header(c[i], 6004 + i, a[0]);
+	for (int i = 0; i < n; i++) {
+		c[i] = dial(PROXY_IP, 0, a->port);
+		header(c[i], 6004 + i, a->port);
 	}
 	dialed_at = now_ms();
-	if (a[1] == 1) {
-		pause_ms(10);
+	pause_ms(10);
+	if (a->how == H_SIGNAL)
 		pthread_kill(main_thread, SIGUSR1);
-	}
+	if (a->how == H_DECIDED)
+		header_rest(a->late, 6010, a->port);
 	pause_ms(500);
-	for (int i = 0; i < a[1]; i++)
+	for (int i = 0; i < n; i++)
 		close(c[i]);
 	return NULL;
 }
@@ -1167,38 +1222,49 @@ static void on_usr1(int sig)
 }
 
 /* The main thread holds a kept connection while another thread is in accept, taking its
- * connections 200 ms late (build/slowcalls.so).
- * - surplus: two new connections come, more than that thread takes: the main thread
- *   takes one at once, not after the shim's wait for the other thread;
- * - otherwise one comes, left to the other thread, and a signal (handler without
- *   SA_RESTART) comes during that wait: the accept returns EINTR, as the kernel's would. */
-static int handover(bool surplus)
+ * connections 200 ms late (build/slowcalls.so). New connections come:
+ * - H_SURPLUS: two, more than that thread takes: the main thread takes one at once, not
+ *   after the shim's wait for the other thread;
+ * - H_SIGNAL: one, left to the other thread, and a signal (handler without SA_RESTART)
+ *   during that wait: the accept returns EINTR, as the kernel's would;
+ * - H_DECIDED: one, left to the other thread, and the kept header completes during that
+ *   wait: the accept returns the kept connection at once. */
+static int handover(enum handover_case how)
 {
 	if (!&slow_accept_tid)
 		die("needs build/slowcalls.so preloaded after the shim");
+	alarm(10);  /* a wait that never ends fails here, not at the caller's timeout */
 	struct sigaction sa = {.sa_handler = on_usr1};  /* no SA_RESTART */
 	sigaction(SIGUSR1, &sa, NULL);
-	int l = listener(0, 0), port = port_of(l, 0), args[2] = {port, surplus ? 2 : 1};
+	int l = listener(0, 0), port = port_of(l, 0);
 	pthread_t slow, dialer;
 	main_thread = pthread_self();
 	if (pthread_create(&slow, NULL, accept_late, &l))
 		die("pthread_create");
 	pause_ms(100);  /* in accept by now */
-	int late = dial(PROXY_IP, 0, port);
-	put(late, "PROXY TCP4 ");
+	struct handover_args a = {port, dial(PROXY_IP, 0, port), how};
+	put(a.late, "PROXY TCP4 ");
 	pause_ms(50);
 	/* The thread in accept takes 'late' 200 ms from now; this one takes it first. */
-	if (pthread_create(&dialer, NULL, dial_later, args))
+	if (pthread_create(&dialer, NULL, dial_later, &a))
 		die("pthread_create");
 	int fd = accept(l, NULL, NULL), e = errno;
 	long long ms = now_ms() - dialed_at;
 	printf("accept: %s %lld ms after the dial\n", fd >= 0 ? peer_str(fd) : strerror(e), ms);
 	pthread_join(dialer, NULL);
+	shutdown(l, SHUT_RD);  /* wakes the other thread if it is still in accept */
 	pthread_join(slow, NULL);
-	if (surplus)
+	switch (how) {
+	case H_SURPLUS:
 		return verdict(fd >= 0 && !strncmp(peer_str(fd), CLIENT_IP ":600", 13) && ms < 30,
 			       "a connection more than the thread in accept takes is taken at once");
-	return verdict(fd < 0 && e == EINTR, "EINTR, as the accept it stands for");
+	case H_SIGNAL:
+		return verdict(fd < 0 && e == EINTR && ms >= 10, "EINTR, as the accept it stands for");
+	case H_DECIDED:
+		return verdict(fd >= 0 && !strcmp(peer_str(fd), CLIENT_IP ":6010") && ms < 40,
+			       "the kept connection, as soon as its header completes");
+	}
+	return 2;
 }
 
 static char self[4096];
@@ -1581,9 +1647,17 @@ int main(int argc, char **argv)
 	if (!strcmp(s, "keep-race"))
 		return keep_race(false);
 	if (!strcmp(s, "cancel-in-accept"))
-		return cancel_in_accept();
-	if (!strcmp(s, "eintr-in-handover") || !strcmp(s, "surplus-in-handover"))
-		return handover(s[0] == 's');
+		return gone_acceptor(G_CANCELLED);
+	if (!strcmp(s, "phantom-in-accept"))
+		return gone_acceptor(G_PHANTOM);
+	if (!strcmp(s, "jump-out-of-accept"))
+		return gone_acceptor(G_JUMPED);
+	if (!strcmp(s, "surplus-in-handover"))
+		return handover(H_SURPLUS);
+	if (!strcmp(s, "eintr-in-handover"))
+		return handover(H_SIGNAL);
+	if (!strcmp(s, "decided-in-handover"))
+		return handover(H_DECIDED);
 	if (!strcmp(s, "popen-fclose"))
 		return popen_fclose();
 	if (!strcmp(s, "poll-keep-meanwhile") || !strcmp(s, "select-keep-meanwhile"))

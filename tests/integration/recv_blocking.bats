@@ -143,6 +143,22 @@ handed_over_every_round() {
 	[[ $OUT == *"ok: the complete header's connection at once"* ]]
 }
 
+@test "a thread still blocked in accept on a listener whose number was closed and reused is not waited for: a thread holding a late header takes the next connection at once" {
+	edge phantom-in-accept
+	[[ $OUT == *"ok: the complete header's connection at once"* ]]
+}
+
+@test "a thread whose signal handler long-jumped out of accept, then exits: it does not crash, and is not waited for" {
+	edge jump-out-of-accept
+	[[ $OUT == *"ok: the complete header's connection at once"* ]]
+}
+
+@test "a late header that completes while its thread waits for another thread to take a new connection: handed over at once" {
+	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcalls.so"
+	edge PROXYSHIM_TIMEOUT_MS=5000 -- decided-in-handover
+	[[ $OUT == *"ok: the kept connection, as soon as its header completes"* ]]
+}
+
 @test "a signal (no SA_RESTART) while a thread holding a late header waits for another thread to take a new connection: its accept returns EINTR" {
 	local PS_PRELOAD="$PS_PRELOAD $PS_BUILD/slowcalls.so"
 	edge PROXYSHIM_TIMEOUT_MS=5000 -- eintr-in-handover
