@@ -46,9 +46,8 @@ bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 		li->applies = ps_portset_has(&c->ports, local.port);
 		if (li->applies)  /* blocking now, or later through fcntl */
 			__atomic_store_n(&ps_blocking_listeners, 1, __ATOMIC_RELAXED);
-		_Atomic uint64_t *acceptors;
-		if (!known && li->applies && (acceptors = ps_keep_acceptors(lfd)))
-			ps_acceptors_reset(acceptors);  /* none of its threads is in accept yet */
+		if (!known)
+			ps_keep_acceptors_anew(lfd);  /* none of its threads is in accept yet */
 		if (!known)
 			ps_log(li->applies ? PS_LOG_INFO : PS_LOG_DEBUG, "%s: listening on port %u%s",
 			       program_invocation_short_name, local.port,
@@ -167,7 +166,7 @@ struct caller {
 	int wk;     /* enum wait_kind once decided, -1 before */
 	int flags;  /* accept4's: SOCK_NONBLOCK, SOCK_CLOEXEC */
 	int extra;  /* SOCK_CLOEXEC when the shim added it to the real accept4 */
-	_Atomic uint64_t *accepting;  /* this process's threads in the real accept on lfd */
+	struct ps_acceptors *accepting;  /* this process's threads in the real accept on lfd */
 };
 
 /* Whether this thread's last trusted connection had to be kept aside: the next one is
@@ -275,14 +274,14 @@ static bool pending(int lfd)
 }
 
 /* How many connections wait in lfd's queue now: a listener's TCP_INFO reports that
- * length as tcpi_unacked; else 1 if any does. */
+ * length as tcpi_unacked (a kernel that leaves it 0 is asked with poll: 1 if any). */
 static unsigned queued(int lfd)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
 	if (real_getsockopt(lfd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
 	    len >= offsetof(struct tcp_info, tcpi_unacked) + sizeof(ti.tcpi_unacked) &&
-	    ti.tcpi_state == TCP_LISTEN)
+	    ti.tcpi_state == TCP_LISTEN && ti.tcpi_unacked)
 		return ti.tcpi_unacked;
 	return pending(lfd);
 }
@@ -342,17 +341,25 @@ static enum handover sibling_takes(int lfd, const struct ps_fdinfo *li, const st
 {
 	bool procs = __atomic_load_n(&siblings, __ATOMIC_RELAXED);
 	long long start = 0;
+	uint64_t word, first_word = 0;
 	struct pollfd p = {.fd = ps_keep_fd(lfd, li), .events = POLLIN};
 	for (;;) {
-		unsigned q = queued(lfd), threads = ps_acceptors(cl->accepting);
+		unsigned q = queued(lfd), threads = ps_acceptors(cl->accepting, &word);
 		if (!q)
 			return H_TAKEN;
 		long long grace = threads >= q ? THREAD_GRACE_NS : procs ? PROC_GRACE_NS : 0;
 		long long now = ps_now_ns();
-		if (!start)
+		if (!start) {
 			start = now;
-		if (now - start >= grace)
+			first_word = word;
+		}
+		if (now - start >= grace) {
+			/* Threads counted all along that took nothing: not believed again
+			 * until one enters or leaves accept. */
+			if (threads >= q && word == first_word)
+				ps_acceptors_doubt(cl->accepting, word);
 			return H_MINE;  /* nobody else takes it (soon enough) */
+		}
 		int n = real_ppoll(&p, p.fd >= 0, &(struct timespec){0, STEP_NS}, NULL);
 		if (n > 0)
 			return H_DECIDED;

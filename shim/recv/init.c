@@ -1,5 +1,6 @@
 /* Load-time set-up of libproxyshim.so: configuration, log, fork handling, inherited
  * sockets. */
+#include "acceptors.h"
 #include "inherit.h"
 #include "keep.h"
 #include "log.h"
@@ -52,6 +53,7 @@ __attribute__((constructor)) static void ps_init(void)
 	       level == PS_LOG_DEBUG ? first : "", config.trusted.n,
 	       config.policy == PS_POLICY_REQUIRE ? "require" : "optional", config.timeout_ms, PS_VERSION);
 	ps_on_forget = ps_keep_forget;
+	ps_acceptors_init();
 	pthread_atfork(NULL, ps_accept_forked, fork_child);
 	__atomic_store_n(&active, &config, __ATOMIC_RELEASE);
 	if (config.udp_active) {

@@ -57,7 +57,7 @@ struct set {
 	 * applies to another that takes its number. */
 	unsigned next, nready;
 	struct epoll_event ready[READY_MAX];
-	_Atomic uint64_t accepting;  /* ps_keep_acceptors: in use whether or not a set is */
+	struct ps_acceptors accepting;  /* ps_keep_acceptors: in use whether or not a set is */
 };
 
 static struct set *_Atomic pages[PAGES];
@@ -621,7 +621,7 @@ int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 	}
 }
 
-_Atomic uint64_t *ps_keep_acceptors(int lfd)
+struct ps_acceptors *ps_keep_acceptors(int lfd)
 {
 	struct set *s = slot(lfd, true);
 	return s ? &s->accepting : NULL;
@@ -715,9 +715,30 @@ static void forget_one(struct set *s, int v, void *ctx)
 	 * closed numbers are caught by their identity when next looked at. */
 }
 
+/* The counts of threads in accept on numbers first..last start anew: a thread still
+ * blocked on the socket a number named is not counted for the next one. */
+static void acceptors_anew(unsigned first, unsigned last)
+{
+	unsigned top = atomic_load(&top_page) * PAGE_SETS;
+	for (unsigned fd = first; fd <= last && fd < top; fd++) {
+		struct set *s = slot((int)fd, false);
+		if (s)
+			ps_acceptors_reset(&s->accepting);
+		else
+			fd |= PAGE_SETS - 1;  /* a page never mapped: the next one */
+	}
+}
+
+void ps_keep_acceptors_anew(int lfd)
+{
+	if (lfd >= 0)
+		acceptors_anew((unsigned)lfd, (unsigned)lfd);
+}
+
 void ps_keep_forget(unsigned first, unsigned last)
 {
 	each_set(forget_one, &(struct range){first, last});
+	acceptors_anew(first, last);
 }
 
 /* In a fork child: every set is consistent (free_array), even one another thread was

@@ -10,9 +10,10 @@
 #define PS_KEEP_H
 
 #include <stdbool.h>
-#include <stdint.h>
 #include <sys/epoll.h>
 #include "recv.h"
+
+struct ps_acceptors;
 
 /* ps_keep_add 'how': what the caller knows of fd. */
 #define PS_KEEP_NONBLOCK 1  /* accepted non-blocking */
@@ -33,7 +34,10 @@ int ps_keep_next(int lfd, const struct ps_fdinfo *li, const struct ps_config *c,
 
 /* Where the count of this process's threads inside the real accept on listener number
  * lfd lives (shim/recv/acceptors.h); NULL beyond the table. */
-_Atomic uint64_t *ps_keep_acceptors(int lfd);
+struct ps_acceptors *ps_keep_acceptors(int lfd);
+
+/* lfd is a new listener's number: its count starts anew (if it has one yet). */
+void ps_keep_acceptors_anew(int lfd);
 
 /* The descriptor (the set's epoll instance) that becomes readable when a connection
  * kept for listener lfd is decided; -1 when none is kept. */

@@ -13,6 +13,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,11 +107,16 @@ static void usage(FILE *f)
 	      "  fork-epoll: the listener in an epoll instance made before fork; the child\n"
 	      "      keeps a late connection and hears of it in that instance\n"
 	      "  cancel-in-accept: a thread cancelled in a blocking accept is not waited for:\n"
-	      "      holding a kept connection, the main thread takes a new one at once\n"
+	      "      holding a kept connection, the main thread takes 5 new ones at once\n"
 	      "  phantom-in-accept: the same for a thread still blocked in accept on a\n"
 	      "      listener whose number was closed and given to a new listener\n"
+	      "  dup2-in-accept: the same for a new listener dup2'd over that number\n"
 	      "  jump-out-of-accept: the same for a thread whose signal handler long-jumped\n"
 	      "      out of accept and that then exits (it must not crash)\n"
+	      "  jump-out-and-live: the same thread living on without accepting: one wait\n"
+	      "      at most over 5 accepts\n"
+	      "  accept-in-handler: 2 s of signals whose handler accepts, landing in\n"
+	      "      the thread's own accepts: no crash\n"
 	      "  eintr-in-handover: a signal (no SA_RESTART) while a blocking accept holding a\n"
 	      "      kept connection waits for another thread to take a new one (run late by\n"
 	      "      build/slowcalls.so): the accept returns EINTR\n"
@@ -1118,61 +1124,150 @@ static void jump_out(int sig)
 	siglongjmp(out_of_accept, 1);
 }
 
-/* Blocks in accept until a signal's handler jumps out of it, then exits the thread
- * (which unwinds: anything the shim left registered on the stack would be jumped to). */
+static volatile sig_atomic_t let_go, jumped;
+
+/* Blocks in accept until a signal's handler jumps out of it; then, if arg says so, lives
+ * on (until let_go) without accepting; then exits the thread (which unwinds: anything
+ * the shim left registered on the stack would be jumped to). */
 static void *accept_until_jump(void *arg)
 {
+	const int *a = arg;
 	if (!sigsetjmp(out_of_accept, 1))
-		close(accept(*(int *)arg, NULL, NULL));
+		close(accept(a[0], NULL, NULL));
+	else
+		jumped = 1;
+	while (a[1] && !let_go)
+		pause_ms(10);
 	pthread_exit(NULL);
 }
 
-enum gone { G_CANCELLED, G_PHANTOM, G_JUMPED };
+enum gone { G_CANCELLED, G_PHANTOM, G_DUP2, G_JUMPED, G_JUMPED_LIVES };
 
 /* A thread that left accept for good is not waited for: the main thread, holding a late
- * header's connection, takes a new one itself at once, instead of leaving it for the
- * shim's grace to a thread that will never take it.
+ * header's connection, takes each new one itself at once (5 in a row), instead of
+ * leaving it for the shim's wait to a thread that will never take it.
  * - G_CANCELLED: the thread is cancelled inside accept;
- * - G_PHANTOM: the thread stays blocked in accept on a listener whose number is closed
- *   and given to a new listener (closing does not wake it; it is let go at the end);
+ * - G_PHANTOM, G_DUP2: the thread stays blocked in accept on a listener whose number is
+ *   closed and given to a new listener, or that a new listener is dup2'd over (neither
+ *   wakes it; it is let go at the end);
  * - G_JUMPED: a signal handler long-jumps out of the thread's accept, then the thread
- *   exits. */
+ *   exits;
+ * - G_JUMPED_LIVES: the same, but the thread lives on without accepting: it stays
+ *   counted, which may cost one wait, never one per accept. */
 static int gone_acceptor(enum gone how)
 {
-	int l = listener(0, 0), old_port = port_of(l, 0), num = l;
-	bool phantom = how == G_PHANTOM;
+	int l = listener(0, 0), old_port = port_of(l, 0), num = l, jump_args[2] = {l, 0};
+	bool stays = how == G_PHANTOM || how == G_DUP2;
+	bool jumps = how == G_JUMPED || how == G_JUMPED_LIVES;
 	pthread_t t;
 	struct sigaction sa = {.sa_handler = jump_out};
 	sigaction(SIGUSR1, &sa, NULL);
-	if (pthread_create(&t, NULL, how == G_JUMPED ? accept_until_jump : accept_forever, &num))
+	jump_args[1] = how == G_JUMPED_LIVES;
+	if (pthread_create(&t, NULL, jumps ? accept_until_jump : accept_forever,
+			   jumps ? (void *)jump_args : (void *)&num))
 		die("pthread_create");
 	pause_ms(100);  /* in the kernel's accept by now */
-	if (how == G_JUMPED) {
-		if (pthread_kill(t, SIGUSR1) || pthread_join(t, NULL))
+	if (jumps) {
+		if (pthread_kill(t, SIGUSR1))
 			die("pthread_kill");
-	} else if (phantom) {
+		for (int i = 0; i < 200 && !jumped; i++)
+			pause_ms(10);
+		if (!jumped || (how == G_JUMPED && pthread_join(t, NULL)))
+			die("the thread did not jump out of accept");
+	} else if (how == G_PHANTOM) {
 		close(l);
 		if ((l = listener(0, 0)) != num)  /* the lowest free number */
 			die("the listener's number was not reused");
+	} else if (how == G_DUP2) {
+		int l2 = listener(0, 0);
+		if (dup2(l2, l) != l)
+			die_errno("dup2");
+		close(l2);
 	} else if (pthread_cancel(t) || pthread_join(t, NULL)) {
 		die("pthread_cancel");
 	}
-	int port = port_of(l, 0), late = dial(PROXY_IP, 0, port), whole = dial(PROXY_IP, 0, port);
+	int port = port_of(l, 0), late = dial(PROXY_IP, 0, port), whole[5], fd[5];
+	long long ms[5], total = 0, most = 0;
+	bool right = true;
 	put(late, "PROXY TCP4 ");
-	header(whole, 6003, port);
-	pause_ms(50);  /* both queued, their bytes in */
-	long long t0 = now_ms();
-	int fd = accept(l, NULL, NULL);
-	long long ms = now_ms() - t0;
-	printf("accept returned %s after %lld ms\n", fd >= 0 ? peer_str(fd) : "nothing", ms);
-	if (phantom) {  /* the old socket still listens: the thread takes this and ends */
+	for (int i = 0; i < 5; i++) {
+		whole[i] = dial(PROXY_IP, 0, port);
+		header(whole[i], 6003 + i, port);
+		pause_ms(20);  /* queued, its bytes in */
+		long long t0 = now_ms();
+		fd[i] = accept(l, NULL, NULL);
+		ms[i] = now_ms() - t0;
+		total += ms[i];
+		most = ms[i] > most ? ms[i] : most;
+		char want[32];
+		snprintf(want, sizeof(want), "%s:%d", CLIENT_IP, 6003 + i);
+		right = right && fd[i] >= 0 && !strcmp(peer_str(fd[i]), want);
+	}
+	printf("5 accepts with a late header kept: %lld, %lld, %lld, %lld, %lld ms%s\n", ms[0],
+	       ms[1], ms[2], ms[3], ms[4], right ? "" : ", not each the next client");
+	if (stays) {  /* the old socket still listens: the thread takes this and ends */
 		int last = dial(PROXY_IP, 0, old_port);
 		header(last, 6009, old_port);
 		pthread_join(t, NULL);
 		close(last);
 	}
-	return verdict(fd >= 0 && !strcmp(peer_str(fd), CLIENT_IP ":6003") && ms < 30,
-		       "the complete header's connection at once, the late one kept");
+	if (how == G_JUMPED_LIVES) {
+		let_go = 1;
+		pthread_join(t, NULL);
+		return verdict(right && total < 150, "one wait at most for a thread counted wrongly");
+	}
+	return verdict(right && most < 30, "each complete header's connection at once, the late one kept");
+}
+
+/* ---- accept inside a signal handler that interrupted accept ---- */
+
+static int handler_listener;
+static _Atomic bool storm_over;
+static _Atomic long handled;
+
+static void accept_in_handler(int sig)
+{
+	(void)sig;
+	int saved = errno;
+	close(accept(handler_listener, NULL, NULL));
+	handled++;
+	errno = saved;
+}
+
+/* Signals the thread *arg every 2 to 20 us (at random: each lands at a different point of
+ * its loop, not right after the previous handler). */
+static void *signal_storm(void *arg)
+{
+	unsigned seed = 1;
+	while (!storm_over) {
+		pthread_kill(*(pthread_t *)arg, SIGUSR2);
+		uint64_t until = now_ns() + 2000 + (unsigned)rand_r(&seed) % 18000;
+		while (now_ns() < until)
+			;
+	}
+	return NULL;
+}
+
+/* For two seconds, signals whose handler accepts on one listener land anywhere in this
+ * thread's accepts on another (both non-blocking: EAGAIN): the shim's record of a
+ * thread in accept is taken by one of the two, never both, never through a pointer
+ * the other cleared (that crashed). */
+static int handler_accepts(void)
+{
+	int l = listener(0, 1);
+	handler_listener = listener(0, 1);
+	struct sigaction sa = {.sa_handler = accept_in_handler};  /* no SA_RESTART */
+	sigaction(SIGUSR2, &sa, NULL);
+	pthread_t self = pthread_self(), storm;
+	if (pthread_create(&storm, NULL, signal_storm, &self))
+		die("pthread_create");
+	long accepts = 0;
+	for (long long end = now_ms() + 2000; now_ms() < end; accepts++)
+		close(accept(l, NULL, NULL));
+	storm_over = true;
+	pthread_join(storm, NULL);
+	printf("%ld accepts, %ld signals handled\n", accepts, (long)handled);
+	return verdict(handled > 0, "no crash with accepts inside signal handlers");
 }
 
 /* A thread in accept that takes its connection 200 ms late (build/slowcalls.so). */
@@ -1650,8 +1745,14 @@ int main(int argc, char **argv)
 		return gone_acceptor(G_CANCELLED);
 	if (!strcmp(s, "phantom-in-accept"))
 		return gone_acceptor(G_PHANTOM);
+	if (!strcmp(s, "dup2-in-accept"))
+		return gone_acceptor(G_DUP2);
 	if (!strcmp(s, "jump-out-of-accept"))
 		return gone_acceptor(G_JUMPED);
+	if (!strcmp(s, "jump-out-and-live"))
+		return gone_acceptor(G_JUMPED_LIVES);
+	if (!strcmp(s, "accept-in-handler"))
+		return handler_accepts();
 	if (!strcmp(s, "surplus-in-handover"))
 		return handover(H_SURPLUS);
 	if (!strcmp(s, "eintr-in-handover"))
