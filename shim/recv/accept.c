@@ -317,10 +317,8 @@ static bool all_restart(void)
  * A thread counted in the real accept is in the kernel's queue of waiters: the kernel
  * gives it a connection as soon as it runs, which a busy machine can put off for
  * milliseconds, so the wait for it is long (THREAD_GRACE_NS), as long as the queue holds
- * no more connections than such threads (a surplus is taken at once). The count
- * (acceptors.h) is wrong only for a thread that long-jumped out of accept, until it exits
- * or accepts again, or for two numbers of one listening socket: a wait then costs the
- * grace, or the connection is taken as by a lone acceptor. Another process
+ * no more connections than such threads (a surplus is taken at once). A count that is
+ * wrong (acceptors.h says when) costs one such wait: then it is doubted. Another process
  * may be busy, or gone: its wait is short (PROC_GRACE_NS). Kept connections decided
  * meanwhile end either wait, as do signals the accept would have returned EINTR for. */
 #define THREAD_GRACE_NS 50000000
