@@ -157,6 +157,8 @@
 	  (pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,                     \
 	   const posix_spawnattr_t *at, char *const argv[], char *const envp[]),                   \
 	  (pid, file, fa, at, argv, envp), PS_LAZY(posix_spawnp, (pid, file, fa, at, argv, envp)), 1) \
+	/* vfork runs as fork (shim/rt/hooks_fork.c). */                                          \
+	X(fork, pid_t, (void), (void), (), PS_LAZY(fork, ()), 1)                                   \
 	/* Shell commands (glibc spawns them internally; the shim has its own). */                \
 	X(system, int, (const char *), (const char *cmd), (cmd), PS_LAZY(system, (cmd)), 1)        \
 	X(popen, FILE *, (const char *, const char *), (const char *cmd, const char *mode),        \

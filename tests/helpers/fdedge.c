@@ -124,6 +124,9 @@ static void usage(FILE *f)
 	      "      accept takes one at once\n"
 	      "  decided-in-handover: the same with one, no signal, and the kept header\n"
 	      "      completing: the accept returns the kept connection at once\n"
+	      "  vfork-close, vfork-close-range: a vfork child closes a proxied connection\n"
+	      "      (or every descriptor) and exits: the parent's still reports its client,\n"
+	      "      and a kept one is handed over when its header completes\n"
 	      "  popen-fclose: fclose of a popen stream waits for its child, later popen\n"
 	      "      calls work, the modes glibc takes are taken\n"
 	      "  child FD...: (internal) prints each FD's peer as 'peer FD=ADDR:PORT'\n", f);
@@ -1375,6 +1378,40 @@ static int proxied(int l, int port, int cport, int *x)
 	return c;
 }
 
+/* A vfork child closes what it inherited before it exits (close, or close_range over
+ * every descriptor, as CPython's subprocess does): the parent still has a proxied
+ * connection and a kept one, and the shim must still know both: the first reports its
+ * client, the second is handed over when its header completes. */
+static int vfork_closes(bool range)
+{
+	int l = listener(0, 1), port = port_of(l, 0), x;
+	int c = dial(PROXY_IP, 0, port);
+	header(c, 5555, port);
+	pause_ms(20);
+	if ((x = accept(l, NULL, NULL)) < 0)
+		die_errno("accept");
+	int late = kept_on(l);
+	pid_t pid = vfork();
+	if (pid == 0) {
+		if (range)
+			syscall(SYS_close_range, 3u, ~0u, 0u);
+		else
+			close(x);
+		_exit(0);
+	}
+	if (pid < 0 || waitpid(pid, NULL, 0) != pid)
+		die_errno("vfork");
+	header_rest(late, 5556, port);
+	int y = accept_when_ready(false, l, NULL, 0);
+	char was[32];
+	snprintf(was, sizeof(was), "%s", peer_str(x));
+	printf("after the vfork child's %s: the connection %s, the kept one %s\n",
+	       range ? "close_range" : "close", was, y >= 0 ? peer_str(y) : "never handed over");
+	return verdict(!strcmp(was, CLIENT_IP ":5555") && y >= 0 &&
+			       !strcmp(peer_str(y), CLIENT_IP ":5556"),
+		       "the parent's connections keep their clients");
+}
+
 static int spawn(const char *how)
 {
 	int l = listener(0, 0), port = port_of(l, 0), bad = 0;
@@ -1759,6 +1796,8 @@ int main(int argc, char **argv)
 		return handover(H_SIGNAL);
 	if (!strcmp(s, "decided-in-handover"))
 		return handover(H_DECIDED);
+	if (!strcmp(s, "vfork-close") || !strcmp(s, "vfork-close-range"))
+		return vfork_closes(s[11] == '-');
 	if (!strcmp(s, "popen-fclose"))
 		return popen_fclose();
 	if (!strcmp(s, "poll-keep-meanwhile") || !strcmp(s, "select-keep-meanwhile"))

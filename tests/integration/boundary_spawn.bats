@@ -63,6 +63,22 @@ load helpers
 	done
 }
 
+@test "a vfork child that closes a proxied connection, or every descriptor, before it exits: the parent's keep their clients, a kept one is still handed over" {
+	edge vfork-close
+	[[ $OUT == *"ok: the parent's connections keep their clients"* ]]
+	edge vfork-close-range
+	[[ $OUT == *"ok: the parent's connections keep their clients"* ]]
+}
+
+@test "a Python server runs subprocess.run() (vfork, every inherited descriptor closed in the child): its connection still reports the header's client" {
+	local out
+	out=$(under_shim PROXYSHIM_TRUSTED=$PROXY -- timeout 20 python3 "$BATS_TEST_DIRNAME/../helpers/spawnserver.py" 2>&1) ||
+		fail "spawnserver.py failed:" "$out"
+	echo "$out"
+	[[ $out == *"before 127.0.0.77:5555"* ]] || fail "not the header's client at first"
+	[[ $out == *"after 127.0.0.77:5555"* ]] || fail "the child's closes changed the parent's record"
+}
+
 @test "a proxied connection passed over a UNIX socket (SCM_RIGHTS): the receiver sees the real peer and every byte" {
 	edge scm-rights
 	[[ $OUT == *"ok: the receiver sees the real peer and every byte"* ]]
