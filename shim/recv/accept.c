@@ -345,15 +345,22 @@ static enum handover sibling_takes(int lfd, const struct ps_fdinfo *li, const st
 		unsigned q = queued(lfd), threads = ps_acceptors(cl->accepting, &word);
 		if (!q)
 			return H_TAKEN;
-		long long grace = threads >= q ? THREAD_GRACE_NS : procs ? PROC_GRACE_NS : 0;
+		/* Threads counted but doubted (below) get the short wait. */
+		bool doubted = !threads && (uint32_t)word >= q;
+		long long grace = threads >= q ? THREAD_GRACE_NS
+				  : procs || doubted ? PROC_GRACE_NS : 0;
 		long long now = ps_now_ns();
 		if (!start) {
 			start = now;
 			first_word = word;
 		}
 		if (now - start >= grace) {
-			/* Threads counted all along that took nothing: not believed again
-			 * until one enters or leaves accept. */
+			/* Counted as the thread that takes it, unless another thread entered
+			 * or left accept since the count was read (two woken for one
+			 * connection: the other one waits for this one then). */
+			if (!ps_acceptors_claim(cl->accepting, word))
+				continue;
+			/* Threads counted all along that took nothing: doubted. */
 			if (threads >= q && word == first_word)
 				ps_acceptors_doubt(cl->accepting, word);
 			return H_MINE;  /* nobody else takes it (soon enough) */
@@ -433,6 +440,7 @@ int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 	const struct ps_config *c = ps_active();
 	struct ps_fdinfo li;
 	int saved = errno;
+	ps_acceptors_settle();
 	if (!c || (addr && !alen) || !selected(lfd, c, &li)) {
 		errno = saved;
 		return real_accept4(lfd, addr, alen, flags);

@@ -13,13 +13,15 @@
  * - slow_accept_tid: every real accept that thread makes waits until a connection is
  *   pending, then 200 ms before it takes it: a thread the kernel woke for a new
  *   connection that a busy machine runs late.
- * Or, set in the environment for a whole server, SLOWCALLS_ACCEPT_MS: the same for every
- * thread, one at a time, that long. */
+ * Or, set in the environment for a whole server, SLOWCALLS_ACCEPT_MS=MS[,MS...]: the same
+ * for every thread, one at a time: the Nth accept the Nth time given (the last one for
+ * every accept after). */
 #include <dlfcn.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
@@ -93,11 +95,18 @@ int accept4(int fd, struct sockaddr *a, socklen_t *l, int flags)
 		next = (int (*)(int, struct sockaddr *, socklen_t *, int))dlsym(RTLD_NEXT, "accept4");
 		next_poll = (int (*)(struct pollfd *, nfds_t, int))dlsym(RTLD_NEXT, "poll");
 	}
+	static const char *at;  /* this accept's time in SLOWCALLS_ACCEPT_MS */
 	const char *env = getenv("SLOWCALLS_ACCEPT_MS");
 	long ms = slow_accept_tid ? (slow_accept_tid == gettid() ? 200 : 0) : env ? atol(env) : 0;
 	if (!ms)
 		return next(fd, a, l, flags);
 	pthread_mutex_lock(&one);
+	if (!slow_accept_tid) {
+		at = at ? at : env;
+		ms = atol(at);
+		if (strchr(at, ','))
+			at = strchr(at, ',') + 1;
+	}
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 	while (next_poll(&p, 1, -1) < 0 && errno == EINTR)
 		;
