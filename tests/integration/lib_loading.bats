@@ -18,6 +18,7 @@ sorted() {
 		__poll_chk __ppoll_chk \
 		pselect $FD_HOOKS execl execle execlp \
 		execv execve execveat execvp execvpe fexecve posix_spawn posix_spawnp system popen pclose fclose \
+		vfork __vfork \
 		bind connect recv recvfrom recvmsg recvmmsg read readv __read_chk __recv_chk \
 		__recvfrom_chk sendto sendmsg sendmmsg epoll_wait epoll_pwait syscall)
 	[ "$(exports "$LIB")" = "$want" ]
@@ -27,7 +28,8 @@ sorted() {
 	want=$(sorted connect accept accept4 getsockopt $FD_HOOKS write writev send sendto \
 		sendmsg sendmmsg sendfile sendfile64 splice read readv recv recvfrom recvmsg \
 		recvmmsg __read_chk __recv_chk __recvfrom_chk syscall \
-		execl execle execlp execv execve execveat execvp execvpe fexecve posix_spawn posix_spawnp system popen pclose fclose)
+		execl execle execlp execv execve execveat execvp execvpe fexecve posix_spawn posix_spawnp system popen pclose fclose \
+		vfork __vfork)
 	[ "$(exports "$CLIENT")" = "$want" ]
 }
 
