@@ -46,12 +46,12 @@ bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 		li->applies = ps_portset_has(&c->ports, local.port);
 		if (li->applies)  /* blocking now, or later through fcntl */
 			__atomic_store_n(&ps_blocking_listeners, 1, __ATOMIC_RELAXED);
-		if (!known)
+		if (!known) {
 			ps_keep_acceptors_anew(lfd);  /* none of its threads is in accept yet */
-		if (!known)
 			ps_log(li->applies ? PS_LOG_INFO : PS_LOG_DEBUG, "%s: listening on port %u%s",
 			       program_invocation_short_name, local.port,
 			       li->applies ? "" : ", not selected by PROXYSHIM_PORTS: untouched");
+		}
 	}
 	ps_fd_set(lfd, li);
 	return li->applies;
