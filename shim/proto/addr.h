@@ -2,8 +2,10 @@
 #ifndef PS_ADDR_H
 #define PS_ADDR_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/socket.h>
 
 /* family is AF_INET or AF_INET6 (ip[0..3] for IPv4), 0 when unset; port in host order. */
@@ -12,6 +14,13 @@ struct ps_addr {
 	uint16_t port;
 	uint8_t ip[16];
 };
+
+/* Same family, port and address (constant-size compares: no call on the data path). */
+static inline bool ps_addr_same(const struct ps_addr *a, const struct ps_addr *b)
+{
+	return a->family == b->family && a->port == b->port &&
+	       (a->family == AF_INET ? !memcmp(a->ip, b->ip, 4) : !memcmp(a->ip, b->ip, 16));
+}
 
 /* Longest text ps_addr_format() writes: "[v6]:port" plus NUL. */
 #define PS_ADDR_STRLEN 56

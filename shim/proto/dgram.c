@@ -67,9 +67,11 @@ enum ps_dgram_verdict ps_dgram_judge(const struct ps_config *c, struct ps_udpmap
 		ps_addr_unmap(&from);
 		if (sock_family == AF_INET && from.family == AF_INET6)
 			return refuse(out, "IPv6 client on an IPv4 socket");
-		if (commit && m)
+		if (commit && m) {
 			out->evicted = ps_udpmap_learn(m, real, &from, c->udp_first, now_ms,
 						       c->udp_idle_ms, &out->gone);
+			out->learned = true;
+		}
 	}
 	if (c->udp_first && h.len == len)
 		return PS_DGRAM_ABSORB;

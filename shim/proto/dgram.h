@@ -19,6 +19,7 @@ struct ps_dgram {
 	size_t off;             /* DELIVER: where the payload starts */
 	struct ps_addr from;    /* DELIVER: the sender to report */
 	const char *why;        /* DROP */
+	bool learned;           /* DELIVER: m now maps 'from' to the real sender */
 	bool evicted;           /* a full flow table forgot 'gone' to learn this flow */
 	struct ps_udpflow gone;
 };

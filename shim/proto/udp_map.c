@@ -10,12 +10,6 @@
 /* The first buckets: a table of a few flows touches one page of each index. */
 #define MIN_BUCKETS 16u
 
-static bool same(const struct ps_addr *a, const struct ps_addr *b)
-{
-	return a->family == b->family && a->port == b->port &&
-	       !memcmp(a->ip, b->ip, a->family == AF_INET ? 4 : 16);
-}
-
 static uint32_t hash(const struct ps_addr *a)
 {
 	uint64_t h = 0x9E3779B97F4A7C15ull ^ a->port ^ (uint64_t)a->family << 16;
@@ -137,8 +131,15 @@ static bool refresh(struct ps_udpmap *m, uint32_t i, uint64_t now_ms)
 	return i != 0;
 }
 
+/* A mapping changed or went: what a reader learned before no longer holds. */
+static void changed(struct ps_udpmap *m)
+{
+	__atomic_store_n(&m->gen, m->gen + 1, __ATOMIC_RELEASE);
+}
+
 static void drop(struct ps_udpmap *m, uint32_t i)
 {
+	changed(m);
 	unchain(m, &m->by_client[bucket(m, &m->f[i].client)], i, true);
 	unchain(m, &m->by_proxy[bucket(m, &m->f[i].proxy)], i, false);
 	unlist(m, i);
@@ -156,7 +157,7 @@ static void expire(struct ps_udpmap *m, uint64_t now_ms, unsigned idle_ms)
 static uint32_t find_client(const struct ps_udpmap *m, const struct ps_addr *a)
 {
 	uint32_t i = m->by_client[bucket(m, a)];
-	while (i && !same(&m->f[i].client, a))
+	while (i && !ps_addr_same(&m->f[i].client, a))
 		i = m->f[i].next_c;
 	return i;
 }
@@ -164,7 +165,7 @@ static uint32_t find_client(const struct ps_udpmap *m, const struct ps_addr *a)
 static uint32_t find_proxy(const struct ps_udpmap *m, const struct ps_addr *a)
 {
 	uint32_t i = m->by_proxy[bucket(m, a)];
-	while (i && !same(&m->f[i].proxy, a))
+	while (i && !ps_addr_same(&m->f[i].proxy, a))
 		i = m->f[i].next_p;
 	return i;
 }
@@ -189,7 +190,8 @@ bool ps_udpmap_learn(struct ps_udpmap *m, const struct ps_addr *proxy,
 			drop(m, j);
 	}
 	if (i) {
-		if (!same(&m->f[i].proxy, proxy)) {
+		if (!ps_addr_same(&m->f[i].proxy, proxy)) {
+			changed(m);
 			unchain(m, &m->by_proxy[bucket(m, &m->f[i].proxy)], i, false);
 			m->f[i].proxy = *proxy;
 			chain_proxy(m, i);

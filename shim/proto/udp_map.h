@@ -32,6 +32,8 @@ struct ps_udpmap {
 	uint32_t count;               /* flows in the table */
 	uint32_t newest, oldest, free;
 	uint64_t evicted;             /* flows pushed out by a full table */
+	uint64_t gen;                 /* bumped when a client's proxy changes or a flow goes
+				       * (written under the caller's lock, read without it) */
 	uint32_t *by_client, *by_proxy;  /* max_buckets each, base + split in use */
 	struct ps_udpflow *f;         /* cap + 1; f[0] unused: index 0 means none */
 };

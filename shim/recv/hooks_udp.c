@@ -53,7 +53,7 @@ SLOW ssize_t slow_recv(int fd, void *buf, size_t n, int flags, struct sockaddr *
 {
 	FIRST_USE(fd);
 	struct ps_fdinfo e;
-	if (ps_udp_get(fd, &e))
+	if (ps_udp_head(fd, &e))
 		return udp_recv(fd, &e, buf, n, flags, addr, alen);
 	return addr || alen ? real_recvfrom(fd, buf, n, flags, addr, alen)
 			    : real_recv(fd, buf, n, flags);
@@ -79,7 +79,7 @@ SLOW ssize_t slow_read(int fd, void *buf, size_t n)
 {
 	FIRST_USE(fd);
 	struct ps_fdinfo e;
-	if (n && ps_udp_get(fd, &e))
+	if (n && ps_udp_head(fd, &e))
 		return udp_recv(fd, &e, buf, n, 0, NULL, NULL);
 	return real_read(fd, buf, n);
 }
@@ -95,7 +95,7 @@ SLOW ssize_t slow_readv(int fd, const struct iovec *iov, int cnt)
 {
 	FIRST_USE(fd);
 	struct ps_fdinfo e;
-	if (!ps_udp_get(fd, &e) || cnt < 0)
+	if (!ps_udp_head(fd, &e) || cnt < 0)
 		return real_readv(fd, iov, cnt);
 	struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)cnt};
 	return ps_udp_recvmsg(fd, &e, &m, 0);
@@ -112,7 +112,7 @@ SLOW ssize_t slow_recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	FIRST_USE(fd);
 	struct ps_fdinfo e;
-	return ps_udp_get(fd, &e) && msg ? ps_udp_recvmsg(fd, &e, msg, flags)
+	return ps_udp_head(fd, &e) && msg ? ps_udp_recvmsg(fd, &e, msg, flags)
 					 : real_recvmsg(fd, msg, flags);
 }
 
@@ -127,7 +127,7 @@ SLOW int slow_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct 
 {
 	FIRST_USE(fd);
 	struct ps_fdinfo e;
-	return ps_udp_get(fd, &e) && v ? ps_udp_recvmmsg(fd, &e, v, n, flags, t)
+	return ps_udp_head(fd, &e) && v ? ps_udp_recvmmsg(fd, &e, v, n, flags, t)
 				       : (int)real_recvmmsg(fd, v, n, flags, t);
 }
 
@@ -144,7 +144,7 @@ PS_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 	struct ps_fdinfo e;
 	if (!RECV_PLAIN && n <= buflen)
 		FIRST_USE(fd);
-	if (!UDP_OFF && n && n <= buflen && ps_udp_get(fd, &e))
+	if (!UDP_OFF && n && n <= buflen && ps_udp_head(fd, &e))
 		return udp_recv(fd, &e, buf, n, 0, NULL, NULL);
 	return real___read_chk(fd, buf, n, buflen);
 }
@@ -154,7 +154,7 @@ PS_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int fla
 	struct ps_fdinfo e;
 	if (!RECV_PLAIN && n <= buflen)
 		FIRST_USE(fd);
-	if (!UDP_OFF && n <= buflen && ps_udp_get(fd, &e))
+	if (!UDP_OFF && n <= buflen && ps_udp_head(fd, &e))
 		return udp_recv(fd, &e, buf, n, flags, NULL, NULL);
 	return real___recv_chk(fd, buf, n, buflen, flags);
 }
@@ -165,7 +165,7 @@ PS_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int
 	struct ps_fdinfo e;
 	if (!RECV_PLAIN && n <= buflen)
 		FIRST_USE(fd);
-	if (!UDP_OFF && n <= buflen && ps_udp_get(fd, &e))
+	if (!UDP_OFF && n <= buflen && ps_udp_head(fd, &e))
 		return udp_recv(fd, &e, buf, n, flags, addr, alen);
 	return real___recvfrom_chk(fd, buf, n, buflen, flags, addr, alen);
 }
@@ -177,7 +177,7 @@ SLOW ssize_t slow_sendto(int fd, const void *buf, size_t n, int flags,
 {
 	struct ps_fdinfo e;
 	struct sockaddr_storage to;
-	socklen_t l = ps_udp_get(fd, &e) ? ps_udp_reroute(&e, addr, alen, &to) : 0;
+	socklen_t l = ps_udp_head(fd, &e) ? ps_udp_reroute(&e, addr, alen, &to) : 0;
 	return l ? real_sendto(fd, buf, n, flags, (struct sockaddr *)&to, l)
 		 : real_sendto(fd, buf, n, flags, addr, alen);
 }
@@ -194,7 +194,7 @@ SLOW ssize_t slow_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	struct ps_fdinfo e;
 	struct sockaddr_storage to;
-	socklen_t l = ps_udp_get(fd, &e)
+	socklen_t l = ps_udp_head(fd, &e)
 			      ? ps_udp_reroute(&e, msg->msg_name, msg->msg_namelen, &to) : 0;
 	if (!l)
 		return real_sendmsg(fd, msg, flags);
@@ -214,7 +214,7 @@ PS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 SLOW int slow_sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
 {
 	struct ps_fdinfo e;
-	return ps_udp_get(fd, &e) ? ps_udp_sendmmsg(fd, &e, v, n, flags)
+	return ps_udp_head(fd, &e) ? ps_udp_sendmmsg(fd, &e, v, n, flags)
 				  : (int)real_sendmmsg(fd, v, n, flags);
 }
 

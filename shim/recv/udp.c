@@ -349,6 +349,52 @@ static void evicted(int fd, uint32_t cap, const struct ps_udpflow *gone)
 		       fd, cap, cl, px);
 }
 
+/* The flow this thread learned last, for the reply that most servers send at once (an
+ * echo, a DNS answer): it spares the reply the slot's lock and table lookup. It holds
+ * while the slot still belongs to that socket (cookie), the table has changed no
+ * mapping since (gen) and the flow has not idled out, which is what the lookup would
+ * find. 'seq' is odd while it is written: a signal handler's receive on this thread
+ * that interrupts a read makes the read a miss, never a mix of two flows. */
+static __thread __attribute__((tls_model("initial-exec"))) struct {
+	unsigned seq;
+	uint32_t slot;
+	uint64_t cookie, gen, at_ms;
+	struct ps_addr client, proxy;
+} last;
+
+static void last_learned(uint32_t i, const struct udp_sock *s, uint64_t now,
+			 const struct ps_addr *client, const struct ps_addr *proxy)
+{
+	last.seq++;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	last.slot = i;
+	last.cookie = s->cookie;
+	last.gen = s->map->gen;
+	last.at_ms = now;
+	last.client = *client;
+	last.proxy = *proxy;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	last.seq++;
+}
+
+/* The proxy of client if this thread's last learned flow says it, on slot i. */
+static bool last_says(uint32_t i, const struct ps_addr *client, uint64_t now,
+		      unsigned idle_ms, struct ps_addr *proxy)
+{
+	unsigned seq = last.seq;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	if ((seq & 1) || last.slot != i || !ps_addr_same(&last.client, client) ||
+	    now - last.at_ms >= idle_ms)
+		return false;
+	struct udp_sock *s = slot(i);
+	struct ps_udpmap *m = s->map;
+	bool holds = __atomic_load_n(&s->cookie, __ATOMIC_RELAXED) == last.cookie && m &&
+		     __atomic_load_n(&m->gen, __ATOMIC_ACQUIRE) == last.gen;
+	*proxy = last.proxy;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	return holds && last.seq == seq;
+}
+
 /* Judges the datagram in buf under the slot's lock. */
 static enum ps_dgram_verdict judge(int fd, const struct ps_fdinfo *e, const uint8_t *buf,
 				   size_t n, const struct sockaddr_storage *from,
@@ -362,9 +408,12 @@ static enum ps_dgram_verdict judge(int fd, const struct ps_fdinfo *e, const uint
 		return PS_DGRAM_DROP;
 	}
 	ps_addr_unmap(&real);
+	uint64_t now = now_ms();
 	bool locked = s->map && ps_lock(&s->lock);
 	enum ps_dgram_verdict v = ps_dgram_judge(c, locked ? s->map : NULL, e->family, &real,
-						 buf, n, now_ms(), commit, d);
+						 buf, n, now, commit, d);
+	if (d->learned)
+		last_learned(e->slot, s, now, &d->from, &real);
 	if (locked)
 		ps_unlock(&s->lock);
 	if (commit && d->evicted)
@@ -458,12 +507,10 @@ int ps_udp_recvmmsg(int fd, const struct ps_fdinfo *e, struct mmsghdr *v, unsign
 
 /* ---- replies ---- */
 
-/* client's live flow in slot s if s is a socket of port (0: any); a proxy that a socket
- * of family cannot address does not count. Nothing is refreshed: only datagrams
- * received through the proxy keep a flow alive. */
-static bool flow_in(struct udp_sock *s, uint16_t port, int family,
-		    const struct ps_addr *client, uint64_t now, unsigned idle_ms,
-		    struct ps_addr *proxy)
+/* client's live flow in slot s if s is a socket of port (0: any). Nothing is
+ * refreshed: only datagrams received through the proxy keep a flow alive. */
+static bool flow_in(struct udp_sock *s, uint16_t port, const struct ps_addr *client,
+		    uint64_t now, unsigned idle_ms, struct ps_addr *proxy)
 {
 	if (!ps_lock(&s->lock))
 		return false;
@@ -471,7 +518,7 @@ static bool flow_in(struct udp_sock *s, uint16_t port, int family,
 		     (!port || s->port == port) &&
 		     ps_udpmap_find_proxy(s->map, client, now, idle_ms, proxy);
 	ps_unlock(&s->lock);
-	return found && (family == AF_INET6 || proxy->family == AF_INET);  /* stored unmapped */
+	return found;
 }
 
 socklen_t ps_udp_reroute(const struct ps_fdinfo *e, const struct sockaddr *dst,
@@ -484,7 +531,8 @@ socklen_t ps_udp_reroute(const struct ps_fdinfo *e, const struct sockaddr *dst,
 		return 0;
 	ps_addr_unmap(&client);
 	uint64_t now = now_ms();
-	bool found = flow_in(own, 0, e->family, &client, now, c->udp_idle_ms, &proxy);
+	bool found = last_says(e->slot, &client, now, c->udp_idle_ms, &proxy) ||
+		     flow_in(own, 0, &client, now, c->udp_idle_ms, &proxy);
 	/* The other sockets of the port, around its ring: a relaxed look at each one's
 	 * port first, checked again under the slot's lock (the slot may be given to
 	 * another socket). A ring changed meanwhile may lead elsewhere: the walk ends
@@ -498,8 +546,11 @@ socklen_t ps_udp_reroute(const struct ps_fdinfo *e, const struct sockaddr *dst,
 		if (i == e->slot || s == &no_slot ||
 		    __atomic_load_n(&s->port, __ATOMIC_RELAXED) != port)
 			break;
-		found = flow_in(s, port, e->family, &client, now, c->udp_idle_ms, &proxy);
+		found = flow_in(s, port, &client, now, c->udp_idle_ms, &proxy);
 	}
+	/* A proxy that a socket of this family cannot address does not count (stored
+	 * unmapped). */
+	found = found && (e->family == AF_INET6 || proxy.family == AF_INET);
 	return found ? ps_addr_to_sockaddr(&proxy, e->family, out) : 0;
 }
 

@@ -36,6 +36,12 @@ static inline bool ps_udp_get(int fd, struct ps_fdinfo *e)
 	return ps_udp_on && ps_fd_get(fd, e) && e->kind == PS_FD_UDP;
 }
 
+/* The same for the data path (receives and sends): fd's entry without its addresses. */
+static inline bool ps_udp_head(int fd, struct ps_fdinfo *e)
+{
+	return ps_udp_on && ps_fd_get_head(fd, e) && e->kind == PS_FD_UDP;
+}
+
 /* recvmsg on selected socket fd: msg as the application passed it. */
 ssize_t ps_udp_recvmsg(int fd, const struct ps_fdinfo *e, struct msghdr *msg, int flags);
 

@@ -3,6 +3,7 @@
 #include "real.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -90,15 +91,16 @@ static bool write_slot(struct slot *s, const struct ps_fdinfo *info)
 	return true;
 }
 
-/* false if no consistent snapshot could be had (out is then empty). */
-static bool read_slot(struct slot *s, struct ps_fdinfo *out)
+/* Its first n words; false if no consistent snapshot could be had. */
+static inline __attribute__((always_inline)) bool read_slot(struct slot *s,
+							   struct ps_fdinfo *out, size_t n)
 {
-	uint64_t w[WORDS];
+	uint64_t w[WORDS] = {0};
 	uint64_t before, after;
 	unsigned tries = 0;
 	do {
 		before = atomic_load_explicit(&s->state, memory_order_acquire);
-		for (size_t i = 0; i < WORDS; i++)
+		for (size_t i = 0; i < n; i++)
 			w[i] = atomic_load_explicit(&s->w[i], memory_order_relaxed);
 		atomic_thread_fence(memory_order_acquire);
 		after = atomic_load_explicit(&s->state, memory_order_relaxed);
@@ -109,12 +111,26 @@ static bool read_slot(struct slot *s, struct ps_fdinfo *out)
 	return true;
 }
 
-bool ps_fd_get(int fd, struct ps_fdinfo *out)
+static inline __attribute__((always_inline)) bool get_words(int fd, struct ps_fdinfo *out,
+							   size_t n)
 {
 	struct slot *s = slot_of(fd, false);
-	if (!s || !read_slot(s, out))
+	if (!s || !read_slot(s, out, n))
 		memset(out, 0, sizeof(*out));
 	return out->kind != PS_FD_NONE;
+}
+
+bool ps_fd_get(int fd, struct ps_fdinfo *out)
+{
+	return get_words(fd, out, WORDS);
+}
+
+_Static_assert(offsetof(struct ps_fdinfo, cookie) + sizeof(uint64_t) == 2 * sizeof(uint64_t),
+	       "the head is the first two words");
+
+bool ps_fd_get_head(int fd, struct ps_fdinfo *out)
+{
+	return get_words(fd, out, 2);
 }
 
 bool ps_fd_set(int fd, const struct ps_fdinfo *info)

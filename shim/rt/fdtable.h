@@ -69,6 +69,10 @@ struct ps_fdinfo {
 /* Snapshot of fd's entry; false (and kind NONE) when nothing is recorded. */
 bool ps_fd_get(int fd, struct ps_fdinfo *out);
 
+/* Same, but only kind, flags, family, the third field and cookie (the rest zero): the
+ * lighter read for data paths that need no addresses. */
+bool ps_fd_get_head(int fd, struct ps_fdinfo *out);
+
 /* Records info for fd; false if fd is beyond the table, memory for it is lacking, or
  * its slot stayed busy (a signal handler interrupting a write to the same fd). */
 bool ps_fd_set(int fd, const struct ps_fdinfo *info);

@@ -587,6 +587,28 @@ connected_to_client() {
 		fail "beat $((last + 1)) did not reach the master:" "$(tail -n 5 "$T/master.out")"
 }
 
+# moved MODE [VAR=VALUE...]: tests/helpers/udpmoved.py MODE under the shim (two proxies
+# trusted); prints which socket its reply reached.
+moved() {
+	local mode=$1 port
+	shift
+	port=$(free_udp 127.0.0.1)
+	under_shim PROXYSHIM_TRUSTED=127.0.0.21,127.0.0.22 PROXYSHIM_UDP_PORTS="$port" "$@" -- \
+		timeout 20 /usr/bin/python3 "$BATS_TEST_DIRNAME/../helpers/udpmoved.py" "$mode" "$port"
+}
+
+# A thread answers right after its receive without a lookup, from what it learned; that
+# must never outlive a change another thread's receive made to the table.
+@test "replies: a client that moved to another proxy (seen by another thread) is answered through the new proxy" {
+	run moved moved
+	[[ $status == 0 && $output == "reply via=proxy2" ]] || fail "$output"
+}
+
+@test "replies: an answer sent after the flow idled out goes to the client itself" {
+	run moved idle PROXYSHIM_UDP_IDLE_MS=200
+	[[ $status == 0 && $output == "reply via=client" ]] || fail "$output"
+}
+
 # sibling_replies ECHO [UDPSRV-ARGS...]: the server answers three clients from a second
 # socket bound to 127.0.0.2 and the same port; each reply reaches the proxy, from there.
 sibling_replies() {

@@ -39,6 +39,11 @@ START_TEST(test_set_get_clear)
 	ck_assert(ps_fd_set(100, &e));
 	ck_assert(ps_fd_get(100, &got));
 	ck_assert(!memcmp(&e, &got, sizeof e));
+	/* the head: the first two words, the rest zero */
+	ck_assert(ps_fd_get_head(100, &got));
+	ck_assert(!memcmp(&e, &got, offsetof(struct ps_fdinfo, cookie) + sizeof e.cookie));
+	ck_assert(got.cookie == e.cookie && got.slot == e.slot && got.src.family == 0);
+	ck_assert(!ps_fd_get_head(99, &got) && got.kind == PS_FD_NONE);
 	ps_fd_copy(100, 101);
 	ck_assert(ps_fd_get(101, &got) && !memcmp(&e, &got, sizeof e));
 	ps_fd_clear(100, 100);
@@ -95,6 +100,8 @@ static void *writer_reader(void *arg)
 			ps_fd_set(600 + me, &e);             /* this thread's own */
 		if (ps_fd_get(500, &got) && !uniform(&got))
 			atomic_fetch_add(&torn, 1);
+		if (ps_fd_get_head(500, &got) && got.cookie != (uint64_t)got.family * 0x0001000100010001u)
+			atomic_fetch_add(&torn, 1);  /* the head alone: never two writers' halves */
 		if (!ps_fd_get(600 + me, &got) || !uniform(&got) || got.family != e.family)
 			atomic_fetch_add(&torn, 1);
 	}

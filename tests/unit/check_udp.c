@@ -222,6 +222,34 @@ START_TEST(test_map_reuse)
 }
 END_TEST
 
+/* gen moves exactly when what a reader learned may no longer hold: a client's proxy
+ * changed, or a flow went (idled out, evicted, or replaced in `first` mode); refreshing
+ * a flow, or learning a new one, leaves it. */
+START_TEST(test_map_gen)
+{
+	struct ps_udpmap *m = map_of(2);
+	struct ps_addr px = mkaddr("192.0.2.1", 7000), px2 = mkaddr("192.0.2.2", 7000);
+	struct ps_addr c1 = client(1), c2 = client(2), c3 = client(3);
+	uint64_t g = m->gen;
+	ps_udpmap_learn(m, &px, &c1, false, 0, 500, NULL);
+	ps_udpmap_learn(m, &px, &c2, false, 0, 500, NULL);
+	ps_udpmap_learn(m, &px, &c1, false, 10, 500, NULL);
+	ck_assert_uint_eq(m->gen, g);
+	ps_udpmap_learn(m, &px2, &c1, false, 20, 500, NULL);  /* c1 moved */
+	ck_assert_uint_gt(m->gen, g);
+	g = m->gen;
+	ps_udpmap_learn(m, &px, &c3, false, 30, 500, NULL);  /* full: c2 evicted */
+	ck_assert_uint_gt(m->gen, g);
+	g = m->gen;
+	ps_udpmap_learn(m, &px, &c3, false, 600, 500, NULL);  /* c1 idled out */
+	ck_assert_uint_gt(m->gen, g);
+	g = m->gen;
+	ps_udpmap_learn(m, &px, &c1, true, 610, 500, NULL);   /* `first`: px now carries c1 */
+	ck_assert_uint_gt(m->gen, g);
+	free(m);
+}
+END_TEST
+
 /* ---- the decision ---- */
 
 static struct ps_config cfg;
@@ -477,6 +505,7 @@ int main(void)
 	add_loop(s, "map capacity", test_map_capacity, N(caps));
 	add_loop(s, "map grows with use", test_map_grows_with_use, 1);
 	add_loop(s, "map reuse", test_map_reuse, 1);
+	add_loop(s, "map gen", test_map_gen, 1);
 	add_loop(s, "judge", test_judge, N(judge_cases));
 	add_loop(s, "judge first flow", test_judge_first_flow, 1);
 	add_loop(s, "judge evicts", test_judge_evicts, N(caps));
