@@ -24,6 +24,24 @@ static bool nonblocking(int fd)
 	return fl >= 0 && (fl & O_NONBLOCK);
 }
 
+/* When every connection the application can be handed must speak first (a header is
+ * required, and only trusted sources may connect), the kernel may hold each one until
+ * its first bytes arrive (TCP_DEFER_ACCEPT): the header is then there at accept and no
+ * connection is kept aside. A value the application chose is left as it is. The
+ * kernel counts the time in seconds; it hands a silent connection over after it. */
+static void defer_until_spoken(int lfd, const struct ps_config *c, unsigned port)
+{
+	int secs = 0;
+	socklen_t len = sizeof(secs);
+	if (c->policy != PS_POLICY_REQUIRE || c->untrusted != PS_UNTRUSTED_REJECT ||
+	    real_getsockopt(lfd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, &len) < 0 || secs)
+		return;
+	secs = (int)((c->timeout_ms + 999) / 1000);
+	if (setsockopt(lfd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs)) == 0)
+		ps_log(PS_LOG_DEBUG, "port %u: the kernel holds each connection until it "
+		       "speaks (TCP_DEFER_ACCEPT %d s)", port, secs);
+}
+
 bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 {
 	struct sockaddr_storage ss;
@@ -48,6 +66,8 @@ bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 			__atomic_store_n(&ps_blocking_listeners, 1, __ATOMIC_RELAXED);
 		if (!known) {
 			ps_keep_acceptors_anew(lfd);  /* none of its threads is in accept yet */
+			if (li->applies)
+				defer_until_spoken(lfd, c, local.port);
 			ps_log(li->applies ? PS_LOG_INFO : PS_LOG_DEBUG, "%s: listening on port %u%s",
 			       program_invocation_short_name, local.port,
 			       li->applies ? "" : ", not selected by PROXYSHIM_PORTS: untouched");

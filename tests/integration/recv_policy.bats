@@ -98,6 +98,53 @@ passed_through() {
 	((CLIENT_FIRST_MS >= 390)) || fail "greeting after $CLIENT_FIRST_MS ms, before the header"
 }
 
+# deferred [VAR=VALUE...] [-- HELPER-ARGS...]: tests/helpers/deferaccept.py under the
+# shim, the proxy trusted, its lines in OUT.
+deferred() {
+	local vars=()
+	while (($#)) && [[ $1 != -- ]]; do
+		vars+=("$1")
+		shift
+	done
+	(($#)) && shift
+	OUT=$(under_shim PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_LOG="$T/shim.log" "${vars[@]}" -- \
+		timeout 20 /usr/bin/python3 "$BATS_TEST_DIRNAME/../helpers/deferaccept.py" "$PROXY" "$@")
+}
+
+# Only proxies may connect and each must send a header first: every connection the
+# application can get speaks first, so the kernel holds each one until it does
+# (TCP_DEFER_ACCEPT) and a late header is never kept aside in the shim.
+@test "require + UNTRUSTED=reject: the kernel holds a connection until it speaks (TCP_DEFER_ACCEPT, the timeout in s)" {
+	deferred PROXYSHIM_UNTRUSTED=reject PROXYSHIM_TIMEOUT_MS=2500
+	[[ $OUT == $'defer=3\nqueued_silent=0\nqueued_spoken=1\naccepted peer=127.0.0.11:10011 data=b\'hello\\n\'' ]] ||
+		fail "$OUT"
+}
+
+@test "require + UNTRUSTED=reject: a value the application chose is kept" {
+	deferred PROXYSHIM_UNTRUSTED=reject -- --preset 7
+	[[ $OUT == defer=7$'\n'* && $OUT == *"accepted peer=127.0.0.11:10011"* ]] || fail "$OUT"
+}
+
+@test "require + UNTRUSTED=reject: a silent proxy connection is still closed and logged (after the kernel's hold and the timeout)" {
+	deferred PROXYSHIM_UNTRUSTED=reject PROXYSHIM_TIMEOUT_MS=500 -- --silent
+	[[ $OUT == $'defer=1\nqueued_silent=0\n'* && $OUT == *$'\nclient closed after='* &&
+		$OUT == *$'\nno connection' ]] || fail "$OUT"
+	local after=${OUT#*after=}
+	after=${after%%$'\n'*}
+	[[ $after != 8.* ]] || fail "not closed: $OUT"
+	expect_log "$T/shim.log" "proxy $PROXY:[0-9]+: timed out waiting for the header"
+}
+
+@test "UNTRUSTED=pass, POLICY=optional, or a listener not selected: no TCP_DEFER_ACCEPT" {
+	local v
+	for v in PROXYSHIM_UNTRUSTED=pass "PROXYSHIM_UNTRUSTED=reject PROXYSHIM_POLICY=optional" \
+		"PROXYSHIM_UNTRUSTED=reject PROXYSHIM_PORTS=1"; do
+		# shellcheck disable=SC2086
+		deferred $v
+		[[ $OUT == $'defer=0\nqueued_silent=1\n'* ]] || fail "$v:" "$OUT"
+	done
+}
+
 @test "PROXYSHIM_PORTS naming another port leaves this listener alone" {
 	start_server PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_PORTS=1,7-9 -- -n 1
 	passed_through "$PROXY" "$HDR$REQ"
