@@ -354,7 +354,8 @@ static void evicted(int fd, uint32_t cap, const struct ps_udpflow *gone)
  * while the slot still belongs to that socket (cookie), the table has changed no
  * mapping since (gen) and the flow has not idled out, which is what the lookup would
  * find. 'seq' is odd while it is written: a signal handler's receive on this thread
- * that interrupts a read makes the read a miss, never a mix of two flows. */
+ * that interrupts a read makes the read a miss, and one that interrupts a write does
+ * not write (the interrupted writer finishes its own record): never a mix of two flows. */
 static __thread __attribute__((tls_model("initial-exec"))) struct {
 	unsigned seq;
 	uint32_t slot;
@@ -365,6 +366,8 @@ static __thread __attribute__((tls_model("initial-exec"))) struct {
 static void last_learned(uint32_t i, const struct udp_sock *s, uint64_t now,
 			 const struct ps_addr *client, const struct ps_addr *proxy)
 {
+	if (last.seq & 1)
+		return;
 	last.seq++;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	last.slot = i;
@@ -375,6 +378,12 @@ static void last_learned(uint32_t i, const struct udp_sock *s, uint64_t now,
 	last.proxy = *proxy;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	last.seq++;
+}
+
+/* A proxy a socket of family can address (flows store addresses unmapped). */
+static bool addressable(int family, const struct ps_addr *proxy)
+{
+	return family == AF_INET6 || proxy->family == AF_INET;
 }
 
 /* The proxy of client if this thread's last learned flow says it, on slot i. */
@@ -507,10 +516,12 @@ int ps_udp_recvmmsg(int fd, const struct ps_fdinfo *e, struct mmsghdr *v, unsign
 
 /* ---- replies ---- */
 
-/* client's live flow in slot s if s is a socket of port (0: any). Nothing is
- * refreshed: only datagrams received through the proxy keep a flow alive. */
-static bool flow_in(struct udp_sock *s, uint16_t port, const struct ps_addr *client,
-		    uint64_t now, unsigned idle_ms, struct ps_addr *proxy)
+/* client's live flow in slot s if s is a socket of port (0: any); a proxy that a socket
+ * of family cannot address does not count. Nothing is refreshed: only datagrams
+ * received through the proxy keep a flow alive. */
+static bool flow_in(struct udp_sock *s, uint16_t port, int family,
+		    const struct ps_addr *client, uint64_t now, unsigned idle_ms,
+		    struct ps_addr *proxy)
 {
 	if (!ps_lock(&s->lock))
 		return false;
@@ -518,7 +529,7 @@ static bool flow_in(struct udp_sock *s, uint16_t port, const struct ps_addr *cli
 		     (!port || s->port == port) &&
 		     ps_udpmap_find_proxy(s->map, client, now, idle_ms, proxy);
 	ps_unlock(&s->lock);
-	return found;
+	return found && addressable(family, proxy);
 }
 
 socklen_t ps_udp_reroute(const struct ps_fdinfo *e, const struct sockaddr *dst,
@@ -531,8 +542,9 @@ socklen_t ps_udp_reroute(const struct ps_fdinfo *e, const struct sockaddr *dst,
 		return 0;
 	ps_addr_unmap(&client);
 	uint64_t now = now_ms();
-	bool found = last_says(e->slot, &client, now, c->udp_idle_ms, &proxy) ||
-		     flow_in(own, 0, &client, now, c->udp_idle_ms, &proxy);
+	bool found = (last_says(e->slot, &client, now, c->udp_idle_ms, &proxy) &&
+		      addressable(e->family, &proxy)) ||
+		     flow_in(own, 0, e->family, &client, now, c->udp_idle_ms, &proxy);
 	/* The other sockets of the port, around its ring: a relaxed look at each one's
 	 * port first, checked again under the slot's lock (the slot may be given to
 	 * another socket). A ring changed meanwhile may lead elsewhere: the walk ends
@@ -546,11 +558,8 @@ socklen_t ps_udp_reroute(const struct ps_fdinfo *e, const struct sockaddr *dst,
 		if (i == e->slot || s == &no_slot ||
 		    __atomic_load_n(&s->port, __ATOMIC_RELAXED) != port)
 			break;
-		found = flow_in(s, port, &client, now, c->udp_idle_ms, &proxy);
+		found = flow_in(s, port, e->family, &client, now, c->udp_idle_ms, &proxy);
 	}
-	/* A proxy that a socket of this family cannot address does not count (stored
-	 * unmapped). */
-	found = found && (e->family == AF_INET6 || proxy.family == AF_INET);
 	return found ? ps_addr_to_sockaddr(&proxy, e->family, out) : 0;
 }
 
