@@ -27,8 +27,11 @@ static bool nonblocking(int fd)
 /* When every connection the application can be handed must speak first (a header is
  * required, and only trusted sources may connect), the kernel may hold each one until
  * its first bytes arrive (TCP_DEFER_ACCEPT): the header is then there at accept and no
- * connection is kept aside. A value the application chose is left as it is. The
- * kernel counts the time in seconds; it hands a silent connection over after it. */
+ * connection is kept aside. Only on a listener the application itself makes (a socket
+ * it was handed may be served by others after this process, without the shim), and not
+ * over a value it chose. For 1 s, the kernel's first SYN-ACK retransmission: a silent
+ * connection holds a SYN-queue entry that long (with SYN cookies, the kernel's default,
+ * a full queue refuses nobody), then is handed over and takes the kept path. */
 static void defer_until_spoken(int lfd, const struct ps_config *c, unsigned port)
 {
 	int secs = 0;
@@ -36,13 +39,13 @@ static void defer_until_spoken(int lfd, const struct ps_config *c, unsigned port
 	if (c->policy != PS_POLICY_REQUIRE || c->untrusted != PS_UNTRUSTED_REJECT ||
 	    real_getsockopt(lfd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, &len) < 0 || secs)
 		return;
-	secs = (int)((c->timeout_ms + 999) / 1000);
+	secs = 1;
 	if (setsockopt(lfd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs)) == 0)
 		ps_log(PS_LOG_DEBUG, "port %u: the kernel holds each connection until it "
-		       "speaks (TCP_DEFER_ACCEPT %d s)", port, secs);
+		       "speaks (TCP_DEFER_ACCEPT, 1 s)", port);
 }
 
-bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
+bool ps_listener_note(int lfd, const struct ps_config *c, bool own, struct ps_fdinfo *li)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -66,7 +69,7 @@ bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 			__atomic_store_n(&ps_blocking_listeners, 1, __ATOMIC_RELAXED);
 		if (!known) {
 			ps_keep_acceptors_anew(lfd);  /* none of its threads is in accept yet */
-			if (li->applies)
+			if (li->applies && own)
 				defer_until_spoken(lfd, c, local.port);
 			ps_log(li->applies ? PS_LOG_INFO : PS_LOG_DEBUG, "%s: listening on port %u%s",
 			       program_invocation_short_name, local.port,
@@ -83,7 +86,7 @@ static bool selected(int lfd, const struct ps_config *c, struct ps_fdinfo *li)
 {
 	if (ps_fd_get(lfd, li) && li->kind == PS_FD_LISTENER)
 		return li->applies;
-	return ps_listener_note(lfd, c, li);
+	return ps_listener_note(lfd, c, false, li);
 }
 
 static int drop(int fd)

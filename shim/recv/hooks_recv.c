@@ -53,14 +53,20 @@ PS_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *alen)
 
 /* ---- listeners and readiness: kept connections (shim/recv/keep.h) ---- */
 
+/* A socket that was listening already (a new backlog for one it was handed) is not one
+ * the application makes now. */
 PS_EXPORT int listen(int fd, int backlog)
 {
 	const struct ps_config *c = ps_active();
 	struct ps_fdinfo li;
+	int was = 1;
+	socklen_t wl = sizeof(was);
+	if (c && real_getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &was, &wl) < 0)
+		was = 1;
 	int r = real_listen(fd, backlog);
 	if (r == 0 && c) {
 		int saved = errno;
-		ps_listener_note(fd, c, &li);
+		ps_listener_note(fd, c, !was, &li);
 		errno = saved;
 	}
 	return r;

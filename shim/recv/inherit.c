@@ -407,7 +407,7 @@ static void adopt_fd(int fd, const struct ps_config *c, const struct ps_fdinfo *
 	if (cookie && real_getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) == 0 &&
 	    listening) {
 		struct ps_fdinfo li;  /* known before the application's epoll_ctl */
-		ps_listener_note(fd, c, &li);
+		ps_listener_note(fd, c, false, &li);
 		return;
 	}
 	if (!cookie || ps_udp_select(fd) || seen_before(seen, fd, cookie) ||

@@ -20,8 +20,9 @@ int ps_settle(int fd, uint64_t cookie, int family, const struct ps_addr *peer,
 	      socklen_t room, enum ps_take r, const struct pp_header *h, const char *why,
 	      struct ps_addr *client);
 
-/* Decides (again) whether the shim applies to listening socket lfd and records it. */
-bool ps_listener_note(int lfd, const struct ps_config *c, struct ps_fdinfo *li);
+/* Decides (again) whether the shim applies to listening socket lfd and records it.
+ * own: the application's listen() made it a listener just now (not one it was handed). */
+bool ps_listener_note(int lfd, const struct ps_config *c, bool own, struct ps_fdinfo *li);
 
 /* Set once a selected listener exists: from then on poll and select record, per
  * thread, which descriptors they reported readable (shim/hooks_recv.c). */

@@ -15,6 +15,9 @@ PROXY_ADDR in the same process. Prints, one per line:
   no connection       no accept() returned within 8 s
 
 --preset N   the application sets TCP_DEFER_ACCEPT to N itself, before listen().
+--fd N       the listener is descriptor N, listening already (handed over by the
+             process that exec'd this one); listen() is called on it again, as a server
+             does to set its own backlog.
 --silent     the client never sends; it waits (8 s at most) for the close."""
 import argparse
 import select
@@ -26,6 +29,7 @@ import time
 ap = argparse.ArgumentParser()
 ap.add_argument("proxy")
 ap.add_argument("--preset", type=int)
+ap.add_argument("--fd", type=int)
 ap.add_argument("--silent", action="store_true")
 a = ap.parse_args()
 
@@ -35,8 +39,11 @@ def queued(s):
     return struct.unpack_from("I", s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104), 24)[0]
 
 
-srv = socket.socket()
-srv.bind(("127.0.0.1", 0))
+if a.fd is not None:
+    srv = socket.socket(fileno=a.fd)
+else:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
 if a.preset is not None:
     srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, a.preset)
 srv.listen(16)

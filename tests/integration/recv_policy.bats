@@ -114,9 +114,9 @@ deferred() {
 # Only proxies may connect and each must send a header first: every connection the
 # application can get speaks first, so the kernel holds each one until it does
 # (TCP_DEFER_ACCEPT) and a late header is never kept aside in the shim.
-@test "require + UNTRUSTED=reject: the kernel holds a connection until it speaks (TCP_DEFER_ACCEPT, the timeout in s)" {
+@test "require + UNTRUSTED=reject: the kernel holds a connection until it speaks (TCP_DEFER_ACCEPT, 1 s)" {
 	deferred PROXYSHIM_UNTRUSTED=reject PROXYSHIM_TIMEOUT_MS=2500
-	[[ $OUT == $'defer=3\nqueued_silent=0\nqueued_spoken=1\naccepted peer=127.0.0.11:10011 data=b\'hello\\n\'' ]] ||
+	[[ $OUT == $'defer=1\nqueued_silent=0\nqueued_spoken=1\naccepted peer=127.0.0.11:10011 data=b\'hello\\n\'' ]] ||
 		fail "$OUT"
 }
 
@@ -133,6 +133,38 @@ deferred() {
 	after=${after%%$'\n'*}
 	[[ $after != 8.* ]] || fail "not closed: $OUT"
 	expect_log "$T/shim.log" "proxy $PROXY:[0-9]+: timed out waiting for the header"
+}
+
+# A listener the application was handed may be served after it by programs without the
+# shim: a property of the socket set here would outlive the process.
+@test "require + UNTRUSTED=reject: a listener handed over across exec (listen() called again) is left as it is" {
+	local ARGV
+	shim_argv PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UNTRUSTED=reject -- \
+		timeout 20 /usr/bin/python3 "$BATS_TEST_DIRNAME/../helpers/deferaccept.py" "$PROXY"
+	# the listener's maker, without the shim, execs the shimmed helper
+	OUT=$(/usr/bin/python3 -c '
+import os, socket, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+s.set_inheritable(True)
+os.execvp(sys.argv[1], sys.argv[1:] + ["--fd", str(s.fileno())])' "${ARGV[@]}")
+	[[ $OUT == $'defer=0\nqueued_silent=1\n'* && $OUT == *"accepted peer=127.0.0.11:10011"* ]] ||
+		fail "$OUT"
+}
+
+# A silent connection held by the kernel keeps a SYN-queue entry until the hold ends:
+# with SYN cookies off a full queue refuses new connections, the proxy's included. The
+# hold is 1 s whatever PROXYSHIM_TIMEOUT_MS, so that is how long they can keep it out.
+@test "require + UNTRUSTED=reject, SYN cookies off: silent untrusted connections filling the SYN queue keep a proxy out about 1 s, not the header timeout" {
+	unshare -n true 2>/dev/null || skip "no network namespace here (needs CAP_SYS_ADMIN)"
+	local helper=$BATS_TEST_DIRNAME/../helpers/synhold.py ARGV s
+	shim_argv PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UNTRUSTED=reject PROXYSHIM_TIMEOUT_MS=60000 \
+		-- /usr/bin/python3 "$helper" --serve
+	OUT=$(timeout 60 unshare -n /usr/bin/python3 "$helper" -- "${ARGV[@]}")
+	[[ $OUT =~ ^proxy\ answered\ after\ ([0-9.]+)\ \(b\'ok\ hi\'\)$ ]] || fail "$OUT"
+	s=${BASH_REMATCH[1]}
+	((${s/./} < 25)) || fail "the proxy was kept out $s s"
 }
 
 @test "UNTRUSTED=pass, POLICY=optional, or a listener not selected: no TCP_DEFER_ACCEPT" {
