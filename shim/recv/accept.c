@@ -32,17 +32,45 @@ static bool nonblocking(int fd)
  * over a value it chose. For 1 s, the kernel's first SYN-ACK retransmission: a silent
  * connection holds a SYN-queue entry that long (with SYN cookies, the kernel's default,
  * a full queue refuses nobody), then is handed over and takes the kept path. */
-static void defer_until_spoken(int lfd, const struct ps_config *c, unsigned port)
+static bool defer_until_spoken(int lfd, const struct ps_config *c, unsigned port)
 {
 	int secs = 0;
 	socklen_t len = sizeof(secs);
 	if (c->policy != PS_POLICY_REQUIRE || c->untrusted != PS_UNTRUSTED_REJECT ||
 	    real_getsockopt(lfd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, &len) < 0 || secs)
-		return;
+		return false;
 	secs = 1;
-	if (setsockopt(lfd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs)) == 0)
-		ps_log(PS_LOG_DEBUG, "port %u: the kernel holds each connection until it "
-		       "speaks (TCP_DEFER_ACCEPT, 1 s)", port);
+	if (setsockopt(lfd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs)))
+		return false;
+	__atomic_store_n(&ps_deferred_listeners, 1, __ATOMIC_RELAXED);
+	ps_log(PS_LOG_DEBUG, "port %u: the kernel holds each connection until it speaks "
+	       "(TCP_DEFER_ACCEPT, 1 s)", port);
+	return true;
+}
+
+unsigned char ps_deferred_listeners;
+
+/* A listener the child inherits gives the shim's setting back: the program exec'd or
+ * spawned may serve it without the shim, or under another policy. */
+static void undefer(int fd, const struct ps_fdinfo *info, void *ctx)
+{
+	(void)ctx;
+	int zero = 0, fl;
+	if (info->kind != PS_FD_LISTENER || !(info->lflags & PS_LISTENER_DEFERRED) ||
+	    (fl = real_fcntl(fd, F_GETFD, 0)) < 0 || (fl & FD_CLOEXEC) ||
+	    ps_fd_cookie(fd) != info->cookie)
+		return;
+	struct ps_fdinfo li = *info;
+	li.lflags &= ~PS_LISTENER_DEFERRED;
+	setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &zero, sizeof(zero));
+	ps_fd_set(fd, &li);
+	ps_log(PS_LOG_DEBUG, "fd %d: TCP_DEFER_ACCEPT given back before exec", fd);
+}
+
+void ps_listeners_undefer(void)
+{
+	if (__atomic_load_n(&ps_deferred_listeners, __ATOMIC_RELAXED))
+		ps_fd_each(undefer, NULL);
 }
 
 bool ps_listener_note(int lfd, const struct ps_config *c, bool own, struct ps_fdinfo *li)
@@ -57,8 +85,10 @@ bool ps_listener_note(int lfd, const struct ps_config *c, bool own, struct ps_fd
 	uint64_t cookie = ps_fd_cookie(lfd);
 	/* listen() again on a known listener (a new backlog) is not a new one to announce */
 	bool known = ps_fd_get(lfd, li) && li->kind == PS_FD_LISTENER && li->cookie == cookie;
+	uint32_t deferred = known ? li->lflags & PS_LISTENER_DEFERRED : 0;
 	memset(li, 0, sizeof(*li));
 	li->kind = PS_FD_LISTENER;
+	li->lflags = deferred;
 	li->cookie = cookie;  /* kept connections belong to this socket only */
 	if (ps_addr_from_sockaddr(&local, (struct sockaddr *)&ss, sl) == 0 &&
 	    real_getsockopt(lfd, SOL_SOCKET, SO_PROTOCOL, &proto, &pl) == 0 &&
@@ -69,8 +99,8 @@ bool ps_listener_note(int lfd, const struct ps_config *c, bool own, struct ps_fd
 			__atomic_store_n(&ps_blocking_listeners, 1, __ATOMIC_RELAXED);
 		if (!known) {
 			ps_keep_acceptors_anew(lfd);  /* none of its threads is in accept yet */
-			if (li->applies && own)
-				defer_until_spoken(lfd, c, local.port);
+			if (li->applies && own && defer_until_spoken(lfd, c, local.port))
+				li->lflags |= PS_LISTENER_DEFERRED;
 			ps_log(li->applies ? PS_LOG_INFO : PS_LOG_DEBUG, "%s: listening on port %u%s",
 			       program_invocation_short_name, local.port,
 			       li->applies ? "" : ", not selected by PROXYSHIM_PORTS: untouched");

@@ -117,6 +117,7 @@ size_t ps_exec_prepare(void)
 	 * take the header (one without the shim): the next shim raises it again. */
 	if (__atomic_load_n(&ps_inherit_pending, __ATOMIC_RELAXED))
 		ps_fd_each(unraise, NULL);
+	ps_listeners_undefer();
 	if (ps_active())
 		ps_fd_each(count_one, &n);
 	if (!n)

@@ -62,6 +62,7 @@ struct ps_fdinfo {
 /* LISTENER flags (lflags). */
 #define PS_LISTENER_UNNESTED 1u  /* in an epoll set the shim could not nest into */
 #define PS_LISTENER_WATCHED 2u   /* registered in an epoll set by the application */
+#define PS_LISTENER_DEFERRED 4u  /* its TCP_DEFER_ACCEPT is the shim's (recv/accept.c) */
 
 /* Highest fd + 1 the table can hold. */
 #define PS_FD_LIMIT (1u << 24)

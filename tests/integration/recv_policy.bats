@@ -153,6 +153,35 @@ os.execvp(sys.argv[1], sys.argv[1:] + ["--fd", str(s.fileno())])' "${ARGV[@]}")
 		fail "$OUT"
 }
 
+# The same for a listener the application made, once it goes to another program: the
+# one exec'd (here without the shim) gets it as it would without the shim. A listener
+# closed on exec stays as it is: the process goes on serving it, or it is gone.
+@test "require + UNTRUSTED=reject: the application's own listener, inherited across exec, is given back its TCP_DEFER_ACCEPT of 0; one closed on exec keeps 1" {
+	local ARGV
+	shim_argv PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_UNTRUSTED=reject -- /usr/bin/python3 -c '
+import os, socket, sys
+def made():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    return s
+handed, kept = made(), made()
+handed.set_inheritable(True)
+print("before exec:", handed.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT), flush=True)
+env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+r, w = os.pipe()
+if os.fork() == 0:
+    os.close(r)
+    os.dup2(w, 1)
+    os.execve(sys.executable, [sys.executable, "-c", "import socket, sys; s = socket.socket(fileno=int(sys.argv[1])); print(\"after exec:\", s.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT))", str(handed.fileno())], env)
+os.close(w)
+os.wait()
+print(os.read(r, 100).decode().strip())
+print("closed on exec:", kept.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT))'
+	OUT=$(timeout 20 "${ARGV[@]}")
+	[[ $OUT == $'before exec: 1\nafter exec: 0\nclosed on exec: 1' ]] || fail "$OUT"
+}
+
 # A silent connection held by the kernel keeps a SYN-queue entry until the hold ends:
 # with SYN cookies off a full queue refuses new connections, the proxy's included. The
 # hold is 1 s whatever PROXYSHIM_TIMEOUT_MS, so that is how long they can keep it out.
