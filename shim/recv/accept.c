@@ -508,11 +508,20 @@ int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 	last_fd = lfd;
 	last_waits = ps_waits;
 	bool look = true;  /* at the kept connections */
+	/* A header is often a few microseconds behind its connection. A poll or select
+	 * loop walks its whole array every round: one more look at the kept connections,
+	 * before EAGAIN, is cheaper than the round that would report the header. An epoll
+	 * loop's round is cheap, so there is no such look there. */
+	bool again = false, last = false;
 	for (bool acted = false;; acted = true) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		int fd = look ? kept(lfd, &li, c, flags, addr ? *alen : 0, &ss, &sl, &acted) : -1;
 		look = true;
+		if (fd < 0 && last) {
+			errno = EAGAIN;
+			return -1;
+		}
 		if (fd < 0) {
 			int next = before_accept(lfd, &li, acted, &cl);
 			if (next < 0)
@@ -521,13 +530,19 @@ int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 				continue;
 			fd = ps_acceptors_accept(cl.accepting, lfd, (struct sockaddr *)&ss, &sl,
 						 flags | cl.extra);
+			if (fd < 0 && again && errno == EAGAIN) {
+				last = true;
+				continue;
+			}
 			if (fd < 0)
 				return fd;
-			if (admit(lfd, fd, c, &li, &ss, &sl, addr ? *alen : 0, &cl) != 0) {
+			int r = admit(lfd, fd, c, &li, &ss, &sl, addr ? *alen : 0, &cl);
+			if (r != 0) {
 				/* Closed or kept: the next one, as the caller waits. The kept ones
 				 * were looked at in this call: one decided since makes the
 				 * listener readable anew (its set wakes every wait on it). */
 				look = false;
+				again |= r > 0 && !(li.lflags & PS_LISTENER_WATCHED);
 				continue;
 			}
 			if (cl.extra)
