@@ -50,29 +50,6 @@ static bool defer_until_spoken(int lfd, const struct ps_config *c, unsigned port
 
 unsigned char ps_deferred_listeners;
 
-/* A listener the child inherits gives the shim's setting back: the program exec'd or
- * spawned may serve it without the shim, or under another policy. */
-static void undefer(int fd, const struct ps_fdinfo *info, void *ctx)
-{
-	(void)ctx;
-	int zero = 0, fl;
-	if (info->kind != PS_FD_LISTENER || !(info->lflags & PS_LISTENER_DEFERRED) ||
-	    (fl = real_fcntl(fd, F_GETFD, 0)) < 0 || (fl & FD_CLOEXEC) ||
-	    ps_fd_cookie(fd) != info->cookie)
-		return;
-	struct ps_fdinfo li = *info;
-	li.lflags &= ~PS_LISTENER_DEFERRED;
-	setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &zero, sizeof(zero));
-	ps_fd_set(fd, &li);
-	ps_log(PS_LOG_DEBUG, "fd %d: TCP_DEFER_ACCEPT given back before exec", fd);
-}
-
-void ps_listeners_undefer(void)
-{
-	if (__atomic_load_n(&ps_deferred_listeners, __ATOMIC_RELAXED))
-		ps_fd_each(undefer, NULL);
-}
-
 bool ps_listener_note(int lfd, const struct ps_config *c, bool own, struct ps_fdinfo *li)
 {
 	struct sockaddr_storage ss;
@@ -512,16 +489,12 @@ int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 	 * loop walks its whole array every round: one more look at the kept connections,
 	 * before EAGAIN, is cheaper than the round that would report the header. An epoll
 	 * loop's round is cheap, so there is no such look there. */
-	bool again = false, last = false;
+	bool again = false;
 	for (bool acted = false;; acted = true) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
 		int fd = look ? kept(lfd, &li, c, flags, addr ? *alen : 0, &ss, &sl, &acted) : -1;
 		look = true;
-		if (fd < 0 && last) {
-			errno = EAGAIN;
-			return -1;
-		}
 		if (fd < 0) {
 			int next = before_accept(lfd, &li, acted, &cl);
 			if (next < 0)
@@ -530,23 +503,28 @@ int ps_accept(int lfd, struct sockaddr *addr, socklen_t *alen, int flags)
 				continue;
 			fd = ps_acceptors_accept(cl.accepting, lfd, (struct sockaddr *)&ss, &sl,
 						 flags | cl.extra);
-			if (fd < 0 && again && errno == EAGAIN) {
-				last = true;
-				continue;
+			if (fd < 0 && again && errno == EAGAIN) {  /* the one more look */
+				fd = kept(lfd, &li, c, flags, addr ? *alen : 0, &ss, &sl, &acted);
+				if (fd < 0) {
+					errno = EAGAIN;
+					return -1;
+				}
+			} else {
+				if (fd < 0)
+					return fd;
+				int r = admit(lfd, fd, c, &li, &ss, &sl, addr ? *alen : 0, &cl);
+				if (r != 0) {
+					/* Closed or kept: the next one, as the caller waits. The
+					 * kept ones were looked at in this call: one decided since
+					 * makes the listener readable anew (its set wakes every
+					 * wait on it). */
+					look = false;
+					again |= r > 0 && !(li.lflags & PS_LISTENER_WATCHED);
+					continue;
+				}
+				if (cl.extra)
+					real_fcntl(fd, F_SETFD, 0);  /* not kept after all */
 			}
-			if (fd < 0)
-				return fd;
-			int r = admit(lfd, fd, c, &li, &ss, &sl, addr ? *alen : 0, &cl);
-			if (r != 0) {
-				/* Closed or kept: the next one, as the caller waits. The kept ones
-				 * were looked at in this call: one decided since makes the
-				 * listener readable anew (its set wakes every wait on it). */
-				look = false;
-				again |= r > 0 && !(li.lflags & PS_LISTENER_WATCHED);
-				continue;
-			}
-			if (cl.extra)
-				real_fcntl(fd, F_SETFD, 0);  /* not kept after all */
 		}
 		if (addr)
 			copy_out(addr, alen, &ss, sl);

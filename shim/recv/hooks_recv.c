@@ -61,12 +61,11 @@ PS_EXPORT int listen(int fd, int backlog)
 	struct ps_fdinfo li;
 	int was = 1;
 	socklen_t wl = sizeof(was);
-	if (c && real_getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &was, &wl) < 0)
-		was = 1;
+	bool fresh = c && real_getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &was, &wl) == 0 && !was;
 	int r = real_listen(fd, backlog);
 	if (r == 0 && c) {
 		int saved = errno;
-		ps_listener_note(fd, c, !was, &li);
+		ps_listener_note(fd, c, fresh, &li);
 		errno = saved;
 	}
 	return r;

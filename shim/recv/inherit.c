@@ -56,18 +56,21 @@ static bool start_var(struct carry *c)
 	return true;
 }
 
+/* Whether the child gets fd (not close-on-exec) and fd is still the socket info
+ * describes (a number reused behind the shim's back is not). */
+static bool reaches_child(int fd, const struct ps_fdinfo *info)
+{
+	int flags = real_fcntl(fd, F_GETFD, 0);
+	return flags >= 0 && !(flags & FD_CLOEXEC) && info->cookie &&
+	       ps_fd_cookie(fd) == info->cookie;
+}
+
 static void carry_one(int fd, const struct ps_fdinfo *info, void *ctx)
 {
 	static const char hex[] = "0123456789abcdef";
 	struct carry *c = ctx;
 	const uint8_t *b = (const uint8_t *)info;
-	if (info->kind != PS_FD_CONN && info->kind != PS_FD_HANDLED)
-		return;
-	int flags = real_fcntl(fd, F_GETFD, 0);
-	if (flags < 0 || (flags & FD_CLOEXEC))
-		return;  /* the child will not have it */
-	/* Still that socket? A number reused behind the shim's back is not carried. */
-	if (!info->cookie || ps_fd_cookie(fd) != info->cookie)
+	if ((info->kind != PS_FD_CONN && info->kind != PS_FD_HANDLED) || !reaches_child(fd, info))
 		return;
 	/* The room asked for holds PS_INHERIT_MAX entries: the rest are left out, never
 	 * written past it. */
@@ -110,6 +113,22 @@ static void unraise(int fd, const struct ps_fdinfo *info, void *ctx)
 		lowat_default(fd);
 }
 
+/* A listener the child inherits gives the shim's TCP_DEFER_ACCEPT back: the program
+ * exec'd or spawned may serve it without the shim, or under another policy. */
+static void undefer(int fd, const struct ps_fdinfo *info, void *ctx)
+{
+	(void)ctx;
+	int zero = 0;
+	if (info->kind != PS_FD_LISTENER || !(info->lflags & PS_LISTENER_DEFERRED) ||
+	    !reaches_child(fd, info))
+		return;
+	struct ps_fdinfo li = *info;
+	li.lflags &= ~PS_LISTENER_DEFERRED;
+	setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &zero, sizeof(zero));
+	ps_fd_set(fd, &li);
+	ps_log(PS_LOG_DEBUG, "fd %d: TCP_DEFER_ACCEPT given back before exec", fd);
+}
+
 size_t ps_exec_prepare(void)
 {
 	size_t n = 0;
@@ -117,7 +136,8 @@ size_t ps_exec_prepare(void)
 	 * take the header (one without the shim): the next shim raises it again. */
 	if (__atomic_load_n(&ps_inherit_pending, __ATOMIC_RELAXED))
 		ps_fd_each(unraise, NULL);
-	ps_listeners_undefer();
+	if (__atomic_load_n(&ps_deferred_listeners, __ATOMIC_RELAXED))
+		ps_fd_each(undefer, NULL);
 	if (ps_active())
 		ps_fd_each(count_one, &n);
 	if (!n)

@@ -24,10 +24,9 @@ int ps_settle(int fd, uint64_t cookie, int family, const struct ps_addr *peer,
  * own: the application's listen() made it a listener just now (not one it was handed). */
 bool ps_listener_note(int lfd, const struct ps_config *c, bool own, struct ps_fdinfo *li);
 
-/* Before an exec or spawn: listeners the child inherits lose the TCP_DEFER_ACCEPT the
- * shim set on them. */
-void ps_listeners_undefer(void);
-extern unsigned char ps_deferred_listeners;  /* the shim set it on some listener */
+/* Set once the shim gave some listener TCP_DEFER_ACCEPT (PS_LISTENER_DEFERRED): before
+ * an exec or spawn, those the child inherits get it back (shim/recv/inherit.c). */
+extern unsigned char ps_deferred_listeners;
 
 /* Set once a selected listener exists: from then on poll and select record, per
  * thread, which descriptors they reported readable (shim/hooks_recv.c). */
