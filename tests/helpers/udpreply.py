@@ -18,19 +18,14 @@ sockets of this process; the server socket is 127.0.0.1:PORT.
 Bounded: every receive times out after 5 s."""
 import os
 import socket
-import struct
 import sys
 import threading
 import time
 
-SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from udpproxy import header  # noqa: E402  (the v2 DGRAM header the test proxy writes)
+
 CLIENT = ("127.0.0.11", 0)
-
-
-def header(src, dst):
-    """A v2 PROXY header for a UDP-over-IPv4 datagram (family 0x12)."""
-    block = socket.inet_aton(src[0]) + socket.inet_aton(dst[0]) + struct.pack("!HH", src[1], dst[1])
-    return SIG + bytes([0x21, 0x12]) + struct.pack("!H", len(block)) + block
 
 
 def bound(addr, family=socket.AF_INET):
@@ -51,7 +46,7 @@ def main():
     dst = ("127.0.0.1", port)
 
     def through(proxy, payload, to=dst):
-        proxy.sendto(header(c, dst) + payload, to)
+        proxy.sendto(header(socket.AF_INET, c, dst) + payload, to)
 
     def receive(expect, sock=server):
         data, frm = sock.recvfrom(2048)

@@ -23,6 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define HELPER_NAME "udpsigmix"
+#include "udpkit.h"
+
 static int sock_b;
 static volatile sig_atomic_t handled;
 
@@ -55,16 +58,12 @@ static struct sockaddr_in local(int s)
 /* A v2 header (UDP over IPv4) from client c to server d, then one payload byte. */
 static size_t datagram(uint8_t *h, struct sockaddr_in c, struct sockaddr_in d, char payload)
 {
-	static const uint8_t sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
-					0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
-	memcpy(h, sig, 12);
-	h[12] = 0x21, h[13] = 0x12, h[14] = 0, h[15] = 12;
-	memcpy(h + 16, &c.sin_addr, 4);
-	memcpy(h + 20, &d.sin_addr, 4);
-	memcpy(h + 24, &c.sin_port, 2);
-	memcpy(h + 26, &d.sin_port, 2);
-	h[28] = (uint8_t)payload;
-	return 29;
+	struct sockaddr_storage src = {0}, dst = {0};
+	memcpy(&src, &c, sizeof(c));
+	memcpy(&dst, &d, sizeof(d));
+	size_t n = uk_v2_header(h, 0x21, &src, &dst, NULL, 0);
+	h[n] = (uint8_t)payload;
+	return n + 1;
 }
 
 static void on_alarm(int sig)
