@@ -43,6 +43,19 @@ ds_clean_env() {
 	done
 }
 
+# ds_split WORDS...: the words before the first "--" into DS_HEAD, those after it into
+# DS_TAIL (no "--": all are DS_HEAD). The wrappers here take "VAR=VALUE... -- COMMAND..."
+# this way; a caller copies both out before it calls another wrapper.
+ds_split() {
+	DS_HEAD=() DS_TAIL=()
+	while (($#)) && [[ $1 != -- ]]; do
+		DS_HEAD+=("$1")
+		shift
+	done
+	(($#)) && shift
+	DS_TAIL=("$@")
+}
+
 # ds_bg DIR NAME [VAR=VALUE...] -- COMMAND ARGS...: COMMAND in the background with the
 # environment described above, stdin from /dev/null, stdout and stderr to
 # DIR/NAME.out and DIR/NAME.err (fd 3, bats' channel, closed). Sets DS_PID. DS_STDIN
@@ -50,11 +63,9 @@ ds_clean_env() {
 ds_bg() {
 	local dir=$1 name=$2 vars=()
 	shift 2
-	while (($#)) && [[ $1 != -- ]]; do
-		vars+=("$1")
-		shift
-	done
-	shift
+	ds_split "$@"
+	vars=("${DS_HEAD[@]}")
+	set -- "${DS_TAIL[@]}"
 	ds_clean_env
 	env "${DS_ENV[@]}" "${vars[@]}" "$@" 0<>"${DS_STDIN:-/dev/null}" >"$dir/$name.out" \
 		2>"$dir/$name.err" 3>&- &
@@ -253,11 +264,9 @@ ds_nginx_conf() {
 ds_nginx_run() {
 	local dir=$1 out=$2 name=$3 port=$4 vars=()
 	shift 4
-	while (($#)) && [[ $1 != -- ]]; do
-		vars+=("$1")
-		shift
-	done
-	(($#)) && shift
+	ds_split "$@"
+	vars=("${DS_HEAD[@]}")
+	set -- "${DS_TAIL[@]}"
 	ds_bg "$out" "$name" "${vars[@]}" -- "$@" nginx -p "$dir/" -c "$dir/nginx.conf" \
 		-e "$dir/error.log"
 	local pid=$DS_PID

@@ -93,11 +93,9 @@ preload_var() { printf 'LD_PRELOAD=%s\n' "$PS_PRELOAD"; }
 # PROXYSHIM_*. Started as "${ARGV[@]}" & (a simple command), $! is the program itself.
 shim_argv() {
 	local vars=()
-	while (($#)) && [[ $1 != -- ]]; do
-		vars+=("$1")
-		shift
-	done
-	shift
+	ds_split "$@"
+	vars=("${DS_HEAD[@]}")
+	set -- "${DS_TAIL[@]}"
 	ds_clean_env
 	ARGV=(env "${DS_ENV[@]}" "$(preload_var)" "${vars[@]}" "$@")
 }
@@ -119,11 +117,9 @@ under_shim() {
 run_server() {
 	local prog=$1 secs=$2 vars=() st=0
 	shift 2
-	while (($#)) && [[ $1 != -- ]]; do
-		vars+=("$1")
-		shift
-	done
-	(($#)) && shift
+	ds_split "$@"
+	vars=("${DS_HEAD[@]}")
+	set -- "${DS_TAIL[@]}"
 	ds_bg_port "$T" server 5 "${vars[@]}" -- "$prog" -T "$secs" "$@" || st=$?
 	SERVER_PID=$DS_PID
 	PIDS+=("$SERVER_PID")

@@ -43,12 +43,8 @@ socat_quote() {
 # under the shim (env LD_PRELOAD=... VARS... PEERINFO_OUT=$T/peerinfo.out PROG ARGS).
 app_cmd() {
 	local words=(env LD_PRELOAD="${PS_PRELOAD// /:}" PEERINFO_OUT="$T/peerinfo.out") w out=""
-	while (($#)) && [[ $1 != -- ]]; do
-		words+=("$1")
-		shift
-	done
-	shift
-	words+=("$@")
+	ds_split "$@"
+	words+=("${DS_HEAD[@]}" "${DS_TAIL[@]}")
 	for w in "${words[@]}"; do
 		out+="${out:+ }$(socat_quote "$w")" || return 1
 	done

@@ -78,11 +78,9 @@ relay() {
 # no host key checks), bounded; SSH_STATUS, and the output in $T/ssh.out / ssh.err.
 ssh_run() {
 	local opts=()
-	while (($#)) && [[ $1 != -- ]]; do
-		opts+=("$1")
-		shift
-	done
-	shift
+	ds_split "$@"
+	opts=("${DS_HEAD[@]}")
+	set -- "${DS_TAIL[@]}"
 	SSH_STATUS=0
 	timeout 30 env -u LD_PRELOAD ssh -F /dev/null -T -i "$T/id" -o IdentitiesOnly=yes \
 		-o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \

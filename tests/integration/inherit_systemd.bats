@@ -17,11 +17,9 @@ DATA='hello unit'
 # (trusting $PROXY unless a VAR says otherwise) through env, as a unit's ExecStart.
 service() {
 	local vars=()
-	while (($#)) && [[ $1 != -- ]]; do
-		vars+=("$1")
-		shift
-	done
-	shift
+	ds_split "$@"
+	vars=("${DS_HEAD[@]}")
+	set -- "${DS_TAIL[@]}"
 	start_launcher env LD_PRELOAD="$PS_PRELOAD" PROXYSHIM_TRUSTED="$PROXY" \
 		PEERINFO_OUT="$T/peerinfo.out" "${vars[@]}" "$@"
 }

@@ -102,11 +102,9 @@ passed_through() {
 # shim, the proxy trusted, its lines in OUT.
 deferred() {
 	local vars=()
-	while (($#)) && [[ $1 != -- ]]; do
-		vars+=("$1")
-		shift
-	done
-	(($#)) && shift
+	ds_split "$@"
+	vars=("${DS_HEAD[@]}")
+	set -- "${DS_TAIL[@]}"
 	OUT=$(under_shim PROXYSHIM_TRUSTED=$PROXY PROXYSHIM_LOG="$T/shim.log" "${vars[@]}" -- \
 		timeout 20 /usr/bin/python3 "$BATS_TEST_DIRNAME/../helpers/deferaccept.py" "$PROXY" "$@")
 }

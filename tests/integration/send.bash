@@ -69,11 +69,9 @@ run_client() {
 run_preloaded() {
 	local name=$1 pre=$2 vars=()
 	shift 2
-	while (($#)) && [[ $1 != -- ]]; do
-		vars+=("$1")
-		shift
-	done
-	shift
+	ds_split "$@"
+	vars=("${DS_HEAD[@]}")
+	set -- "${DS_TAIL[@]}"
 	STATUS=0
 	under_preload "$pre" "${vars[@]}" -- timeout -k 2 20 "$@" \
 		>"$T/$name.out" 2>"$T/$name.err" 3>&- || STATUS=$?
