@@ -30,27 +30,35 @@ _Static_assert(sizeof(struct slot) <= 64, "a slot fits a cache line");
 static struct slot *_Atomic top[PS_FD_LIMIT / LEAF_SIZE];
 static _Atomic unsigned leaves_end;  /* one past the highest leaf ever mapped */
 
-static struct slot *slot_of(int fd, bool create)
+/* fd's slot if its leaf is mapped: the data paths' lookup, inlined. */
+static inline __attribute__((always_inline)) struct slot *slot_at(int fd)
 {
-	if (fd < 0 || (unsigned)fd >= PS_FD_LIMIT)
+	if ((unsigned)fd >= PS_FD_LIMIT)  /* negative ones too */
 		return NULL;
 	struct slot *leaf = atomic_load_explicit(&top[fd >> LEAF_BITS], memory_order_acquire);
-	if (!leaf && create) {
-		/* mmap, not malloc: safe in a signal handler and across fork. */
-		void *m = mmap(NULL, LEAF_SIZE * sizeof(struct slot), PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (m == MAP_FAILED)
-			return NULL;
-		struct slot *fresh = m;
-		if (atomic_compare_exchange_strong(&top[fd >> LEAF_BITS], &leaf, fresh)) {
-			leaf = fresh;
-			unsigned end = atomic_load(&leaves_end), mine = ((unsigned)fd >> LEAF_BITS) + 1;
-			while (end < mine && !atomic_compare_exchange_weak(&leaves_end, &end, mine))
-				;
-		} else
-			munmap(m, LEAF_SIZE * sizeof(struct slot));
-	}
 	return leaf ? &leaf[fd & (LEAF_SIZE - 1)] : NULL;
+}
+
+static struct slot *slot_of(int fd, bool create)
+{
+	struct slot *s = slot_at(fd);
+	if (s || !create || fd < 0 || (unsigned)fd >= PS_FD_LIMIT)
+		return s;
+	/* mmap, not malloc: safe in a signal handler and across fork. */
+	void *m = mmap(NULL, LEAF_SIZE * sizeof(struct slot), PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	struct slot *leaf = NULL, *fresh = m;
+	if (atomic_compare_exchange_strong(&top[fd >> LEAF_BITS], &leaf, fresh)) {
+		leaf = fresh;
+		unsigned end = atomic_load(&leaves_end), mine = ((unsigned)fd >> LEAF_BITS) + 1;
+		while (end < mine && !atomic_compare_exchange_weak(&leaves_end, &end, mine))
+			;
+	} else {
+		munmap(m, LEAF_SIZE * sizeof(struct slot));
+	}
+	return &leaf[fd & (LEAF_SIZE - 1)];
 }
 
 /* A slot's writer, in the state word: the low bits of its thread tag (shim/rt/lock.h). */
@@ -91,32 +99,40 @@ static bool write_slot(struct slot *s, const struct ps_fdinfo *info)
 	return true;
 }
 
-/* Its first n words; false if no consistent snapshot could be had. */
-static inline __attribute__((always_inline)) bool read_slot(struct slot *s,
-							   struct ps_fdinfo *out, size_t n)
+/* One try at its first n words; false if a writer was inside or came by. */
+static inline __attribute__((always_inline)) bool try_read(struct slot *s, uint64_t *w,
+							  size_t n, uint64_t *seen)
 {
-	uint64_t w[WORDS] = {0};
-	uint64_t before, after;
-	unsigned tries = 0;
-	do {
-		before = atomic_load_explicit(&s->state, memory_order_acquire);
-		for (size_t i = 0; i < n; i++)
-			w[i] = atomic_load_explicit(&s->w[i], memory_order_relaxed);
-		atomic_thread_fence(memory_order_acquire);
-		after = atomic_load_explicit(&s->state, memory_order_relaxed);
-		if ((ODD(before) || before != after) && !wait_turn(after, &tries))
-			return false;
-	} while (ODD(before) || before != after);
-	memcpy(out, w, sizeof(w));
-	return true;
+	uint64_t before = atomic_load_explicit(&s->state, memory_order_acquire);
+	for (size_t i = 0; i < n; i++)
+		w[i] = atomic_load_explicit(&s->w[i], memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire);
+	*seen = atomic_load_explicit(&s->state, memory_order_relaxed);
+	return !ODD(before) && before == *seen;
 }
 
+/* The tries after a first one failed: out of line, the common read stays short. */
+static __attribute__((noinline)) bool read_retry(struct slot *s, uint64_t *w, size_t n,
+						 uint64_t seen)
+{
+	unsigned tries = 0;
+	while (wait_turn(seen, &tries))
+		if (try_read(s, w, n, &seen))
+			return true;
+	return false;
+}
+
+/* Its first n words into out (the rest of out untouched), or zeros if no consistent
+ * snapshot could be had; whether there is an entry. */
 static inline __attribute__((always_inline)) bool get_words(int fd, struct ps_fdinfo *out,
 							   size_t n)
 {
-	struct slot *s = slot_of(fd, false);
-	if (!s || !read_slot(s, out, n))
-		memset(out, 0, sizeof(*out));
+	uint64_t w[WORDS], seen;
+	struct slot *s = slot_at(fd);
+	if (s && (try_read(s, w, n, &seen) || read_retry(s, w, n, seen)))
+		memcpy(out, w, n * sizeof(uint64_t));
+	else
+		memset(out, 0, n * sizeof(uint64_t));
 	return out->kind != PS_FD_NONE;
 }
 
@@ -146,7 +162,7 @@ void ps_fd_clear(unsigned first, unsigned last)
 	if (last >= end)
 		last = end - 1;  /* nothing recorded beyond; end 0 makes the loop empty */
 	for (unsigned fd = first; end && fd <= last; fd++) {
-		struct slot *s = slot_of((int)fd, false);
+		struct slot *s = slot_at((int)fd);
 		if (!s) {  /* no leaf: skip to the next one */
 			fd |= LEAF_SIZE - 1;
 			continue;
@@ -184,7 +200,7 @@ void ps_fd_each(void (*fn)(int fd, const struct ps_fdinfo *info, void *ctx), voi
 	unsigned end = atomic_load(&leaves_end) * LEAF_SIZE;
 	struct ps_fdinfo info;
 	for (unsigned fd = 0; fd < end; fd++) {
-		if (!slot_of((int)fd, false)) {
+		if (!slot_at((int)fd)) {
 			fd |= LEAF_SIZE - 1;
 			continue;
 		}

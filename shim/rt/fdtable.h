@@ -70,8 +70,9 @@ struct ps_fdinfo {
 /* Snapshot of fd's entry; false (and kind NONE) when nothing is recorded. */
 bool ps_fd_get(int fd, struct ps_fdinfo *out);
 
-/* Same, but only kind, flags, family, the third field and cookie (the rest zero): the
- * lighter read for data paths that need no addresses. */
+/* Same, but only kind, flags, family, the third field and cookie (the first two words;
+ * the rest of *out is not written): the lighter read for data paths that need no
+ * addresses. */
 bool ps_fd_get_head(int fd, struct ps_fdinfo *out);
 
 /* Records info for fd; false if fd is beyond the table, memory for it is lacking, or

@@ -39,10 +39,11 @@ START_TEST(test_set_get_clear)
 	ck_assert(ps_fd_set(100, &e));
 	ck_assert(ps_fd_get(100, &got));
 	ck_assert(!memcmp(&e, &got, sizeof e));
-	/* the head: the first two words, the rest zero */
+	/* the head: the first two words; the rest of the caller's struct is not written */
+	memset(&got, 0xA5, sizeof got);
 	ck_assert(ps_fd_get_head(100, &got));
 	ck_assert(!memcmp(&e, &got, offsetof(struct ps_fdinfo, cookie) + sizeof e.cookie));
-	ck_assert(got.cookie == e.cookie && got.slot == e.slot && got.src.family == 0);
+	ck_assert(got.cookie == e.cookie && got.slot == e.slot && got.src.family == 0xA5A5);
 	ck_assert(!ps_fd_get_head(99, &got) && got.kind == PS_FD_NONE);
 	ps_fd_copy(100, 101);
 	ck_assert(ps_fd_get(101, &got) && !memcmp(&e, &got, sizeof e));
