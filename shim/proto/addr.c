@@ -55,16 +55,17 @@ void ps_addr_to_v6(const struct ps_addr *a, uint8_t out[16])
 socklen_t ps_addr_to_sockaddr(const struct ps_addr *a, int sock_family,
 			      struct sockaddr_storage *out)
 {
-	memset(out, 0, sizeof(*out));
 	int mapped = a->family == AF_INET6 && ps_ip_is_v4mapped(a->ip);
 	if (sock_family == AF_INET && (a->family == AF_INET || mapped)) {
 		struct sockaddr_in *in = (struct sockaddr_in *)out;
+		memset(in, 0, sizeof(*in));
 		in->sin_family = AF_INET;
 		in->sin_port = htons(a->port);
 		memcpy(&in->sin_addr, mapped ? a->ip + 12 : a->ip, 4);
 		return sizeof(*in);
 	}
 	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)out;
+	memset(in6, 0, sizeof(*in6));
 	in6->sin6_family = AF_INET6;
 	in6->sin6_port = htons(a->port);
 	ps_addr_to_v6(a, in6->sin6_addr.s6_addr);

@@ -30,7 +30,8 @@ int ps_addr_from_sockaddr(struct ps_addr *a, const struct sockaddr *sa, socklen_
 
 /* Writes a as a sockaddr for a socket of family sock_family (AF_INET or AF_INET6):
  * IPv4 on an IPv6 socket becomes ::ffff:a.b.c.d, a v4-mapped IPv6 address on an IPv4
- * socket becomes IPv4, a true IPv6 address stays AF_INET6. Returns its length. */
+ * socket becomes IPv4, a true IPv6 address stays AF_INET6. Returns its length; *out
+ * past it is not written (a data path pays for 16 or 28 bytes, not 128). */
 socklen_t ps_addr_to_sockaddr(const struct ps_addr *a, int sock_family,
 			      struct sockaddr_storage *out);
 
