@@ -35,45 +35,68 @@ static enum ps_dgram_verdict headerless(const struct ps_config *c, struct ps_udp
 					: "no PROXY header");
 }
 
+/* A header pp_parse accepts, as the decision needs it: its length, and whether it names
+ * a datagram flow (then *src is its client). NULL, or why it is refused. */
+static const char *parsed(const uint8_t *buf, size_t len, size_t *hlen, bool *flow,
+			  struct ps_addr *src)
+{
+	struct pp_header h;
+	switch (pp_parse(buf, len, &h)) {
+	case PP_NEED_MORE:
+		return "truncated PROXY header";
+	case PP_INVALID:
+		return h.reason;
+	case PP_DONE:
+		break;
+	}
+	if (h.version == 1)
+		return "v1 header on a datagram (only v2 describes UDP)";
+	*hlen = h.len;
+	*flow = h.has_dgram_addrs;
+	*src = h.src;
+	return NULL;
+}
+
 enum ps_dgram_verdict ps_dgram_judge(const struct ps_config *c, struct ps_udpmap *m,
 				     int sock_family, const struct ps_addr *real,
 				     const uint8_t *buf, size_t len, uint64_t now_ms,
 				     bool commit, struct ps_dgram *out)
 {
-	struct pp_header h;
-	*out = (struct ps_dgram){0};
+	/* Only the fields every verdict defines: the rest is written where it is meant. */
+	out->learned = out->evicted = false;
+	out->off = 0;
+	out->why = NULL;
 	/* A datagram is whole: a signature prefix cut short is payload, not a header. */
-	bool sig = pp_signature(buf, len) == 1;
 	if (!ps_netlist_match(&c->trusted, real)) {
-		if (sig && c->untrusted == PS_UNTRUSTED_REJECT)
+		if (c->untrusted == PS_UNTRUSTED_REJECT && pp_signature(buf, len) == 1)
 			return refuse(out, "PROXY header from an untrusted source");
 		return deliver(out, 0, real);
 	}
-	if (!sig)
-		return headerless(c, m, real, now_ms, commit, out);
-	switch (pp_parse(buf, len, &h)) {
-	case PP_NEED_MORE:
-		return refuse(out, "truncated PROXY header");
-	case PP_INVALID:
-		return refuse(out, h.reason);
-	case PP_DONE:
-		break;
+	struct ps_addr from;
+	size_t hlen;
+	bool flow = true;
+	/* The header nearly every proxy sends is read in place; the rest goes to pp_parse. */
+	if (!pp_parse_dgram_plain(buf, len, &from, &hlen)) {
+		if (pp_signature(buf, len) != 1)
+			return headerless(c, m, real, now_ms, commit, out);
+		const char *why = parsed(buf, len, &hlen, &flow, &from);
+		if (why)
+			return refuse(out, why);
+		if (!flow)
+			from = *real;
 	}
-	if (h.version == 1)
-		return refuse(out, "v1 header on a datagram (only v2 describes UDP)");
-	struct ps_addr from = *real;
-	if (h.has_dgram_addrs) {
-		from = h.src;
+	if (flow) {
 		ps_addr_unmap(&from);
 		if (sock_family == AF_INET && from.family == AF_INET6)
 			return refuse(out, "IPv6 client on an IPv4 socket");
 		if (commit && m) {
+			out->from = from;  /* the learned client, also for a header alone */
 			out->evicted = ps_udpmap_learn(m, real, &from, c->udp_first, now_ms,
 						       c->udp_idle_ms, &out->gone);
 			out->learned = true;
 		}
 	}
-	if (c->udp_first && h.len == len)
+	if (c->udp_first && hlen == len)
 		return PS_DGRAM_ABSORB;
-	return deliver(out, h.len, &from);
+	return deliver(out, hlen, &from);
 }

@@ -17,11 +17,11 @@ enum ps_dgram_verdict {
 
 struct ps_dgram {
 	size_t off;             /* DELIVER: where the payload starts */
-	struct ps_addr from;    /* DELIVER: the sender to report */
+	struct ps_addr from;    /* DELIVER, and when learned: the sender to report */
 	const char *why;        /* DROP */
-	bool learned;           /* DELIVER: m now maps 'from' to the real sender */
+	bool learned;           /* m now maps 'from' to the real sender (DELIVER or ABSORB) */
 	bool evicted;           /* a full flow table forgot 'gone' to learn this flow */
-	struct ps_udpflow gone;
+	struct ps_udpflow gone; /* only when evicted */
 };
 
 /* Judges buf[0, len) from real sender 'real' (v4-mapped already unmapped) on a socket

@@ -50,6 +50,12 @@ struct pp_header {
  * PP_INVALID; an empty buffer is PP_NEED_MORE with need 1. */
 enum pp_status pp_parse(const uint8_t *buf, size_t len, struct pp_header *h);
 
+/* The datagram header nearly every proxy sends, read in place: v2, PROXY, UDP over
+ * IPv4 or IPv6, no TLVs. true when buf starts with one, with its source (the client) and
+ * its length: what pp_parse would report for it. false for anything else, which is then
+ * pp_parse's to judge. */
+bool pp_parse_dgram_plain(const uint8_t *buf, size_t len, struct ps_addr *src, size_t *hlen);
+
 /* 1 if the first len bytes (len may be short) are consistent with a signature and
  * at least sig_len bytes of it have arrived; 0 if the bytes cannot start a header;
  * -1 if too few bytes to tell. v1 signature "PROXY" (5), v2 the 12-byte one. */

@@ -354,6 +354,23 @@ static enum pp_status parse_v2(const uint8_t *buf, size_t len, struct pp_header 
 	return PP_DONE;
 }
 
+bool pp_parse_dgram_plain(const uint8_t *buf, size_t len, struct ps_addr *src, size_t *hlen)
+{
+	/* Bytes 12-15: PROXY command, the family, a length that is the block alone. */
+	if (len < PP_V2_FIXED + 12 || memcmp(buf, v2_sig, sizeof(v2_sig)) || buf[12] != 0x21 ||
+	    buf[14] != 0)
+		return false;
+	size_t alen = buf[13] == 0x12 && buf[15] == 12 ? 4 : buf[13] == 0x22 && buf[15] == 36 ? 16 : 0;
+	if (!alen || len < PP_V2_FIXED + 2 * alen + 4)  /* two addresses, two ports */
+		return false;
+	memset(src, 0, sizeof(*src));
+	src->family = alen == 4 ? AF_INET : AF_INET6;
+	memcpy(src->ip, buf + PP_V2_FIXED, alen);
+	src->port = (uint16_t)be16(buf + PP_V2_FIXED + 2 * alen);
+	*hlen = PP_V2_FIXED + (size_t)buf[15];
+	return true;
+}
+
 enum pp_status pp_parse(const uint8_t *buf, size_t len, struct pp_header *h)
 {
 	memset(h, 0, sizeof(*h));

@@ -929,6 +929,51 @@ START_TEST(test_build_roundtrip)
 }
 END_TEST
 
+/* ---- the datagram fast path ------------------------------------------------------ */
+
+/* pp_parse_dgram_plain against pp_parse: whatever it accepts, pp_parse reads the same
+ * way; every TLV-free v2 PROXY UDP header pp_parse accepts, it accepts too. */
+static void agree(const uint8_t *b, size_t len)
+{
+	struct pp_header h;
+	struct ps_addr src;
+	size_t hlen = 0;
+	bool fast = pp_parse_dgram_plain(b, len, &src, &hlen);
+	bool full = pp_parse(b, len, &h) == PP_DONE && h.version == 2 &&
+		    h.command == PP_CMD_PROXY && h.has_dgram_addrs;
+	ck_assert_msg(fast == (full && h.tlv_len == 0), "len %zu: fast %d, full %d (tlv %zu)",
+		      len, fast, full, full ? h.tlv_len : 0);
+	if (fast)
+		ck_assert(hlen == h.len && !memcmp(&src, &h.src, sizeof src));
+}
+
+START_TEST(test_dgram_plain_agrees)
+{
+	static const char *const ips[][2] = {{"192.0.2.1", "198.51.100.1"},
+					     {"2001:db8::1", "2001:db8::2"}};
+	struct ps_addr s = mkaddr(ips[_i][0], 53124), d = mkaddr(ips[_i][1], 53);
+	uint8_t base[128], b[128];
+	size_t n = pp_build_v2_dgram(base, sizeof base, &s, &d);
+	ck_assert(n == (_i ? 52u : 28u));
+	memcpy(base + n, "payload", 7);
+	for (size_t len = 0; len <= n + 7; len++)  /* every cut, whole header or not */
+		agree(base, len);
+	for (size_t k = 0; k < n; k++)  /* every byte of the header, every value */
+		for (unsigned v = 0; v < 256; v++) {
+			memcpy(b, base, n + 7);
+			b[k] = (uint8_t)v;
+			agree(b, n + 7);
+			agree(b, n);
+		}
+	/* A TLV after the block (a NOOP): pp_parse's, not the fast path's. */
+	memcpy(b, base, n);
+	b[15] = (uint8_t)(b[15] + 3);
+	memcpy(b + n, "\x04\x00\x00", 3);
+	agree(b, n + 3);
+	ck_assert(!pp_parse_dgram_plain(b, n + 3, &s, &n));
+}
+END_TEST
+
 /* ---- suite -------------------------------------------------------------------- */
 
 int main(void)
@@ -949,5 +994,6 @@ int main(void)
 	add_loop(s, "crc32c example", test_crc32c_example_header, 1);
 	add_loop(s, "crc32c reference", test_crc32c_vs_reference, 1);
 	add_loop(s, "builders", test_build_roundtrip, N(build_cases));
+	add_loop(s, "datagram fast path", test_dgram_plain_agrees, 2);
 	return run_suite(s);
 }

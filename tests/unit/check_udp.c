@@ -410,6 +410,8 @@ START_TEST(test_judge_first_flow)
 	ck_assert_uint_eq(m->count, 0);
 	ck_assert_int_eq(ps_dgram_judge(&cfg, m, AF_INET6, &px, buf, hl, 0, true, &d), PS_DGRAM_ABSORB);
 	ck_assert_uint_eq(m->count, 1);
+	/* the learned flow names its client (the reply cache is filled from it) */
+	ck_assert(d.learned && same_addr(&d.from, &c));
 	memcpy(buf, "query", 5);
 	ck_assert_int_eq(ps_dgram_judge(&cfg, m, AF_INET6, &px, buf, 5, 200, true, &d), PS_DGRAM_DELIVER);
 	ck_assert(same_addr(&d.from, &c) && d.off == 0);
