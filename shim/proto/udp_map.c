@@ -12,12 +12,13 @@
 
 static uint32_t hash(const struct ps_addr *a)
 {
+	uint32_t w[4];
 	uint64_t h = 0x9E3779B97F4A7C15ull ^ a->port ^ (uint64_t)a->family << 16;
-	for (int i = 0; i < (a->family == AF_INET ? 4 : 16); i += 4) {
-		uint32_t w;
-		memcpy(&w, a->ip + i, 4);
-		h = (h ^ w) * 0xFF51AFD7ED558CCDull;
-	}
+	memcpy(w, a->ip, sizeof(w));
+	h = (h ^ w[0]) * 0xFF51AFD7ED558CCDull;
+	if (a->family != AF_INET)  /* unrolled: IPv4 is one word */
+		for (int i = 1; i < 4; i++)
+			h = (h ^ w[i]) * 0xFF51AFD7ED558CCDull;
 	return (uint32_t)(h >> 32);
 }
 

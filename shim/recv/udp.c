@@ -74,6 +74,8 @@ static inline struct udp_sock *slot(uint32_t i)
 {
 	if (i >= __atomic_load_n(&nslots, __ATOMIC_ACQUIRE))
 		return &no_slot;
+	if (i < SEG0)  /* the first segment: every socket of most servers */
+		return &__atomic_load_n(&segs[0], __ATOMIC_ACQUIRE)[i];
 	uint32_t k = seg_of(i);
 	return &__atomic_load_n(&segs[k], __ATOMIC_ACQUIRE)[i - SEG0 * ((1u << k) - 1)];
 }
@@ -413,6 +415,7 @@ static enum ps_dgram_verdict judge(int fd, const struct ps_fdinfo *e, const uint
 	struct udp_sock *s = slot(e->slot);
 	struct ps_addr real;
 	if (ps_addr_from_sockaddr(&real, (const struct sockaddr *)from, fromlen) < 0) {
+		d->learned = d->evicted = false;
 		d->why = "no sender address";
 		return PS_DGRAM_DROP;
 	}
