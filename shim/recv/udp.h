@@ -36,7 +36,8 @@ static inline bool ps_udp_get(int fd, struct ps_fdinfo *e)
 	return ps_udp_on && ps_fd_get(fd, e) && e->kind == PS_FD_UDP;
 }
 
-/* The same for the data path (receives and sends): fd's entry without its addresses. */
+/* The same for the data path (receives and sends): only the head of fd's entry (the
+ * rest of *e is not written), for the functions below that read no addresses. */
 static inline bool ps_udp_head(int fd, struct ps_fdinfo *e)
 {
 	return ps_udp_on && ps_fd_get_head(fd, e) && e->kind == PS_FD_UDP;
@@ -59,7 +60,8 @@ socklen_t ps_udp_reroute(const struct ps_fdinfo *e, const struct sockaddr *dst,
 int ps_udp_sendmmsg(int fd, const struct ps_fdinfo *e, struct mmsghdr *v, unsigned n,
 		    int flags);
 
-/* connect() on selected socket fd: to the proxy of a mapped client. */
+/* connect() on selected socket fd: to the proxy of a mapped client. e must be the
+ * whole entry (ps_udp_get, not ps_udp_head): it is stored back with the client. */
 int ps_udp_connect(int fd, const struct ps_fdinfo *e, const struct sockaddr *dst,
 		   socklen_t len);
 
