@@ -301,16 +301,22 @@ static enum pp_status v2_local(const uint8_t *buf, int block, size_t total,
 	return PP_DONE;
 }
 
+/* Endpoint i (0 source, 1 destination) of an inet address block of family fam (0x1X
+ * IPv4, 0x2X IPv6): both addresses, then both ports. */
+static void v2_endpoint(const uint8_t *blk, uint8_t fam, size_t i, struct ps_addr *a)
+{
+	size_t alen = fam >> 4 == 1 ? 4 : 16;
+	memset(a, 0, sizeof(*a));
+	a->family = alen == 4 ? AF_INET : AF_INET6;
+	memcpy(a->ip, blk + i * alen, alen);
+	a->port = (uint16_t)be16(blk + 2 * alen + 2 * i);
+}
+
 /* fam is 0x11/0x12 (IPv4) or 0x21/0x22 (IPv6); the transport decides which flag. */
 static void v2_addrs(const uint8_t *blk, uint8_t fam, struct pp_header *h)
 {
-	bool v4 = fam >> 4 == 1;
-	size_t alen = v4 ? 4 : 16;
-	h->src.family = h->dst.family = v4 ? AF_INET : AF_INET6;
-	memcpy(h->src.ip, blk, alen);
-	memcpy(h->dst.ip, blk + alen, alen);
-	h->src.port = (uint16_t)be16(blk + 2 * alen);
-	h->dst.port = (uint16_t)be16(blk + 2 * alen + 2);
+	v2_endpoint(blk, fam, 0, &h->src);
+	v2_endpoint(blk, fam, 1, &h->dst);
 	h->has_addrs = (fam & 0x0F) == 1;
 	h->has_dgram_addrs = (fam & 0x0F) == 2;
 }
@@ -356,18 +362,15 @@ static enum pp_status parse_v2(const uint8_t *buf, size_t len, struct pp_header 
 
 bool pp_parse_dgram_plain(const uint8_t *buf, size_t len, struct ps_addr *src, size_t *hlen)
 {
-	/* Bytes 12-15: PROXY command, the family, a length that is the block alone. */
-	if (len < PP_V2_FIXED + 12 || memcmp(buf, v2_sig, sizeof(v2_sig)) || buf[12] != 0x21 ||
-	    buf[14] != 0)
+	/* Bytes 12-15: PROXY command, UDP over IPv4 or IPv6, a length that is the block alone. */
+	if (len < PP_V2_FIXED || memcmp(buf, v2_sig, sizeof(v2_sig)) || buf[12] != 0x21 ||
+	    (buf[13] != 0x12 && buf[13] != 0x22))
 		return false;
-	size_t alen = buf[13] == 0x12 && buf[15] == 12 ? 4 : buf[13] == 0x22 && buf[15] == 36 ? 16 : 0;
-	if (!alen || len < PP_V2_FIXED + 2 * alen + 4)  /* two addresses, two ports */
+	size_t block = (size_t)v2_block_size(buf[13]);
+	if (be16(buf + 14) != block || len < PP_V2_FIXED + block)
 		return false;
-	memset(src, 0, sizeof(*src));
-	src->family = alen == 4 ? AF_INET : AF_INET6;
-	memcpy(src->ip, buf + PP_V2_FIXED, alen);
-	src->port = (uint16_t)be16(buf + PP_V2_FIXED + 2 * alen);
-	*hlen = PP_V2_FIXED + (size_t)buf[15];
+	v2_endpoint(buf + PP_V2_FIXED, buf[13], 0, src);
+	*hlen = PP_V2_FIXED + block;
 	return true;
 }
 
