@@ -74,8 +74,6 @@ static inline struct udp_sock *slot(uint32_t i)
 {
 	if (i >= __atomic_load_n(&nslots, __ATOMIC_ACQUIRE))
 		return &no_slot;
-	if (i < SEG0)  /* the first segment: every socket of most servers */
-		return &__atomic_load_n(&segs[0], __ATOMIC_ACQUIRE)[i];
 	uint32_t k = seg_of(i);
 	return &__atomic_load_n(&segs[k], __ATOMIC_ACQUIRE)[i - SEG0 * ((1u << k) - 1)];
 }

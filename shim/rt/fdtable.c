@@ -42,7 +42,7 @@ static inline __attribute__((always_inline)) struct slot *slot_at(int fd)
 static struct slot *slot_of(int fd, bool create)
 {
 	struct slot *s = slot_at(fd);
-	if (s || !create || fd < 0 || (unsigned)fd >= PS_FD_LIMIT)
+	if (s || !create || (unsigned)fd >= PS_FD_LIMIT)  /* negative ones too */
 		return s;
 	/* mmap, not malloc: safe in a signal handler and across fork. */
 	void *m = mmap(NULL, LEAF_SIZE * sizeof(struct slot), PROT_READ | PROT_WRITE,
